@@ -1,0 +1,1 @@
+"""Flask admin for sfcti."""

@@ -1,0 +1,1 @@
+"""Core of sfcti: phone numbers, Salesforce client, resolver, storage, errors, alerts, jobs (no Flask, no pluggy)."""
