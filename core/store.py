@@ -1,0 +1,498 @@
+"""The instance folder: one SQLite database (through sqlite-utils) and the key for stored secrets.
+
+``Store(home)`` is shared by the host plugin, the admin and the CLI, from many threads and from
+several processes at once:
+
+- ``home/sfcti.db`` in WAL mode with a 30 s busy timeout; one connection per thread (and per
+  process: a forked child opens its own);
+- versioned migrations through ``PRAGMA user_version``, each applied once inside
+  ``BEGIN IMMEDIATE`` so two processes starting together never both migrate;
+- ``home/secret.key``: a Fernet key, mode 0600, created atomically (two processes racing end with
+  the same key);
+- small helpers for the tables this module owns (contacts, no_match, api_usage). The other tables
+  are created here and written by their owners (see docs/architecture.md).
+
+All timestamps are ISO-8601 UTC strings as produced by :func:`now_iso`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import pathlib
+import sqlite3
+import threading
+import time
+from typing import Callable, Iterator
+
+import sqlite_utils
+from cryptography.fernet import Fernet, InvalidToken
+
+DB_NAME = "sfcti.db"
+KEY_NAME = "secret.key"
+BUSY_TIMEOUT_MS = 30_000
+
+CONTACT_COLUMNS = (
+    "e164", "object", "record_id", "company", "person", "record_url", "last_modified", "fetched_at",
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# exceptions: the docstring is the message
+# ---------------------------------------------------------------------------------------------
+
+class StoreError(Exception):
+    "The instance folder could not be used."
+
+    def __init__(self, message: str | None = None):
+        super().__init__(message or self.__doc__)
+
+
+class InvalidSecretKey(StoreError):
+    "The secret key file (secret.key) is not a valid Fernet key; restore it from a backup or remove it and enter the secrets again."
+
+
+class SecretNotDecryptable(StoreError):
+    "A stored secret cannot be decrypted with the key in secret.key; enter it again."
+
+
+class UnknownContactField(StoreError):
+    "Unknown contact field."
+
+
+# ---------------------------------------------------------------------------------------------
+# time helpers
+# ---------------------------------------------------------------------------------------------
+
+def now_iso(at: dt.datetime | None = None) -> str:
+    """The UTC time ``at`` (default: now) as an ISO-8601 string with microseconds.
+
+    Every timestamp in the database uses this one format, so strings compare like times.
+    Naive datetimes are taken as UTC.
+    """
+    at = at or dt.datetime.now(dt.timezone.utc)
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=dt.timezone.utc)
+    return at.astimezone(dt.timezone.utc).isoformat(timespec="microseconds")
+
+
+def utc_day(at: dt.datetime | None = None) -> str:
+    """The UTC day (YYYY-MM-DD) of ``at`` (default: now)."""
+    return now_iso(at)[:10]
+
+
+# ---------------------------------------------------------------------------------------------
+# migrations: append only, never edit a released one
+# ---------------------------------------------------------------------------------------------
+
+def _migration_1(db: sqlite_utils.Database) -> None:
+    """Every table of docs/architecture.md."""
+    tables = {
+        "settings": ({"name": str, "value": str, "encrypted": int}, "name"),
+        "contacts": ({"e164": str, "object": str, "record_id": str, "company": str, "person": str,
+                      "record_url": str, "last_modified": str, "fetched_at": str}, "e164"),
+        "no_match": ({"e164": str, "until": str}, "e164"),
+        "api_usage": ({"day": str, "own_calls": int, "org_used": int, "org_max": int,
+                       "updated_at": str, "by_kind": str}, "day"),
+        "error_log": ({"id": int, "first_at": str, "last_at": str, "integration": str,
+                       "operation": str, "code": str, "message": str, "detail": str,
+                       "call_id": str, "count": int, "open": int}, "id"),
+        "calls": ({"call_id": str, "direction": str, "remote_number": str, "e164": str,
+                   "display_number": str, "local_number": str, "agent_id": str, "started_at": str,
+                   "ended_at": str, "answered": int, "duration_seconds": float, "status": str,
+                   "label": str, "company": str, "person": str, "object": str, "record_id": str,
+                   "record_url": str, "recorded_at": str, "registered_at": str}, "call_id"),
+        "registration_queue": ({"e164": str, "day": str, "queued_at": str, "attempts": int,
+                                "last_error": str}, "e164"),
+        "job_runs": ({"job": str, "day": str, "started_at": str, "finished_at": str,
+                      "holder": str, "lease_until": str}, "job"),
+        "refetch_locks": ({"e164": str, "at": str}, "e164"),
+        "outbox": ({"id": int, "created_at": str, "recipients": str, "subject": str, "body": str,
+                    "attempts": int, "next_attempt_at": str, "sent_at": str, "last_error": str}, "id"),
+        "alert_state": ({"kind": str, "started_at": str, "last_mail_at": str,
+                         "recovered_at": str}, "kind"),
+        "admin_users": ({"username": str, "password_hash": str, "created_at": str}, "username"),
+        "login_attempts": ({"key": str, "failures": int, "last_at": str}, "key"),
+    }
+    defaults = {
+        "settings": {"encrypted": 0},
+        "api_usage": {"own_calls": 0, "by_kind": "{}"},
+        "error_log": {"count": 1, "open": 1},
+        "registration_queue": {"attempts": 0},
+        "outbox": {"attempts": 0},
+        "login_attempts": {"failures": 0},
+    }
+    for name, (columns, pk) in tables.items():
+        db[name].create(columns, pk=pk, defaults=defaults.get(name), if_not_exists=True)
+    indexes = [
+        ("error_log", ["last_at"]), ("error_log", ["code"]),
+        ("error_log", ["integration", "last_at"]),
+        ("calls", ["started_at"]), ("calls", ["e164"]), ("calls", ["registered_at"]),
+        ("contacts", ["fetched_at"]),
+        ("no_match", ["until"]),
+        ("registration_queue", ["day"]),
+        ("outbox", ["sent_at", "next_attempt_at"]),
+    ]
+    for table, columns in indexes:
+        db[table].create_index(columns, if_not_exists=True)
+    # one open incident per (integration, operation, code): repeats raise its count
+    db.execute(
+        "CREATE UNIQUE INDEX IF NOT EXISTS error_log_open_incident "
+        "ON error_log (integration, operation, code) WHERE open = 1"
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1]
+
+
+# ---------------------------------------------------------------------------------------------
+# the store
+# ---------------------------------------------------------------------------------------------
+
+class Store:
+    """The instance folder ``home``: database, secret key and table helpers.
+
+    Creating a Store creates the folder if missing, opens the database, switches it to WAL and
+    applies pending migrations. Safe to share between threads; each thread (and process) gets
+    its own connection.
+
+    :raises StoreError: when the folder cannot be created or the database cannot be opened
+    """
+
+    def __init__(self, home: str | os.PathLike):
+        self.home = pathlib.Path(home).expanduser().absolute()
+        try:
+            self.home.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"Cannot create the instance folder {self.home}: {exc}") from exc
+        self.db_path = self.home / DB_NAME
+        self.key_path = self.home / KEY_NAME
+        self._local = threading.local()
+        self._fernet: Fernet | None = None
+        self._fernet_lock = threading.Lock()
+        self._migrate()
+
+    def __repr__(self) -> str:
+        return f"<Store {self.home}>"
+
+    # -- connections ---------------------------------------------------------------------------
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """This thread's ``sqlite_utils.Database`` (opened on first use)."""
+        local = self._local
+        if getattr(local, "pid", None) != os.getpid():
+            local.db = self._open()
+            local.pid = os.getpid()
+        return local.db
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """This thread's raw ``sqlite3.Connection`` (the one behind :attr:`db`)."""
+        return self.db.conn
+
+    def _open(self) -> sqlite_utils.Database:
+        """Open a connection in driver autocommit mode: transactions are always explicit."""
+        conn = sqlite3.connect(
+            str(self.db_path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+            check_same_thread=False,
+        )
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        return sqlite_utils.Database(conn, execute_plugins=False)
+
+    def close(self) -> None:
+        """Close this thread's connection (others close when their thread ends)."""
+        local = self._local
+        if getattr(local, "pid", None) == os.getpid():
+            local.db.close()
+        local.__dict__.clear()
+
+    def _enable_wal(self) -> None:
+        conn = self.conn
+        for attempt in range(200):
+            try:
+                mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+                if mode.lower() != "wal":
+                    conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                time.sleep(0.05)
+        raise StoreError(f"Cannot switch {self.db_path} to WAL mode: the database stays locked.")
+
+    # -- migrations ----------------------------------------------------------------------------
+
+    @property
+    def schema_version(self) -> int:
+        """The applied migration count (``PRAGMA user_version``)."""
+        return self.conn.execute("PRAGMA user_version").fetchone()[0]
+
+    def _migrate(self) -> None:
+        """Apply every pending migration, each once, in its own ``BEGIN IMMEDIATE`` transaction."""
+        try:
+            self._enable_wal()
+            for version, migration in enumerate(MIGRATIONS, start=1):
+                if self.schema_version >= version:
+                    continue
+                with self.transaction() as db:
+                    # re-read under the write lock: another process may have just migrated
+                    if self.schema_version < version:
+                        migration(db)
+                        db.execute(f"PRAGMA user_version = {version}")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"Cannot open the database {self.db_path}: {exc}") from exc
+
+    # -- transactions --------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite_utils.Database]:
+        """``with store.transaction() as db:`` runs the block in ``BEGIN IMMEDIATE`` ... ``COMMIT``.
+
+        The write lock is taken at the start (waiting up to the busy timeout), so read-then-write
+        blocks are safe across threads and processes. Any exception rolls back and propagates.
+        Nested use joins the outer transaction through a savepoint.
+
+        :raises sqlite3.OperationalError: "database is locked" after the busy timeout
+        """
+        db = self.db
+        if db.conn.in_transaction:
+            with db.atomic():
+                yield db
+            return
+        db.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            if db.conn.in_transaction:
+                db.conn.execute("ROLLBACK")
+            raise
+        else:
+            try:
+                db.conn.execute("COMMIT")
+            except BaseException:
+                if db.conn.in_transaction:
+                    db.conn.execute("ROLLBACK")
+                raise
+
+    # -- secrets -------------------------------------------------------------------------------
+
+    @property
+    def fernet(self) -> Fernet:
+        """The Fernet built from ``secret.key`` (created on first use).
+
+        :raises InvalidSecretKey: when the key file holds something that is not a Fernet key
+        """
+        if self._fernet is None:
+            with self._fernet_lock:
+                if self._fernet is None:
+                    key = self._read_or_create_key()
+                    try:
+                        self._fernet = Fernet(key)
+                    except ValueError as exc:
+                        raise InvalidSecretKey() from exc
+        return self._fernet
+
+    def _read_or_create_key(self) -> bytes:
+        """Read ``secret.key``; create it first when missing, atomically and with mode 0600.
+
+        The key is written to a private temporary file and hard-linked into place: the link
+        fails if another process won the race, and then the winner's (complete) key is read.
+        """
+        try:
+            return self._read_key()
+        except FileNotFoundError:
+            pass
+        tmp = self.home / f".{KEY_NAME}.{os.getpid()}.{threading.get_ident()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(Fernet.generate_key())
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o600)
+            try:
+                os.link(tmp, self.key_path)
+            except FileExistsError:
+                pass
+            except OSError:  # file systems without hard links: exclusive create instead
+                self._create_key_exclusive(tmp.read_bytes())
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        return self._read_key()
+
+    def _create_key_exclusive(self, key: bytes) -> None:
+        try:
+            fd = os.open(self.key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return
+        with os.fdopen(fd, "wb") as f:
+            f.write(key)
+
+    def _read_key(self) -> bytes:
+        """The key bytes; waits briefly for a key another process is still writing."""
+        for attempt in range(100):
+            key = self.key_path.read_bytes().strip()
+            if key:
+                return key
+            time.sleep(0.02)
+        raise InvalidSecretKey()
+
+    def encrypt(self, plaintext: str) -> str:
+        """``plaintext`` encrypted with the instance key (a Fernet token, ASCII)."""
+        return self.fernet.encrypt(plaintext.encode("utf-8")).decode("ascii")
+
+    def decrypt(self, token: str) -> str:
+        """The plaintext of a token made by :meth:`encrypt`.
+
+        :raises SecretNotDecryptable: when the token is damaged or was made with another key
+        """
+        try:
+            return self.fernet.decrypt(token.encode("ascii")).decode("utf-8")
+        except (InvalidToken, UnicodeError, ValueError) as exc:
+            raise SecretNotDecryptable() from exc
+
+    # -- contacts ------------------------------------------------------------------------------
+
+    def upsert_contact(self, e164: str, object: str | None = None, record_id: str | None = None,
+                       company: str | None = None, person: str | None = None,
+                       record_url: str | None = None, last_modified: str | None = None,
+                       fetched_at: str | None = None) -> dict:
+        """Insert or replace the registered contact for ``e164``; returns the stored row.
+
+        ``fetched_at`` defaults to now. Registering a number also forgets its no-match entry.
+        """
+        row = {"e164": e164, "object": object, "record_id": record_id, "company": company,
+               "person": person, "record_url": record_url, "last_modified": last_modified,
+               "fetched_at": fetched_at or now_iso()}
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO contacts (e164, object, record_id, company, person, "
+                "record_url, last_modified, fetched_at) VALUES (:e164, :object, :record_id, "
+                ":company, :person, :record_url, :last_modified, :fetched_at)", row,
+            )
+            db.execute("DELETE FROM no_match WHERE e164 = ?", [e164])
+        return row
+
+    def get_contact(self, e164: str) -> dict | None:
+        """The registered contact for ``e164`` as a dict, or None. Hot path: one indexed read."""
+        cursor = self.conn.execute(
+            "SELECT e164, object, record_id, company, person, record_url, last_modified, "
+            "fetched_at FROM contacts WHERE e164 = ?", (e164,),
+        )
+        row = cursor.fetchone()
+        return dict(zip(CONTACT_COLUMNS, row)) if row else None
+
+    def _contact_filter(self, search: str | None) -> tuple[str, list]:
+        if not search:
+            return "", []
+        pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        where = (" WHERE e164 LIKE :p ESCAPE '\\' OR company LIKE :p ESCAPE '\\' "
+                 "OR person LIKE :p ESCAPE '\\'")
+        return where, {"p": pattern}
+
+    def list_contacts(self, limit: int = 50, offset: int = 0, search: str | None = None) -> list[dict]:
+        """Registered contacts, most recently fetched first; ``search`` matches number, company
+        or person (substring, LIKE wildcards taken literally)."""
+        where, params = self._contact_filter(search)
+        params = dict(params or {}, limit=int(limit), offset=int(offset))
+        sql = (f"SELECT * FROM contacts{where} ORDER BY fetched_at DESC, e164 "
+               "LIMIT :limit OFFSET :offset")
+        return list(self.db.query(sql, params))
+
+    def count_contacts(self, search: str | None = None) -> int:
+        """How many contacts :meth:`list_contacts` would page through."""
+        where, params = self._contact_filter(search)
+        return self.conn.execute(f"SELECT count(*) FROM contacts{where}", params or {}).fetchone()[0]
+
+    def delete_contact(self, e164: str) -> bool:
+        """Remove the registered contact; True when there was one."""
+        with self.transaction() as db:
+            return db.execute("DELETE FROM contacts WHERE e164 = ?", [e164]).rowcount > 0
+
+    # -- no-match cache ------------------------------------------------------------------------
+
+    def remember_no_match(self, e164: str, ttl_seconds: float) -> None:
+        """Remember that ``e164`` matched nothing, for ``ttl_seconds`` (<= 0 remembers nothing)."""
+        if ttl_seconds <= 0:
+            return
+        until = now_iso(dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=ttl_seconds))
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO no_match (e164, until) VALUES (?, ?)", [e164, until])
+
+    def is_remembered_no_match(self, e164: str) -> bool:
+        """True while a remembered no-match for ``e164`` has not expired. Hot path."""
+        row = self.conn.execute(
+            "SELECT 1 FROM no_match WHERE e164 = ? AND until > ?", (e164, now_iso())
+        ).fetchone()
+        return row is not None
+
+    def forget_no_match(self, e164: str | None = None) -> int:
+        """Forget the no-match for ``e164`` (None: forget all expired ones); returns rows removed."""
+        with self.transaction() as db:
+            if e164 is None:
+                return db.execute("DELETE FROM no_match WHERE until <= ?", [now_iso()]).rowcount
+            return db.execute("DELETE FROM no_match WHERE e164 = ?", [e164]).rowcount
+
+    # -- API usage -----------------------------------------------------------------------------
+
+    def count_api_call(self, kind: str = "rest", n: int = 1) -> None:
+        """Add ``n`` calls of ``kind`` to today's (UTC) count.
+
+        ``own_calls`` counts what Salesforce counts against the daily limit: every kind but
+        ``"login"``. ``by_kind`` keeps the breakdown (``{"rest": 12, "login": 1}``).
+        """
+        day, now = utc_day(), now_iso()
+        own = 0 if kind == "login" else n
+        with self.transaction() as db:
+            row = db.execute("SELECT by_kind FROM api_usage WHERE day = ?", [day]).fetchone()
+            by_kind = _json_dict(row[0] if row else None)
+            by_kind[kind] = by_kind.get(kind, 0) + n
+            db.execute(
+                "INSERT INTO api_usage (day, own_calls, by_kind, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(day) DO UPDATE SET own_calls = coalesce(own_calls, 0) + excluded.own_calls, "
+                "by_kind = excluded.by_kind, updated_at = excluded.updated_at",
+                [day, own, json.dumps(by_kind, sort_keys=True), now],
+            )
+
+    def record_org_usage(self, used: int, max: int) -> None:
+        """Record the org-wide usage read from ``Sforce-Limit-Info`` (``api-usage=used/max``)."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO api_usage (day, own_calls, org_used, org_max, updated_at) "
+                "VALUES (?, 0, ?, ?, ?) ON CONFLICT(day) DO UPDATE SET org_used = excluded.org_used, "
+                "org_max = excluded.org_max, updated_at = excluded.updated_at",
+                [utc_day(), int(used), int(max), now_iso()],
+            )
+
+    def api_usage(self, day: str | dt.date | None = None) -> dict:
+        """Usage for ``day`` (UTC, default today): ``{"day", "own_calls", "org_used", "org_max",
+        "updated_at", "by_kind"}``; zeros and Nones when nothing was recorded."""
+        day = (day.isoformat() if isinstance(day, dt.date) else day) or utc_day()
+        row = self.conn.execute(
+            "SELECT own_calls, org_used, org_max, updated_at, by_kind FROM api_usage WHERE day = ?",
+            (day,),
+        ).fetchone()
+        if row is None:
+            return {"day": day, "own_calls": 0, "org_used": None, "org_max": None,
+                    "updated_at": None, "by_kind": {}}
+        return {"day": day, "own_calls": row[0] or 0, "org_used": row[1], "org_max": row[2],
+                "updated_at": row[3], "by_kind": _json_dict(row[4])}
+
+
+def _json_dict(text: str | None) -> dict:
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def open_store(home: str | os.PathLike | None = None) -> Store:
+    """The Store for ``home``, else ``$SFCTI_HOME``, else ``./instance``."""
+    return Store(home or os.environ.get("SFCTI_HOME") or "instance")
