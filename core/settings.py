@@ -1,0 +1,526 @@
+"""Settings have one home: the :class:`Settings` dataclass, read from the store in one place.
+
+- :func:`load_settings` reads the ``settings`` table (unknown names ignored, secrets decrypted);
+- :func:`save_settings` validates, coerces and writes changes (secrets encrypted; a blank secret
+  keeps the stored one, as the admin form promises);
+- :func:`validate_settings` is the one validation the CLI and the admin share;
+- :func:`clear_credentials` is "Disconnect".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import logging
+import math
+import os
+import re
+import unicodedata
+import urllib.parse
+import zoneinfo
+from typing import Any, Callable, Mapping
+
+log = logging.getLogger(__name__)
+
+SECRET_FIELDS = frozenset(
+    {"password", "security_token", "smtp_password", "oauth_client_secret", "oauth_refresh_token"}
+)
+CREDENTIAL_FIELDS = ("username", "password", "security_token", "oauth_refresh_token")
+CONTACT_FETCH = ("nightly", "after_call", "never")
+SMTP_SECURITY = ("starttls", "ssl", "none")
+AUTH_METHODS = ("password", "oauth_web", "oauth_client_credentials")
+LOGIN_URL = "https://login.salesforce.com"
+SANDBOX_LOGIN_URL = "https://test.salesforce.com"
+
+
+@dataclasses.dataclass
+class Settings:
+    """Every setting with its default. Secrets never appear in ``repr()``."""
+
+    username: str = ""
+    password: str = dataclasses.field(default="", repr=False)
+    security_token: str = dataclasses.field(default="", repr=False)
+    sandbox: bool = False
+    login_url: str = ""
+    ca_bundle: str = ""
+    contact_fetch: str = "nightly"
+    time_zone: str = "Asia/Tokyo"
+    nightly_time: str = "22:00"
+    screen_budget_ms: int = 800
+    default_region: str = "JP"
+    no_match_ttl_seconds: int = 3600
+    connect_timeout: float = 5.0
+    read_timeout: float = 10.0
+    api_version: str = "59.0"
+    alert_recipients: str = ""
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_security: str = "starttls"
+    smtp_user: str = ""
+    smtp_password: str = dataclasses.field(default="", repr=False)
+    smtp_sender: str = ""
+    alert_reminder_hours: int = 4
+    admin_base_url: str = "http://127.0.0.1:5000"
+    auth_method: str = "password"
+    oauth_client_id: str = ""
+    oauth_client_secret: str = dataclasses.field(default="", repr=False)
+    oauth_refresh_token: str = dataclasses.field(default="", repr=False)
+
+    def login_host(self) -> str:
+        """The login URL without a trailing slash: ``login_url`` when set, else
+        https://test.salesforce.com for a sandbox, else https://login.salesforce.com."""
+        if self.login_url:
+            return self.login_url.rstrip("/")
+        return SANDBOX_LOGIN_URL if self.sandbox else LOGIN_URL
+
+    def is_configured(self) -> bool:
+        """True when the chosen auth method has the credentials it needs."""
+        if self.auth_method == "oauth_web":
+            return bool(self.oauth_client_id and self.oauth_refresh_token)
+        if self.auth_method == "oauth_client_credentials":
+            return bool(self.oauth_client_id and self.oauth_client_secret)
+        return bool(self.username and self.password)
+
+    def alerts_configured(self) -> bool:
+        """True when alert e-mails can be sent (recipients and an SMTP host)."""
+        return bool(recipient_list(self.alert_recipients) and self.smtp_host)
+
+    def secret_stored(self) -> dict[str, bool]:
+        """``{secret field: whether a value is stored}``: what a page may show instead of the value."""
+        return {name: bool(getattr(self, name)) for name in sorted(SECRET_FIELDS)}
+
+    def public_dict(self) -> dict[str, Any]:
+        """Every field except secrets (safe to render, log or e-mail)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in SECRET_FIELDS}
+
+
+FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(Settings)}
+DEFAULTS = Settings()
+
+
+# ---------------------------------------------------------------------------------------------
+# exceptions: the docstring is the message
+# ---------------------------------------------------------------------------------------------
+
+class SettingsError(Exception):
+    "The settings could not be saved."
+
+    def __init__(self, message: str | None = None):
+        super().__init__(message or self.__doc__)
+
+
+class InvalidSettings(SettingsError):
+    "Some settings are not valid."
+
+    def __init__(self, errors: dict[str, str]):
+        self.errors = errors
+        detail = "; ".join(f"{name}: {message}" for name, message in sorted(errors.items()))
+        super().__init__(f"{self.__doc__} {detail}")
+
+
+# ---------------------------------------------------------------------------------------------
+# validation: one table of rules, bilingual messages
+# ---------------------------------------------------------------------------------------------
+
+MESSAGES = {
+    "unknown": ("Unknown setting.", "不明な設定項目です。"),
+    "control": ("Must not contain line breaks or control characters.",
+                "改行や制御文字は使えません。"),
+    "too_long": ("Too long (at most {max} characters).", "長すぎます（最大 {max} 文字）。"),
+    "not_text": ("Must be text.", "文字列で入力してください。"),
+    "bool": ("Must be on or off.", "オンかオフを指定してください。"),
+    "int": ("Must be a whole number (half-width digits 0-9).",
+            "整数を半角数字で入力してください。"),
+    "float": ("Must be a number (half-width digits).", "数値を半角数字で入力してください。"),
+    "range": ("Must be between {min} and {max}.", "{min} から {max} の範囲で入力してください。"),
+    "choice": ("Must be one of: {choices}.", "次のいずれかを選んでください: {choices}。"),
+    "https_url": ("Must be an https:// URL with a host name, e.g. https://example.my.salesforce.com.",
+                  "https:// で始まりホスト名を含む URL を入力してください（例: https://example.my.salesforce.com）。"),
+    "http_url": ("Must be an http:// or https:// URL with a host name.",
+                 "http:// または https:// で始まりホスト名を含む URL を入力してください。"),
+    "time_zone": ("Unknown time zone; use an IANA name such as Asia/Tokyo.",
+                  "不明なタイムゾーンです。Asia/Tokyo のような IANA 名を入力してください。"),
+    "hhmm": ("Must be a time as HH:MM (00:00 to 23:59).",
+             "時刻を HH:MM 形式（00:00〜23:59）で入力してください。"),
+    "email": ("Must be an e-mail address.", "メールアドレスを入力してください。"),
+    "emails": ("Must be e-mail addresses separated by commas.",
+               "メールアドレスをカンマ区切りで入力してください。"),
+    "host": ("Must be a host name or IP address.", "ホスト名または IP アドレスを入力してください。"),
+    "region": ("Must be a two-letter region code such as JP or US.",
+               "JP や US のような 2 文字の地域コードを入力してください。"),
+    "api_version": ("Must be a Salesforce API version such as 59.0.",
+                    "59.0 のような Salesforce API バージョンを入力してください。"),
+    "file": ("File not found or not readable.", "ファイルが見つからないか読み取れません。"),
+}
+
+
+class _Invalid(ValueError):
+    def __init__(self, key: str, **params: Any):
+        super().__init__(key)
+        self.key = key
+        self.params = params
+
+    def message(self, lang: str) -> str:
+        en, ja = MESSAGES[self.key]
+        params = {k: ", ".join(v) if isinstance(v, (tuple, list)) else v
+                  for k, v in self.params.items()}
+        return (ja if lang == "ja" else en).format(**params)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_EMAIL = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+)
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+_HHMM = re.compile(r"^(?:[01][0-9]|2[0-3]):[0-5][0-9]$")
+_INT = re.compile(r"^[+-]?[0-9]+$")
+_FLOAT = re.compile(r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)$")
+
+
+def _text(value: Any, max_len: int = 255) -> str:
+    """A string with no control characters, at most ``max_len`` long."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise _Invalid("not_text")
+    if _CONTROL.search(value):
+        raise _Invalid("control")
+    if len(value) > max_len:
+        raise _Invalid("too_long", max=max_len)
+    return value
+
+
+def _stripped(value: Any, max_len: int = 255) -> str:
+    return _text(value, max_len).strip(" ")
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        lowered = _text(value, 10).strip(" ").lower()
+        if lowered in ("1", "true", "on", "yes", "y"):
+            return True
+        if lowered in ("0", "false", "off", "no", "n", ""):
+            return False
+    raise _Invalid("bool")
+
+
+def _int(minimum: int, maximum: int) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if isinstance(value, bool):
+            raise _Invalid("int")
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, str):
+            text = _stripped(value, 20)
+            if not _INT.match(text):  # ASCII only: int("５８７") would accept full-width digits
+                raise _Invalid("int")
+            value = int(text)
+        if not isinstance(value, int):
+            raise _Invalid("int")
+        if not minimum <= value <= maximum:
+            raise _Invalid("range", min=minimum, max=maximum)
+        return value
+    return check
+
+
+def _float(minimum: float, maximum: float) -> Callable[[Any], float]:
+    def check(value: Any) -> float:
+        if isinstance(value, bool):
+            raise _Invalid("float")
+        if isinstance(value, str):
+            text = _stripped(value, 20)
+            if not _FLOAT.match(text):
+                raise _Invalid("float")
+            value = float(text)
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise _Invalid("float")
+        if not minimum <= value <= maximum:
+            raise _Invalid("range", min=minimum, max=maximum)
+        return float(value)
+    return check
+
+
+def _choice(*choices: str) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        text = _stripped(value, 40)
+        if text not in choices:
+            raise _Invalid("choice", choices=choices)
+        return text
+    return check
+
+
+def _url(schemes: tuple[str, ...], key: str, optional: bool = True) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        text = _stripped(value, 2048)
+        if not text and optional:
+            return ""
+        try:
+            parts = urllib.parse.urlsplit(text)
+            port = parts.port  # raises ValueError on a bad port
+        except ValueError:
+            raise _Invalid(key) from None
+        host = parts.hostname or ""
+        if (parts.scheme.lower() not in schemes or not host or parts.username is not None
+                or parts.password is not None or parts.fragment or port == 0
+                or not _is_host(host) or any(c.isspace() for c in text)):
+            raise _Invalid(key)
+        return text.rstrip("/")
+    return check
+
+
+def _is_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return True
+    except ValueError:
+        return bool(_HOSTNAME.match(host))
+
+
+def _host(value: Any) -> str:
+    text = _stripped(value, 253)
+    if text and not _is_host(text):
+        raise _Invalid("host")
+    return text
+
+
+def _email(value: Any) -> str:
+    text = _stripped(value, 254)
+    if text and not _EMAIL.match(text):
+        raise _Invalid("email")
+    return text
+
+
+def recipient_list(value: str) -> list[str]:
+    """The addresses in a recipients setting (separated by commas, semicolons or spaces)."""
+    return [part for part in re.split(r"[,;\s]+", value or "") if part]
+
+
+def _emails(value: Any) -> str:
+    addresses = recipient_list(_text(value, 2000))
+    if len(addresses) > 50 or any(not _EMAIL.match(a) or len(a) > 254 for a in addresses):
+        raise _Invalid("emails")
+    return ", ".join(addresses)
+
+
+def _time_zone(value: Any) -> str:
+    text = _stripped(value, 64)
+    if not text or text.startswith(("/", ".")) or ".." in text:
+        raise _Invalid("time_zone")
+    try:
+        zoneinfo.ZoneInfo(text)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        raise _Invalid("time_zone") from None
+    return text
+
+
+def _hhmm(value: Any) -> str:
+    text = _stripped(value, 5)
+    if not _HHMM.match(text):
+        raise _Invalid("hhmm")
+    return text
+
+
+def _region(value: Any) -> str:
+    text = _stripped(value, 2).upper()
+    if not re.fullmatch(r"[A-Z]{2}", text):
+        raise _Invalid("region")
+    import phonenumbers
+
+    if text not in phonenumbers.SUPPORTED_REGIONS:
+        raise _Invalid("region")
+    return text
+
+
+def _api_version(value: Any) -> str:
+    text = _stripped(value, 6)
+    if not re.fullmatch(r"[1-9][0-9]{1,2}\.0", text):
+        raise _Invalid("api_version")
+    return text
+
+
+def _file(value: Any) -> str:
+    text = _stripped(value, 4096)
+    if text and not (os.path.isfile(text) and os.access(text, os.R_OK)):
+        raise _Invalid("file")
+    return text
+
+
+def _username(value: Any) -> str:
+    # Salesforce usernames have the form of an e-mail address (at most 80 characters)
+    text = _stripped(value, 80)
+    if text and not _EMAIL.match(text):
+        raise _Invalid("email")
+    return text
+
+
+RULES: dict[str, Callable[[Any], Any]] = {
+    "username": _username,
+    "password": lambda v: _text(v, 255),
+    "security_token": lambda v: _stripped(v, 255),
+    "sandbox": _bool,
+    "login_url": _url(("https",), "https_url"),
+    "ca_bundle": _file,
+    "contact_fetch": _choice(*CONTACT_FETCH),
+    "time_zone": _time_zone,
+    "nightly_time": _hhmm,
+    "screen_budget_ms": _int(50, 60_000),
+    "default_region": _region,
+    "no_match_ttl_seconds": _int(0, 30 * 86_400),
+    "connect_timeout": _float(0.1, 120.0),
+    "read_timeout": _float(0.1, 600.0),
+    "api_version": _api_version,
+    "alert_recipients": _emails,
+    "smtp_host": _host,
+    "smtp_port": _int(1, 65_535),
+    "smtp_security": _choice(*SMTP_SECURITY),
+    "smtp_user": lambda v: _stripped(v, 255),
+    "smtp_password": lambda v: _text(v, 255),
+    "smtp_sender": _email,
+    "alert_reminder_hours": _int(1, 24 * 7),
+    "admin_base_url": _url(("http", "https"), "http_url", optional=False),
+    "auth_method": _choice(*AUTH_METHODS),
+    "oauth_client_id": lambda v: _stripped(v, 1024),
+    "oauth_client_secret": lambda v: _stripped(v, 1024),
+    "oauth_refresh_token": lambda v: _stripped(v, 4096),
+}
+assert set(RULES) == set(FIELDS), "every setting needs a validation rule"
+
+
+def _as_dict(values: Settings | Mapping[str, Any]) -> dict[str, Any]:
+    if isinstance(values, Settings):
+        return dataclasses.asdict(values)
+    return dict(values)
+
+
+def clean_settings(values: Settings | Mapping[str, Any], lang: str = "en") -> dict[str, Any]:
+    """``values`` checked and converted to the field types.
+
+    :raises InvalidSettings: with ``.errors`` (field -> message) when any value is invalid
+    """
+    cleaned, errors = {}, {}
+    for name, value in _as_dict(values).items():
+        rule = RULES.get(name)
+        if rule is None:
+            errors[name] = _Invalid("unknown").message(lang)
+            continue
+        try:
+            cleaned[name] = rule(value)
+        except _Invalid as exc:
+            errors[name] = exc.message(lang)
+    if errors:
+        raise InvalidSettings(errors)
+    return cleaned
+
+
+def validate_settings(values: Settings | Mapping[str, Any], lang: str = "en") -> dict[str, str]:
+    """``{field: message}`` for every invalid value in ``values`` (``{}`` when all are valid).
+
+    The one validation shared by the CLI and the admin. ``lang`` is "en" or "ja".
+    Rules: no control characters (CR, LF, NUL...) anywhere; lengths bounded; ints and floats in
+    half-width digits and in range; URLs with a host (login URL https:// only); an existing IANA
+    time zone; HH:MM; known choices; e-mail addresses.
+    """
+    try:
+        clean_settings(values, lang)
+    except InvalidSettings as exc:
+        return exc.errors
+    return {}
+
+
+# ---------------------------------------------------------------------------------------------
+# storage
+# ---------------------------------------------------------------------------------------------
+
+def _to_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
+
+
+def _from_text(name: str, text: str) -> Any:
+    """The stored text as the field's type; the default when it does not convert."""
+    kind = FIELDS[name].type
+    try:
+        if kind == "bool":
+            return text in ("1", "true", "True")
+        if kind == "int":
+            return int(text)
+        if kind == "float":
+            return float(text)
+    except ValueError:
+        log.warning("stored setting %s is not a %s; using the default", name, kind)
+        return getattr(DEFAULTS, name)
+    return text
+
+
+def load_settings(store) -> Settings:
+    """The settings stored in ``store``, defaults for the rest.
+
+    Unknown stored names are ignored; secrets are decrypted. A secret that cannot be decrypted
+    (the key was replaced) reads as blank, so the admin is asked for it again.
+    """
+    values: dict[str, Any] = {}
+    for name, value, encrypted in store.conn.execute(
+        "SELECT name, value, encrypted FROM settings"
+    ):
+        if name not in FIELDS or value is None:
+            continue
+        if encrypted:
+            try:
+                value = store.decrypt(value)
+            except Exception:
+                log.warning("stored secret %s cannot be decrypted; treating it as blank", name)
+                value = ""
+        values[name] = _from_text(name, value)
+    return Settings(**values)
+
+
+def save_settings(store, values: Settings | Mapping[str, Any], keep_blank_secrets: bool = True) -> Settings:
+    """Validate and store ``values`` (a Settings or a dict of changes); returns the new settings.
+
+    Secrets are encrypted. With ``keep_blank_secrets`` (the admin form's "a blank field keeps
+    it"), a secret given as None or "" leaves the stored value untouched; otherwise it clears it.
+
+    :raises InvalidSettings: when a value is invalid; nothing is saved then
+    """
+    raw = _as_dict(values)
+    blank_secrets = {n for n in SECRET_FIELDS & set(raw) if raw[n] in (None, "")}
+    cleaned = clean_settings({k: v for k, v in raw.items() if k not in blank_secrets})
+    with store.transaction() as db:
+        for name in blank_secrets:
+            if not keep_blank_secrets:
+                db.execute("DELETE FROM settings WHERE name = ?", [name])
+        for name, value in cleaned.items():
+            encrypted = name in SECRET_FIELDS
+            text = store.encrypt(_to_text(value)) if encrypted else _to_text(value)
+            db.execute(
+                "INSERT OR REPLACE INTO settings (name, value, encrypted) VALUES (?, ?, ?)",
+                [name, text, int(encrypted)],
+            )
+    return load_settings(store)
+
+
+def clear_credentials(store) -> None:
+    """Disconnect: remove the stored username, password, security token and OAuth refresh token.
+
+    Connection options (login URL, sandbox, CA bundle, OAuth client id and secret) are kept.
+    """
+    with store.transaction() as db:
+        db.execute(
+            f"DELETE FROM settings WHERE name IN ({', '.join('?' for _ in CREDENTIAL_FIELDS)})",
+            list(CREDENTIAL_FIELDS),
+        )
+
+
+def normalize_text(value: str) -> str:
+    """NFKC-normalised text (full-width digits to ASCII) for callers that want to be lenient
+    before validating; :func:`validate_settings` itself is strict."""
+    return unicodedata.normalize("NFKC", value)
