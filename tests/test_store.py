@@ -1,0 +1,462 @@
+"""core/store.py on real SQLite files: migrations, WAL, secrets at rest, threads and processes."""
+
+import datetime as dt
+import multiprocessing
+import os
+import sqlite3
+import stat
+import threading
+import time
+
+import pytest
+
+from core import store as store_module
+from core.store import (
+    InvalidSecretKey, SecretNotDecryptable, Store, StoreError, now_iso, utc_day,
+)
+
+ALL_TABLES = {
+    "settings": {"name", "value", "encrypted"},
+    "contacts": {"e164", "object", "record_id", "company", "person", "record_url",
+                 "last_modified", "fetched_at"},
+    "no_match": {"e164", "until"},
+    "api_usage": {"day", "own_calls", "org_used", "org_max", "updated_at"},
+    "error_log": {"id", "first_at", "last_at", "integration", "operation", "code", "message",
+                  "detail", "call_id", "count", "open"},
+    "calls": {"call_id", "direction", "remote_number", "e164", "display_number", "local_number",
+              "agent_id", "started_at", "ended_at", "answered", "duration_seconds", "status",
+              "label", "company", "person", "object", "record_id", "record_url", "recorded_at",
+              "registered_at"},
+    "registration_queue": {"e164", "day", "queued_at", "attempts", "last_error"},
+    "job_runs": {"job", "day", "started_at", "finished_at", "holder", "lease_until"},
+    "refetch_locks": {"e164", "at"},
+    "outbox": {"id", "created_at", "recipients", "subject", "body", "attempts",
+               "next_attempt_at", "sent_at", "last_error"},
+    "alert_state": {"kind", "started_at", "last_mail_at", "recovered_at"},
+    "admin_users": {"username", "password_hash", "created_at"},
+    "login_attempts": {"key", "failures", "last_at"},
+}
+PRIMARY_KEYS = {
+    "settings": "name", "contacts": "e164", "no_match": "e164", "api_usage": "day",
+    "error_log": "id", "calls": "call_id", "registration_queue": "e164", "job_runs": "job",
+    "refetch_locks": "e164", "outbox": "id", "alert_state": "kind", "admin_users": "username",
+    "login_attempts": "key",
+}
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "instance")
+    yield s
+    s.close()
+
+
+def raw(path):
+    """A plain sqlite3 connection, not the store's."""
+    return sqlite3.connect(str(path / "sfcti.db"))
+
+
+# -- opening and migrations ------------------------------------------------------------------
+
+def test_creates_missing_folder(tmp_path):
+    home = tmp_path / "a" / "b" / "instance"
+    Store(home)
+    assert (home / "sfcti.db").is_file()
+
+
+@pytest.mark.parametrize("table", sorted(ALL_TABLES))
+def test_every_table_has_its_columns(store, table):
+    columns = store.db[table].columns_dict
+    assert ALL_TABLES[table] <= set(columns)
+    assert store.db[table].pks == [PRIMARY_KEYS[table]]
+
+
+@pytest.mark.parametrize("table,columns", [
+    ("error_log", ["last_at"]), ("error_log", ["code"]),
+    ("calls", ["started_at"]), ("calls", ["e164"]),
+])
+def test_indexes(store, table, columns):
+    assert columns in [index.columns for index in store.db[table].indexes]
+
+
+def test_version_recorded(store):
+    assert store.schema_version == len(store_module.MIGRATIONS)
+    with raw(store.home) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(store_module.MIGRATIONS)
+
+
+def test_wal_mode(store):
+    with raw(store.home) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_busy_timeout_and_autocommit(store):
+    assert store.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 30_000
+    assert store.conn.isolation_level is None
+
+
+@pytest.mark.parametrize("reopen", [1, 2, 5])
+def test_migrations_idempotent(tmp_path, reopen):
+    Store(tmp_path).upsert_contact("+81312345678", "Contact", "003A")
+    for _ in range(reopen):
+        s = Store(tmp_path)
+        s._migrate()
+    assert s.schema_version == len(store_module.MIGRATIONS)
+    assert s.get_contact("+81312345678")["record_id"] == "003A"
+    assert set(ALL_TABLES) <= set(s.db.table_names())
+
+
+def test_new_migration_applied_once(tmp_path, monkeypatch):
+    Store(tmp_path)
+    applied = []
+
+    def migration_2(db):
+        applied.append(1)
+        db["extra"].create({"id": int}, pk="id")
+
+    monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS + [migration_2])
+    for _ in range(3):
+        s = Store(tmp_path)
+    assert applied == [1]
+    assert s.schema_version == 2
+    assert "extra" in s.db.table_names()
+
+
+def test_failed_migration_rolls_back(tmp_path, monkeypatch):
+    Store(tmp_path)
+
+    def broken(db):
+        db["half"].create({"id": int}, pk="id")
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS + [broken])
+    with pytest.raises(RuntimeError):
+        Store(tmp_path)
+    with raw(tmp_path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    assert "half" not in names
+
+
+def test_not_a_database(tmp_path):
+    (tmp_path / "sfcti.db").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError):
+        Store(tmp_path)
+
+
+# -- two processes opening a fresh folder at once ----------------------------------------------
+
+def _open_in_child(home, barrier, results):
+    barrier.wait()
+    s = Store(home)
+    token = s.encrypt("hello")
+    results.put((s.key_path.read_bytes(), s.schema_version, token))
+
+
+@pytest.mark.parametrize("processes", [2, 6])
+def test_processes_racing_on_a_fresh_folder(tmp_path, processes):
+    ctx = multiprocessing.get_context("spawn")
+    for attempt in range(3):
+        home = tmp_path / f"race{attempt}"
+        barrier, results = ctx.Barrier(processes), ctx.Queue()
+        children = [ctx.Process(target=_open_in_child, args=(str(home), barrier, results))
+                    for _ in range(processes)]
+        for child in children:
+            child.start()
+        got = [results.get(timeout=60) for _ in children]
+        for child in children:
+            child.join(60)
+            assert child.exitcode == 0
+        keys = {key for key, _, _ in got}
+        assert len(keys) == 1
+        assert {version for _, version, _ in got} == {len(store_module.MIGRATIONS)}
+        s = Store(home)
+        assert s.key_path.read_bytes() in keys
+        assert [s.decrypt(token) for _, _, token in got] == ["hello"] * processes
+        with raw(home) as conn:
+            assert conn.execute(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'contacts'"
+            ).fetchone()[0] == 1
+        assert not [p for p in home.iterdir() if p.name.endswith(".tmp")]
+
+
+def _write_in_forked_child(s):
+    s.upsert_contact("+81300000000", "Lead", "00Q1")
+
+
+def test_forked_child_opens_its_own_connection(store):
+    store.get_contact("+81300000000")  # the parent's connection exists before the fork
+    child = multiprocessing.get_context("fork").Process(target=_write_in_forked_child, args=(store,))
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0
+    assert store.get_contact("+81300000000")["object"] == "Lead"
+
+
+# -- secrets ---------------------------------------------------------------------------------
+
+def test_key_file_mode_0600(store):
+    store.encrypt("x")
+    assert stat.S_IMODE(os.stat(store.key_path).st_mode) == 0o600
+
+
+@pytest.mark.parametrize("plaintext", ["", "pw", "p@ss'word\"<&>", "パスワード", "x" * 5000])
+def test_encrypt_round_trip(store, plaintext):
+    token = store.encrypt(plaintext)
+    assert token != plaintext or plaintext == ""
+    assert store.decrypt(token) == plaintext
+
+
+def test_key_survives_reopen(tmp_path):
+    token = Store(tmp_path).encrypt("secret")
+    assert Store(tmp_path).decrypt(token) == "secret"
+
+
+@pytest.mark.parametrize("token", ["", "garbage", "gAAAAAB" + "A" * 80])
+def test_decrypt_garbage(store, token):
+    with pytest.raises(SecretNotDecryptable):
+        store.decrypt(token)
+
+
+def test_decrypt_with_another_key(tmp_path):
+    token = Store(tmp_path / "one").encrypt("secret")
+    with pytest.raises(SecretNotDecryptable):
+        Store(tmp_path / "two").decrypt(token)
+
+
+def test_invalid_key_file(tmp_path):
+    (tmp_path / "secret.key").write_bytes(b"not a fernet key")
+    with pytest.raises(InvalidSecretKey):
+        Store(tmp_path).encrypt("x")
+
+
+def test_secret_encrypted_at_rest(store):
+    from core.settings import save_settings
+
+    plaintext = "Very-Secret-Passw0rd-4f1c9e"
+    save_settings(store, {"username": "u@example.com", "password": plaintext,
+                          "security_token": "TOKEN9Z8Y7X6W5"})
+    with raw(store.home) as conn:
+        dump = "\n".join(conn.iterdump())
+    assert plaintext not in dump and "TOKEN9Z8Y7X6W5" not in dump
+    assert "u@example.com" in dump  # the non-secret is there: the dump is real
+    for path in store.home.iterdir():
+        data = path.read_bytes()
+        assert plaintext.encode() not in data, path.name
+        assert b"TOKEN9Z8Y7X6W5" not in data, path.name
+
+
+# -- transactions ----------------------------------------------------------------------------
+
+def test_transaction_commits(store):
+    with store.transaction() as db:
+        db.execute("INSERT INTO no_match (e164, until) VALUES ('+1', '9999')")
+    with raw(store.home) as conn:
+        assert conn.execute("SELECT count(*) FROM no_match").fetchone()[0] == 1
+
+
+def test_transaction_rolls_back(store):
+    with pytest.raises(ZeroDivisionError):
+        with store.transaction() as db:
+            db.execute("INSERT INTO no_match (e164, until) VALUES ('+1', '9999')")
+            1 / 0
+    assert store.conn.execute("SELECT count(*) FROM no_match").fetchone()[0] == 0
+    assert not store.conn.in_transaction
+
+
+def test_nested_transaction_rolls_back_inner_only(store):
+    with store.transaction() as db:
+        db.execute("INSERT INTO no_match (e164, until) VALUES ('+1', '9999')")
+        with pytest.raises(ValueError):
+            with store.transaction() as inner:
+                inner.execute("INSERT INTO no_match (e164, until) VALUES ('+2', '9999')")
+                raise ValueError
+    assert [r[0] for r in store.conn.execute("SELECT e164 FROM no_match")] == ["+1"]
+
+
+def test_transaction_takes_the_write_lock_at_begin(store):
+    other = Store(store.home)
+    order = []
+
+    def writer():
+        with other.transaction():
+            order.append("other")
+
+    with store.transaction():
+        thread = threading.Thread(target=writer)
+        thread.start()
+        time.sleep(0.2)
+        order.append("first")
+    thread.join(10)
+    assert order == ["first", "other"]
+
+
+# -- contacts --------------------------------------------------------------------------------
+
+CONTACT = dict(object="Contact", record_id="003000000000001AAA", company="株式会社サンプル",
+               person="山田 太郎", record_url="https://x.my.salesforce.com/lightning/r/Contact/003/view",
+               last_modified="2024-05-20T20:49:32.000+0000")
+
+
+def test_upsert_and_get_contact(store):
+    row = store.upsert_contact("+81312345678", **CONTACT)
+    got = store.get_contact("+81312345678")
+    assert got == row
+    assert got["fetched_at"] <= now_iso()
+
+
+def test_upsert_replaces(store):
+    store.upsert_contact("+81312345678", **CONTACT)
+    store.upsert_contact("+81312345678", **dict(CONTACT, company="New", person=None))
+    got = store.get_contact("+81312345678")
+    assert (got["company"], got["person"]) == ("New", None)
+    assert store.count_contacts() == 1
+
+
+def test_upsert_forgets_no_match(store):
+    store.remember_no_match("+81312345678", 3600)
+    store.upsert_contact("+81312345678", **CONTACT)
+    assert not store.is_remembered_no_match("+81312345678")
+
+
+@pytest.mark.parametrize("e164", ["+81312345678", "", "'; DROP TABLE contacts; --", "+1" * 500])
+def test_get_missing_contact(store, e164):
+    assert store.get_contact(e164) is None
+
+
+def test_delete_contact(store):
+    store.upsert_contact("+81312345678", **CONTACT)
+    assert store.delete_contact("+81312345678") is True
+    assert store.delete_contact("+81312345678") is False
+    assert store.get_contact("+81312345678") is None
+
+
+@pytest.fixture
+def many_contacts(store):
+    for i in range(30):
+        store.upsert_contact(f"+8131234{i:04d}", "Contact", f"003{i}", company=f"Company {i % 3}",
+                             person=f"Person_{i}%", fetched_at=f"2024-01-01T00:00:{i:02d}.000000+00:00")
+    store.upsert_contact("+15555550100", "Lead", "00Q1", company="100% Real", person="A_B")
+    return store
+
+
+@pytest.mark.parametrize("limit,offset,expected", [(10, 0, 10), (10, 25, 6), (50, 0, 31), (5, 40, 0)])
+def test_list_contacts_pages(many_contacts, limit, offset, expected):
+    assert len(many_contacts.list_contacts(limit, offset)) == expected
+
+
+def test_list_contacts_newest_first(many_contacts):
+    rows = many_contacts.list_contacts(3)
+    assert rows[0]["e164"] == "+15555550100"
+    assert rows[1]["fetched_at"] > rows[2]["fetched_at"]
+
+
+@pytest.mark.parametrize("search,count", [
+    ("Company 1", 10), ("+8131234", 30), ("Person_7", 1), ("100%", 1), ("%", 31),
+    ("_", 31), ("A_B", 1), ("AxB", 0), ("nothing", 0), ("' OR 1=1 --", 0), (None, 31), ("", 31),
+])
+def test_list_contacts_search(many_contacts, search, count):
+    assert many_contacts.count_contacts(search) == count
+    assert len(many_contacts.list_contacts(100, 0, search)) == count
+
+
+def test_get_contact_is_fast(store):
+    store.upsert_contact("+81312345678", **CONTACT)
+    store.get_contact("+81312345678")
+    timings = []
+    for _ in range(2000):
+        start = time.perf_counter()
+        store.get_contact("+81312345678")
+        store.is_remembered_no_match("+81312345679")
+        timings.append(time.perf_counter() - start)
+    timings.sort()
+    assert timings[len(timings) // 2] < 0.0005
+    assert timings[int(len(timings) * 0.99)] < 0.002
+
+
+# -- no-match cache --------------------------------------------------------------------------
+
+def test_no_match_remembered(store):
+    store.remember_no_match("+81312345678", 3600)
+    assert store.is_remembered_no_match("+81312345678")
+    assert not store.is_remembered_no_match("+81312345679")
+
+
+def test_no_match_expires(store):
+    store.remember_no_match("+81312345678", 0.05)
+    time.sleep(0.1)
+    assert not store.is_remembered_no_match("+81312345678")
+    assert store.forget_no_match() == 1
+
+
+@pytest.mark.parametrize("ttl", [0, -1])
+def test_no_match_zero_ttl_remembers_nothing(store, ttl):
+    store.remember_no_match("+81312345678", ttl)
+    assert not store.is_remembered_no_match("+81312345678")
+
+
+def test_forget_no_match(store):
+    store.remember_no_match("+81312345678", 3600)
+    assert store.forget_no_match("+81312345678") == 1
+    assert not store.is_remembered_no_match("+81312345678")
+
+
+# -- API usage -------------------------------------------------------------------------------
+
+def test_api_usage_empty(store):
+    assert store.api_usage() == {"day": utc_day(), "own_calls": 0, "org_used": None,
+                                 "org_max": None, "updated_at": None, "by_kind": {}}
+
+
+def test_count_api_call(store):
+    store.count_api_call()
+    store.count_api_call("composite", 3)
+    store.count_api_call("login")
+    usage = store.api_usage()
+    assert usage["own_calls"] == 4
+    assert usage["by_kind"] == {"rest": 1, "composite": 3, "login": 1}
+
+
+def test_record_org_usage(store):
+    store.count_api_call()
+    store.record_org_usage(10018, 100000)
+    store.record_org_usage(10020, 100000)
+    usage = store.api_usage(dt.datetime.now(dt.timezone.utc).date())
+    assert (usage["own_calls"], usage["org_used"], usage["org_max"]) == (1, 10020, 100000)
+
+
+def test_api_usage_other_day(store):
+    store.count_api_call()
+    assert store.api_usage("2000-01-01")["own_calls"] == 0
+
+
+# -- threads ---------------------------------------------------------------------------------
+
+def test_threads_lose_no_write(store):
+    errors = []
+
+    def work(t):
+        try:
+            for i in range(200):
+                store.upsert_contact(f"+8190{t:02d}{i:06d}", "Contact", f"003{t}-{i}")
+                store.count_api_call()
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert errors == []
+    assert store.count_contacts() == 1600
+    assert store.api_usage()["own_calls"] == 1600
+
+
+def test_each_thread_has_its_own_connection(store):
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(store.db))
+    thread.start()
+    thread.join()
+    assert seen[0] is not store.db
+    assert store.db is store.db
