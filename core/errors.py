@@ -432,8 +432,8 @@ def _builtin_code(exc: BaseException) -> str | None:
 
 def _code_of(exc: BaseException) -> str:
     own = getattr(exc, "code", None)
-    if isinstance(own, str) and own in CATALOGUE:
-        return own
+    if isinstance(own, str) and (own in CATALOGUE or own in ALIASES or _SF_CODE.match(own)):
+        return normalize_code(own)  # our own exceptions carry the code of the fault
     if isinstance(exc, Exception):
         for probe in (_salesforce_code, _smtp_code, _requests_code):
             code = probe(exc)
