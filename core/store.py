@@ -151,6 +151,39 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1]
 # the store
 # ---------------------------------------------------------------------------------------------
 
+class ImmediateDatabase(sqlite_utils.Database):
+    """A ``sqlite_utils.Database`` whose outermost transactions take the write lock at BEGIN.
+
+    sqlite-utils opens its write transactions (``insert``, ``upsert``... through ``atomic()``)
+    with a deferred ``BEGIN``; in WAL mode a deferred transaction that has read and then tries to
+    write fails at once with "database is locked" when another connection committed meanwhile,
+    whatever the busy timeout. ``BEGIN IMMEDIATE`` waits for the lock instead.
+    """
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator["ImmediateDatabase"]:
+        if self.conn.in_transaction:
+            with super().atomic():
+                yield self
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self
+        except BaseException:
+            self.rollback()
+            raise
+        else:
+            try:
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.rollback()
+                raise
+
+    def begin(self) -> None:
+        """Start a transaction with ``BEGIN IMMEDIATE`` (see :meth:`atomic`)."""
+        self.execute("BEGIN IMMEDIATE")
+
+
 class Store:
     """The instance folder ``home``: database, secret key and table helpers.
 
@@ -202,7 +235,7 @@ class Store:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
-        return sqlite_utils.Database(conn, execute_plugins=False)
+        return ImmediateDatabase(conn, execute_plugins=False)
 
     def close(self) -> None:
         """Close this thread's connection (others close when their thread ends)."""
@@ -259,25 +292,8 @@ class Store:
 
         :raises sqlite3.OperationalError: "database is locked" after the busy timeout
         """
-        db = self.db
-        if db.conn.in_transaction:
-            with db.atomic():
-                yield db
-            return
-        db.conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self.db.atomic() as db:
             yield db
-        except BaseException:
-            if db.conn.in_transaction:
-                db.conn.execute("ROLLBACK")
-            raise
-        else:
-            try:
-                db.conn.execute("COMMIT")
-            except BaseException:
-                if db.conn.in_transaction:
-                    db.conn.execute("ROLLBACK")
-                raise
 
     # -- secrets -------------------------------------------------------------------------------
 
@@ -493,6 +509,19 @@ def _json_dict(text: str | None) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+_SHARED: dict[pathlib.Path, Store] = {}
+_SHARED_LOCK = threading.Lock()
+
+
 def open_store(home: str | os.PathLike | None = None) -> Store:
-    """The Store for ``home``, else ``$SFCTI_HOME``, else ``./instance``."""
-    return Store(home or os.environ.get("SFCTI_HOME") or "instance")
+    """The shared Store of this process for ``home``, else ``$SFCTI_HOME``, else ``./instance``.
+
+    Opening a Store runs the migration check; long-lived callers (the plugin's hooks, the CLI)
+    use this to open each instance folder once per process.
+    """
+    path = pathlib.Path(home or os.environ.get("SFCTI_HOME") or "instance").expanduser().absolute()
+    with _SHARED_LOCK:
+        store = _SHARED.get(path)
+        if store is None:
+            store = _SHARED[path] = Store(path)
+        return store

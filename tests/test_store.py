@@ -460,3 +460,59 @@ def test_each_thread_has_its_own_connection(store):
     thread.join()
     assert seen[0] is not store.db
     assert store.db is store.db
+
+
+@pytest.mark.parametrize("method", ["insert", "upsert"])
+def test_sqlite_utils_writes_from_threads(store, method):
+    """sqlite-utils' own write methods (deferred BEGIN upstream) must not fail under contention."""
+    errors = []
+
+    def work(t):
+        try:
+            table = store.db["calls"]
+            for i in range(200):
+                row = {"call_id": f"{t}-{i}", "direction": "inbound", "started_at": now_iso()}
+                getattr(table, method)(row, pk="call_id")
+                store.db["refetch_locks"].upsert({"e164": "+1", "at": now_iso()}, pk="e164")
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert errors == []
+    assert store.db["calls"].count == 1600
+
+
+def test_open_store_is_shared(tmp_path, monkeypatch):
+    from core.store import open_store
+
+    assert open_store(tmp_path / "x") is open_store(str(tmp_path / "x"))
+    monkeypatch.setenv("SFCTI_HOME", str(tmp_path / "env"))
+    assert open_store().home == tmp_path / "env"
+
+
+def test_read_then_write_in_atomic_under_contention(store):
+    """A read-then-write block in ``db.atomic()`` waits for the lock instead of failing."""
+    errors = []
+
+    def work(t):
+        try:
+            for i in range(100):
+                with store.db.atomic() as db:
+                    n = db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+                    db.execute("INSERT INTO outbox (created_at, subject) VALUES (?, ?)",
+                               [now_iso(), f"{t}-{i}-{n}"])
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert errors == []
+    counts = [int(r[0].rsplit("-", 1)[1]) for r in store.conn.execute("SELECT subject FROM outbox")]
+    assert sorted(counts) == list(range(800))  # every block saw every earlier commit
