@@ -371,7 +371,7 @@ def test_get_contact_is_fast(store):
         timings.append(time.perf_counter() - start)
     timings.sort()
     assert timings[len(timings) // 2] < 0.0005
-    assert timings[int(len(timings) * 0.99)] < 0.002
+    assert timings[int(len(timings) * 0.99)] < 0.005
 
 
 # -- no-match cache --------------------------------------------------------------------------
