@@ -1,1 +1,104 @@
-"""Flask admin for sfcti."""
+"""The sfcti admin: a Flask app factory in the flaskr style.
+
+Configuration comes from, in order: the defaults below, ``admin.cfg`` in the instance folder
+(``SFCTI_HOME``), then ``test_config``. The instance folder is the one the host plugin and the CLI
+share, so the admin reads and writes the same settings, error log and call history.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+
+from flask import Flask, current_app
+
+from core.store import Store
+
+from admin import i18n
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Build the admin app: config, store, admin account, translations and blueprints."""
+    home = _home(test_config)
+    app = Flask(__name__, instance_path=home, instance_relative_config=True)
+    app.config.from_mapping(_defaults(home))
+    if test_config is None:
+        app.config.from_pyfile("admin.cfg", silent=True)
+    else:
+        app.config.from_mapping(test_config)
+    store = Store(app.config["SFCTI_HOME"])
+    app.extensions["sfcti_store"] = store
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = _session_key(store)
+    _ensure_admin_account(app, store)
+    i18n.init_app(app)
+    _register_blueprints(app)
+    _register_template_helpers(app)
+    return app
+
+
+def _home(test_config: dict | None) -> str:
+    home = (test_config or {}).get("SFCTI_HOME") or os.environ.get("SFCTI_HOME") or "instance"
+    return os.path.abspath(home)
+
+
+def _defaults(home: str) -> dict:
+    return {
+        "SFCTI_HOME": home,
+        "SECRET_KEY": None,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        # set to True behind HTTPS (admin.cfg); plain http on 127.0.0.1 is the default deployment
+        "SESSION_COOKIE_SECURE": False,
+        "PERMANENT_SESSION_LIFETIME": 8 * 3600,
+        "WTF_CSRF_TIME_LIMIT": 8 * 3600,
+        "MAX_CONTENT_LENGTH": 256 * 1024,
+        "ADMIN_USERNAME": os.environ.get("SFCTI_ADMIN_USER") or "admin",
+        "ADMIN_PASSWORD": os.environ.get("SFCTI_ADMIN_PASSWORD") or None,
+        "LOGIN_FREE_FAILURES": 5,
+        "LOGIN_MAX_DELAY_SECONDS": 900,
+        "PAGE_SIZE": 50,
+        "REFETCH_LOCK_SECONDS": 15,
+        "SMTP_TIMEOUT": 10.0,
+    }
+
+
+def _session_key(store: Store) -> str:
+    """A session-signing key derived from the instance key: stable across restarts and shared by
+    every admin process on the instance, without a second key file to protect."""
+    store.fernet  # creates secret.key on first use
+    return hashlib.sha256(b"sfcti-admin-session\0" + store.key_path.read_bytes()).hexdigest()
+
+
+def _ensure_admin_account(app: Flask, store: Store) -> None:
+    from admin.auth.accounts import ensure_admin
+
+    username = app.config["ADMIN_USERNAME"]
+    generated = ensure_admin(store, username, app.config["ADMIN_PASSWORD"])
+    if generated:
+        # shown once: only the hash is stored
+        print(f"sfcti admin: created the admin account {username!r} with the password "
+              f"{generated!r}. Log in and keep it safe; it is not shown again.",
+              file=sys.stderr, flush=True)
+
+
+def _register_blueprints(app: Flask) -> None:
+    from admin import alerts, auth, calls, contacts, errors, main, settings
+
+    for module in (auth, main, settings, alerts, errors, calls, contacts):
+        app.register_blueprint(module.bp)
+    errors.register_error_pages(app)
+
+
+def _register_template_helpers(app: Flask) -> None:
+    from admin import helpers
+
+    app.jinja_env.filters["localtime"] = helpers.localtime
+    app.jinja_env.globals["lang"] = i18n.current_lang
+    app.jinja_env.globals["page_url"] = helpers.page_url
+
+
+def get_store() -> Store:
+    """The instance Store of the running app."""
+    return current_app.extensions["sfcti_store"]

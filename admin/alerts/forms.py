@@ -1,0 +1,24 @@
+"""The alert e-mail form."""
+
+from flask_babel import lazy_gettext as _l
+from wtforms import PasswordField, SelectField, StringField, SubmitField
+
+from admin.forms_common import SettingsFormBase
+
+
+class AlertMailForm(SettingsFormBase):
+    setting_names = ("alert_recipients", "smtp_host", "smtp_port", "smtp_security", "smtp_user",
+                     "smtp_password", "smtp_sender", "alert_reminder_hours", "admin_base_url")
+
+    alert_recipients = StringField(_l("Recipients (separated by commas)"))
+    smtp_host = StringField(_l("SMTP host"))
+    smtp_port = StringField(_l("SMTP port"))
+    smtp_security = SelectField(_l("Encryption"), choices=[
+        ("starttls", "STARTTLS"), ("ssl", "SSL/TLS"), ("none", _l("None"))], default="starttls")
+    smtp_user = StringField(_l("SMTP user"))
+    smtp_password = PasswordField(_l("SMTP password"))
+    smtp_sender = StringField(_l("Sender address"))
+    alert_reminder_hours = StringField(_l("Reminder interval while a failure lasts (hours)"))
+    admin_base_url = StringField(_l("Admin URL (for links in e-mails)"))
+    save = SubmitField(_l("Save"))
+    send_test = SubmitField(_l("Send test e-mail"))

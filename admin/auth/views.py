@@ -1,0 +1,79 @@
+"""Login, logout and the login guard."""
+
+from __future__ import annotations
+
+import functools
+from urllib.parse import urlsplit
+
+from flask import current_app, flash, g, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
+
+from admin import get_store
+from admin.auth import accounts, bp
+from admin.auth.forms import LoginForm, LogoutForm
+
+
+def login_required(view):
+    """Redirect to the login page unless the admin is logged in."""
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        if g.get("admin") is None:
+            return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+        return view(*args, **kwargs)
+    return wrapped
+
+
+@bp.before_app_request
+def load_logged_in_admin() -> None:
+    username = session.get("admin")
+    g.admin = username if username and accounts.user_exists(get_store(), username) else None
+    g.logout_form = LogoutForm() if g.admin else None
+
+
+def _attempt_keys(username: str) -> list[str]:
+    return [f"user:{username.lower()[:80]}", f"ip:{request.remote_addr or '-'}"]
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this site: an open redirect would help phishing."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return url_for("main.index")
+    parts = urlsplit(target)
+    return url_for("main.index") if parts.scheme or parts.netloc else target
+
+
+@bp.route("/login", methods=("GET", "POST"))
+def login():
+    form = LoginForm()
+    if form.validate_on_submit():
+        store, keys = get_store(), _attempt_keys(form.username.data)
+        config = current_app.config
+        wait = accounts.wait_seconds(store, keys, config["LOGIN_FREE_FAILURES"],
+                                     config["LOGIN_MAX_DELAY_SECONDS"])
+        if wait:
+            flash(_("Too many failed logins. Try again in %(seconds)d seconds.", seconds=wait), "error")
+        elif accounts.check_credentials(store, form.username.data, form.password.data):
+            accounts.note_success(store, keys)
+            lang = session.get("lang")
+            session.clear()  # a fresh session: no fixation
+            if lang:
+                session["lang"] = lang
+            session["admin"] = form.username.data
+            session.permanent = True
+            return redirect(_safe_next(request.args.get("next")))
+        else:
+            accounts.note_failure(store, keys)
+            flash(_("Wrong user name or password."), "error")
+    return render_template("auth/login.html", form=form)
+
+
+@bp.route("/logout", methods=("POST",))
+def logout():
+    form = LogoutForm()
+    if form.validate_on_submit():
+        lang = session.get("lang")
+        session.clear()
+        if lang:
+            session["lang"] = lang
+        flash(_("You are logged out."), "info")
+    return redirect(url_for("auth.login"))

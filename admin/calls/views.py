@@ -1,0 +1,87 @@
+"""Call history, newest first, and re-fetching one call's Salesforce record."""
+
+from __future__ import annotations
+
+from flask import current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+
+from admin import get_store
+from admin.auth import login_required
+from admin.calls import bp
+from admin.calls.forms import CallSearchForm, RefetchForm
+from admin.helpers import page_number, paginate
+from admin.i18n import current_lang
+
+COLUMNS = ("call_id, direction, remote_number, e164, display_number, agent_id, started_at, "
+           "answered, duration_seconds, status, label, company, person, object, record_id, "
+           "record_url")
+
+
+def status_label(status: str | None) -> str:
+    """The screen status in the page's language."""
+    labels = {"matched": _("Matched"), "not_registered": _("Not registered"),
+              "withheld": _("Withheld"), "unavailable": _("Unavailable")}
+    return labels.get(status or "", status or "")
+
+
+def direction_label(direction: str | None) -> str:
+    """Inbound / outbound in the page's language."""
+    return {"inbound": _("Inbound"), "outbound": _("Outbound")}.get(direction or "", direction or "")
+
+
+def _where(search: str | None) -> tuple[str, dict]:
+    if not search:
+        return "", {}
+    pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    fields = ("display_number", "e164", "remote_number", "company", "person", "agent_id")
+    return " WHERE " + " OR ".join(f"{f} LIKE :p ESCAPE '\\'" for f in fields), {"p": pattern}
+
+
+@bp.route("/")
+@login_required
+def history():
+    store = get_store()
+    form = CallSearchForm(request.args)
+    search = form.q.data if request.args.get("q") and form.validate() else None
+    where, params = _where(search)
+    size = current_app.config["PAGE_SIZE"]
+    total = store.conn.execute(f"SELECT count(*) FROM calls{where}", params).fetchone()[0]
+    pages = paginate(total, page_number(), size)
+    rows = store.db.query(
+        f"SELECT {COLUMNS} FROM calls{where} ORDER BY started_at DESC, call_id "
+        "LIMIT :limit OFFSET :offset", dict(params, limit=size, offset=pages["offset"]))
+    return render_template("calls/history.html", rows=list(rows), pages=pages, form=form,
+                           refetch_form=RefetchForm(), status_label=status_label,
+                           direction_label=direction_label)
+
+
+@bp.route("/<path:call_id>/refetch", methods=("POST",))
+@login_required
+def refetch(call_id: str):
+    if RefetchForm().validate_on_submit():
+        _refetch(call_id)
+    return redirect(request.referrer if _same_site(request.referrer) else url_for("calls.history"))
+
+
+def _same_site(url: str | None) -> bool:
+    return bool(url) and url.startswith(request.host_url)
+
+
+def _refetch(call_id: str) -> None:
+    from core import history
+
+    try:
+        result = history.refetch_call(get_store(), call_id)
+    except history.RefetchLocked as exc:
+        flash(_("This number was re-fetched a moment ago. Try again in %(seconds)d seconds.",
+                seconds=max(1, int(getattr(exc, "seconds", 15)))), "error")
+    except LookupError:
+        flash(_("This call is not in the history."), "error")
+    except Exception as exc:  # Salesforce down: say what to do, never a 500
+        from core.errors import describe_failure, entry_for
+
+        entry = entry_for(getattr(exc, "code", None) or describe_failure(exc)[0])
+        lang = current_lang()
+        flash(f"{entry.message(lang)} {entry.remedy(lang)}", "error")
+    else:
+        flash(_("Re-fetched: %(label)s", label=(result or {}).get("label") or "-"), "success")

@@ -1,0 +1,41 @@
+"""What the settings forms share: validation by core.settings (the one set of rules the CLI
+uses too), reported as field errors in the page's language."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+
+from admin.i18n import current_lang
+from core.settings import SECRET_FIELDS, validate_settings
+
+
+class SettingsFormBase(FlaskForm):
+    """A form whose fields are named after settings; ``setting_names`` lists them."""
+
+    setting_names: tuple[str, ...] = ()
+
+    def values(self) -> dict:
+        """The submitted settings; strings stripped of surrounding spaces except secrets."""
+        values = {}
+        for name in self.setting_names:
+            data = getattr(self, name).data
+            if isinstance(data, str) and name not in SECRET_FIELDS:
+                data = data.strip()
+            values[name] = data
+        return values
+
+    def validate(self, extra_validators=None) -> bool:
+        """WTForms' checks, then the shared settings rules; each problem lands on its field."""
+        valid = super().validate(extra_validators)
+        for name, message in validate_settings(self.values(), current_lang()).items():
+            field = getattr(self, name)
+            if message not in field.errors:
+                field.errors = list(field.errors) + [message]
+            valid = False
+        return valid
+
+    def fill(self, settings) -> None:
+        """Show the stored settings; secrets stay blank (the page says whether one is stored)."""
+        for name in self.setting_names:
+            if name not in SECRET_FIELDS:
+                getattr(self, name).data = getattr(settings, name)

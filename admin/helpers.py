@@ -1,0 +1,57 @@
+"""Small view helpers shared by the blueprints."""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+
+from flask import request, url_for
+
+from core.settings import load_settings
+
+
+def localtime(value: str | None, with_seconds: bool = True) -> str:
+    """An ISO-8601 UTC timestamp shown in the configured time zone ("2024-05-20 21:49:32")."""
+    if not value:
+        return ""
+    try:
+        at = dt.datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=dt.timezone.utc)
+    at = at.astimezone(admin_zone())
+    return at.strftime("%Y-%m-%d %H:%M:%S" if with_seconds else "%Y-%m-%d %H:%M")
+
+
+def admin_zone() -> dt.tzinfo:
+    """The time zone the admin configured (Asia/Tokyo by default)."""
+    from admin import get_store
+
+    try:
+        return zoneinfo.ZoneInfo(load_settings(get_store()).time_zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return dt.timezone.utc
+
+
+def page_url(page: int) -> str:
+    """The current page's URL with ``page`` replaced, keeping the other query arguments."""
+    args = request.args.to_dict()
+    args["page"] = page
+    return url_for(request.endpoint, **(request.view_args or {}), **args)
+
+
+def page_number() -> int:
+    """The ``page`` query argument as a positive int (1 when missing or malformed)."""
+    try:
+        return max(1, min(int(request.args.get("page", "1")), 1_000_000))
+    except ValueError:
+        return 1
+
+
+def paginate(total: int, page: int, size: int) -> dict:
+    """Pagination facts for the template: page, pages, has_prev, has_next, offset."""
+    pages = max(1, (total + size - 1) // size)
+    page = min(page, pages)
+    return {"page": page, "pages": pages, "total": total, "offset": (page - 1) * size,
+            "has_prev": page > 1, "has_next": page < pages}

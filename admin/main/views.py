@@ -1,0 +1,37 @@
+"""The overview page and the language switch."""
+
+from __future__ import annotations
+
+from flask import redirect, render_template, request, session, url_for
+
+from admin import get_store
+from admin.auth import login_required
+from admin.auth.views import _safe_next
+from admin.i18n import LANGUAGES
+from admin.main import bp
+from core.errors import count_errors
+from core.settings import load_settings
+
+
+@bp.route("/")
+@login_required
+def index():
+    store = get_store()
+    settings = load_settings(store)
+    usage = store.api_usage()
+    return render_template(
+        "main/index.html", settings=settings, usage=usage,
+        open_errors=count_errors(store, open=True),
+        calls_total=store.conn.execute("SELECT count(*) FROM calls").fetchone()[0],
+        contacts_total=store.count_contacts(),
+        outbox_waiting=store.conn.execute(
+            "SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetchone()[0],
+    )
+
+
+@bp.route("/lang/<code>")
+def switch_language(code: str):
+    """Remember the chosen language and go back to the page the switch was clicked on."""
+    if code in LANGUAGES:
+        session["lang"] = code
+    return redirect(_safe_next(request.args.get("next")))

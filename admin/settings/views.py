@@ -1,0 +1,81 @@
+"""The settings page. "Test connection and save" logs in with the submitted values, checks the
+user's permissions and saves only when both succeed; a failure saves nothing and shows the
+catalogue's message and remedy (and lands in the error log, as the seed's product does)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from flask import flash, redirect, render_template, url_for
+from flask_babel import gettext as _
+
+from admin import get_store
+from admin.auth import login_required
+from admin.i18n import current_lang
+from admin.settings import bp
+from admin.settings.forms import DisconnectForm, SalesforceSettingsForm
+from core import errors
+from core.settings import SECRET_FIELDS, clean_settings, clear_credentials, load_settings, save_settings
+
+OPERATION = "connection_test"
+
+
+@bp.route("/", methods=("GET", "POST"))
+@login_required
+def salesforce():
+    store = get_store()
+    stored = load_settings(store)
+    form = SalesforceSettingsForm()
+    failure = None
+    if form.validate_on_submit():
+        candidate = _candidate(stored, form.values())
+        failure = _test_connection(store, candidate)
+        if failure is None:
+            save_settings(store, form.values(), keep_blank_secrets=True)
+            errors.record_recovery(store, "salesforce", OPERATION)
+            flash(_("Connected to Salesforce. The settings are saved."), "success")
+            return redirect(url_for("settings.salesforce"))
+    elif not form.is_submitted():
+        form.fill(stored)
+    return render_template("settings/salesforce.html", form=form, failure=failure,
+                           stored=stored.secret_stored(), connected=stored.is_configured(),
+                           disconnect_form=DisconnectForm(), username=stored.username)
+
+
+def _candidate(stored, values: dict):
+    """The settings to test: the submitted values, with stored secrets where fields were blank."""
+    given = {k: v for k, v in values.items() if not (k in SECRET_FIELDS and v in (None, ""))}
+    return dataclasses.replace(stored, **clean_settings(given))
+
+
+def _test_connection(store, settings) -> dict | None:
+    """None when the login and the permission check pass; else what to show the admin."""
+    from core.salesforce import Connection
+
+    try:
+        connection = Connection(settings, store)
+        problems = connection.check_permissions()
+    except Exception as exc:  # every failure, known or not, must end as a message, not a 500
+        entry = errors.record_failure(store, "salesforce", OPERATION, exc)
+        return _failure(entry)
+    if problems:
+        entry = errors.record_failure(store, "salesforce", OPERATION, "INSUFFICIENT_ACCESS",
+                                      detail="; ".join(problems))
+        return _failure(entry, problems)
+    return None
+
+
+def _failure(entry, problems=()) -> dict:
+    lang = current_lang()
+    return {"code": entry.code, "message": entry.message(lang), "remedy": entry.remedy(lang),
+            "problems": list(problems)}
+
+
+@bp.route("/disconnect", methods=("POST",))
+@login_required
+def disconnect():
+    if DisconnectForm().validate_on_submit():
+        clear_credentials(get_store())
+        flash(_("Disconnected. The stored user name, password and security token are removed."),
+              "success")
+    return redirect(url_for("settings.salesforce"))

@@ -1,0 +1,196 @@
+"""Alert e-mails about integration failures (DESIGN.md §5).
+
+The error log is the source of truth: a *kind* of failure is ``integration:code`` with at least
+one open incident. :meth:`Alerts.check` compares the open kinds with ``alert_state`` and queues,
+in the same transaction, one mail when a kind starts, a reminder at most every
+``alert_reminder_hours`` while it lasts, and one mail when it recovers (no open incident left).
+The mails go through :class:`core.mail.Outbox`, so none is lost while SMTP is down.
+
+Two kinds of incident never cause mails: SMTP failures (the mail about them could not be sent
+anyway; the error log shows them) and failures of the admin's own "Test connection and save",
+which the admin is looking at on the page.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import urllib.parse
+
+from core.errors import entry_for
+from core.mail import Clock, Outbox, utcnow
+from core.settings import load_settings, recipient_list
+from core.store import now_iso
+
+SILENT_INTEGRATIONS = ("smtp",)
+SILENT_OPERATIONS = ("connection_test",)
+
+
+class Alerts:
+    """Decides which alert mails to send and queues them; :meth:`tick` also sends them."""
+
+    def __init__(self, store, clock: Clock = utcnow, smtp_timeout: float = 10.0):
+        self.store = store
+        self.clock = clock
+        self.outbox = Outbox(store, clock, smtp_timeout)
+
+    def check(self) -> int:
+        """Queue the mails the current error log calls for; returns how many were queued.
+
+        Does nothing while alert e-mail is not configured, so a failure still open when the
+        admin configures it gets its "started" mail then.
+        """
+        settings = load_settings(self.store)
+        if not settings.alerts_configured():
+            return 0
+        recipients = recipient_list(settings.alert_recipients)
+        now = self.clock()
+        queued = 0
+        with self.store.transaction() as db:  # one process decides at a time
+            open_kinds = self._open_kinds(db)
+            states = {row["kind"]: row for row in db.query("SELECT * FROM alert_state")}
+            for kind, incident in open_kinds.items():
+                queued += self._on_open(db, kind, incident, states.get(kind), now, settings, recipients)
+            for kind, state in states.items():
+                if kind not in open_kinds and not state["recovered_at"]:
+                    queued += self._on_recovered(db, kind, state, now, settings, recipients)
+        return queued
+
+    def tick(self) -> tuple[int, int, int]:
+        """:meth:`check`, then send what is due; returns (queued, sent, failed)."""
+        queued = self.check()
+        if not self.outbox.pending():
+            return queued, 0, 0
+        settings = load_settings(self.store)
+        if not settings.smtp_host:
+            return queued, 0, 0
+        sent, failed = self.outbox.flush(settings)
+        return queued, sent, failed
+
+    # -- deciding ----------------------------------------------------------------------------
+
+    def _open_kinds(self, db) -> dict[str, dict]:
+        marks = ", ".join("?" for _ in SILENT_INTEGRATIONS)
+        ops = ", ".join("?" for _ in SILENT_OPERATIONS)
+        rows = db.query(
+            "SELECT integration, code, min(first_at) AS first_at, max(last_at) AS last_at, "
+            "sum(count) AS count, max(detail) AS detail FROM error_log WHERE open = 1 "
+            f"AND integration NOT IN ({marks}) AND operation NOT IN ({ops}) "
+            "GROUP BY integration, code", list(SILENT_INTEGRATIONS) + list(SILENT_OPERATIONS),
+        )
+        return {f"{row['integration']}:{row['code']}": row for row in rows}
+
+    def _on_open(self, db, kind, incident, state, now, settings, recipients) -> int:
+        if state is None or state["recovered_at"]:
+            db.execute(
+                "INSERT OR REPLACE INTO alert_state (kind, started_at, last_mail_at, recovered_at) "
+                "VALUES (?, ?, ?, NULL)", [kind, now_iso(now), now_iso(now)])
+            self._queue(recipients, *compose("started", incident, settings))
+            return 1
+        interval = dt.timedelta(hours=settings.alert_reminder_hours)
+        if now - dt.datetime.fromisoformat(state["last_mail_at"]) < interval:
+            return 0
+        db.execute("UPDATE alert_state SET last_mail_at = ? WHERE kind = ?", [now_iso(now), kind])
+        self._queue(recipients, *compose("reminder", incident, settings, state["started_at"]))
+        return 1
+
+    def _on_recovered(self, db, kind, state, now, settings, recipients) -> int:
+        db.execute("UPDATE alert_state SET recovered_at = ? WHERE kind = ?", [now_iso(now), kind])
+        integration, _, code = kind.partition(":")
+        incident = {"integration": integration, "code": code, "first_at": state["started_at"],
+                    "last_at": now_iso(now), "count": None, "detail": ""}
+        self._queue(recipients, *compose("recovered", incident, settings, state["started_at"]))
+        return 1
+
+    def _queue(self, recipients, subject, body) -> None:
+        self.outbox.enqueue(recipients, subject, body)
+
+
+# -- the mail text ----------------------------------------------------------------------------
+
+_SUBJECTS = {
+    "started": ("障害発生", "Failure"),
+    "reminder": ("障害継続中", "Still failing"),
+    "recovered": ("復旧", "Recovered"),
+}
+
+
+def compose(event: str, incident: dict, settings, started_at: str | None = None) -> tuple[str, str]:
+    """(subject, body) of an alert mail, Japanese then English, with the remedy and a link to
+    the error log filtered on this kind of failure."""
+    entry = entry_for(incident["code"])
+    ja, en = _SUBJECTS[event]
+    subject = f"[sfcti] {ja} / {en}: {incident['integration']} {entry.code}"
+    link = error_log_link(settings.admin_base_url, incident["integration"], entry.code)
+    since = started_at or incident["first_at"]
+    count = incident.get("count")
+    body = "\n".join([
+        _body_ja(event, entry, since, count, link),
+        "",
+        "-" * 60,
+        "",
+        _body_en(event, entry, since, count, link),
+        "",
+    ])
+    return subject, body
+
+
+def _body_ja(event, entry, since, count, link) -> str:
+    head = {"started": "外部連携でエラーが発生しました。",
+            "reminder": "外部連携のエラーが続いています。",
+            "recovered": "外部連携のエラーは復旧しました。"}[event]
+    lines = [head, "", f"内容: {entry.message_ja}", f"エラーコード: {entry.code}",
+             f"発生時刻 (UTC): {since}"]
+    if count:
+        lines.append(f"発生回数: {count}")
+    if event != "recovered":
+        lines += ["", f"対処方法: {entry.remedy_ja}"]
+    lines += ["", f"外部連携エラーログ: {link}"]
+    return "\n".join(lines)
+
+
+def _body_en(event, entry, since, count, link) -> str:
+    head = {"started": "An external integration started failing.",
+            "reminder": "An external integration is still failing.",
+            "recovered": "An external integration has recovered."}[event]
+    lines = [head, "", f"What happened: {entry.message_en}", f"Error code: {entry.code}",
+             f"Since (UTC): {since}"]
+    if count:
+        lines.append(f"Occurrences: {count}")
+    if event != "recovered":
+        lines += ["", f"What to do: {entry.remedy_en}"]
+    lines += ["", f"Error log: {link}"]
+    return "\n".join(lines)
+
+
+def error_log_link(base_url: str, integration: str, code: str) -> str:
+    """The admin's error-log URL filtered on one kind of failure."""
+    query = urllib.parse.urlencode({"integration": integration, "code": code})
+    return f"{base_url.rstrip('/')}/errors/?{query}"
+
+
+# -- running it -------------------------------------------------------------------------------
+
+class AlertWorker(threading.Thread):
+    """A daemon thread running :meth:`Alerts.tick` every ``interval`` seconds until stopped."""
+
+    def __init__(self, store, interval: float = 60.0, clock: Clock = utcnow):
+        super().__init__(name="sfcti-alerts", daemon=True)
+        self.alerts = Alerts(store, clock)
+        self.interval = interval
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        import logging
+
+        log = logging.getLogger(__name__)
+        while not self._stop_event.is_set():
+            try:
+                self.alerts.tick()
+            except Exception:  # the worker must outlive a locked database or a bad setting
+                log.exception("alert check failed")
+            self._stop_event.wait(self.interval)
+
+    def stop(self) -> None:
+        """Ask the thread to end after its current tick."""
+        self._stop_event.set()
