@@ -12,6 +12,7 @@ import os
 import sys
 
 from flask import Flask, current_app
+from flask_wtf.csrf import CSRFProtect
 
 from core.store import Store
 
@@ -32,6 +33,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _session_key(store)
     _ensure_admin_account(app, store)
+    # every POST, including login and logout, must carry the form's token
+    CSRFProtect(app)
     i18n.init_app(app)
     _register_blueprints(app)
     _register_template_helpers(app)

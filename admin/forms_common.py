@@ -39,3 +39,13 @@ class SettingsFormBase(FlaskForm):
         for name in self.setting_names:
             if name not in SECRET_FIELDS:
                 getattr(self, name).data = getattr(settings, name)
+
+
+def choice(value: str, label) -> object:
+    """A select/radio option: WTForms 3.3's SelectChoice where available (tuples are
+    deprecated there), a tuple on older versions."""
+    try:
+        from wtforms import SelectChoice
+    except ImportError:
+        return (value, label)
+    return SelectChoice(value, label)

@@ -3,7 +3,7 @@
 from flask_babel import lazy_gettext as _l
 from wtforms import PasswordField, SelectField, StringField, SubmitField
 
-from admin.forms_common import SettingsFormBase
+from admin.forms_common import SettingsFormBase, choice
 
 
 class AlertMailForm(SettingsFormBase):
@@ -14,7 +14,7 @@ class AlertMailForm(SettingsFormBase):
     smtp_host = StringField(_l("SMTP host"))
     smtp_port = StringField(_l("SMTP port"))
     smtp_security = SelectField(_l("Encryption"), choices=[
-        ("starttls", "STARTTLS"), ("ssl", "SSL/TLS"), ("none", _l("None"))], default="starttls")
+        choice("starttls", "STARTTLS"), choice("ssl", "SSL/TLS"), choice("none", _l("None"))], default="starttls")
     smtp_user = StringField(_l("SMTP user"))
     smtp_password = PasswordField(_l("SMTP password"))
     smtp_sender = StringField(_l("Sender address"))

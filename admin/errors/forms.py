@@ -7,13 +7,15 @@ from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField, SubmitField, ValidationError
 from wtforms.validators import Length, Optional, Regexp
 
+from admin.forms_common import choice
+
 
 class ErrorFilterForm(FlaskForm):
     class Meta:
         csrf = False
 
     integration = SelectField(_l("Integration"), choices=[
-        ("", _l("All")), ("salesforce", "Salesforce"), ("smtp", "SMTP")], default="",
+        choice("", _l("All")), choice("salesforce", "Salesforce"), choice("smtp", "SMTP")], default="",
         validate_choice=True)
     code = StringField(_l("Error code"), validators=[
         Optional(), Length(max=64), Regexp(r"^[A-Za-z0-9_:]*$", message=_l("Letters, digits and _ only."))])

@@ -4,7 +4,7 @@ from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, PasswordField, RadioField, StringField, SubmitField
 
-from admin.forms_common import SettingsFormBase
+from admin.forms_common import SettingsFormBase, choice
 
 
 class SalesforceSettingsForm(SettingsFormBase):
@@ -16,9 +16,9 @@ class SalesforceSettingsForm(SettingsFormBase):
     security_token = PasswordField(_l("Security token"))
     sandbox = BooleanField(_l("Sandbox"))
     contact_fetch = RadioField(_l("Fetch contacts"), choices=[
-        ("nightly", _l("Nightly (around the nightly time)")),
-        ("after_call", _l("After each call")),
-        ("never", _l("Do not fetch contacts")),
+        choice("nightly", _l("Nightly (around the nightly time)")),
+        choice("after_call", _l("After each call")),
+        choice("never", _l("Do not fetch contacts")),
     ], default="nightly")
     login_url = StringField(_l("Login URL (My Domain)"))
     ca_bundle = StringField(_l("CA bundle (PEM file path)"))
