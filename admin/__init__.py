@@ -59,6 +59,7 @@ def _defaults(home: str) -> dict:
         "MAX_CONTENT_LENGTH": 256 * 1024,
         "ADMIN_USERNAME": os.environ.get("SFCTI_ADMIN_USER") or "admin",
         "ADMIN_PASSWORD": os.environ.get("SFCTI_ADMIN_PASSWORD") or None,
+        "ADMIN_PASSWORD_METHOD": "scrypt",
         "LOGIN_FREE_FAILURES": 5,
         "LOGIN_MAX_DELAY_SECONDS": 900,
         "PAGE_SIZE": 50,
@@ -78,7 +79,8 @@ def _ensure_admin_account(app: Flask, store: Store) -> None:
     from admin.auth.accounts import ensure_admin
 
     username = app.config["ADMIN_USERNAME"]
-    generated = ensure_admin(store, username, app.config["ADMIN_PASSWORD"])
+    generated = ensure_admin(store, username, app.config["ADMIN_PASSWORD"],
+                             app.config["ADMIN_PASSWORD_METHOD"])
     if generated:
         # shown once: only the hash is stored
         print(f"sfcti admin: created the admin account {username!r} with the password "

@@ -84,7 +84,9 @@ def app(home):
     from admin import create_app
 
     return create_app({"SFCTI_HOME": str(home), "TESTING": True, "ADMIN_USERNAME": ADMIN_USER,
-                       "ADMIN_PASSWORD": ADMIN_PASSWORD, "SMTP_TIMEOUT": 3.0})
+                       "ADMIN_PASSWORD": ADMIN_PASSWORD, "SMTP_TIMEOUT": 3.0,
+                       # a cheap hash keeps the many app-per-test fixtures fast
+                       "ADMIN_PASSWORD_METHOD": "pbkdf2:sha256:1000"})
 
 
 @pytest.fixture

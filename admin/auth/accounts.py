@@ -15,11 +15,13 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from core.store import now_iso
 
+DEFAULT_METHOD = "scrypt"  # werkzeug's default; tests may pass a cheaper one through the config
+
 # a real hash to compare against when the user does not exist, so both cases take the same time
 _DUMMY_HASH = generate_password_hash("sfcti-no-such-user")
 
 
-def ensure_admin(store, username: str, password: str | None) -> str | None:
+def ensure_admin(store, username: str, password: str | None, method: str = DEFAULT_METHOD) -> str | None:
     """Create the admin account when there is none; returns the generated password when
     ``password`` was not given (to be shown once), else None."""
     if store.conn.execute("SELECT count(*) FROM admin_users").fetchone()[0]:
@@ -28,20 +30,20 @@ def ensure_admin(store, username: str, password: str | None) -> str | None:
     with store.transaction() as db:
         if db.execute("SELECT count(*) FROM admin_users").fetchone()[0]:
             return None  # another process created it first
-        _insert(db, username, password or generated)
+        _insert(db, username, password or generated, method)
     return generated
 
 
-def set_password(store, username: str, password: str) -> None:
+def set_password(store, username: str, password: str, method: str = DEFAULT_METHOD) -> None:
     """Create ``username`` or replace its password."""
     with store.transaction() as db:
-        _insert(db, username, password)
+        _insert(db, username, password, method)
 
 
-def _insert(db, username: str, password: str) -> None:
+def _insert(db, username: str, password: str, method: str) -> None:
     db.execute(
         "INSERT OR REPLACE INTO admin_users (username, password_hash, created_at) VALUES (?, ?, ?)",
-        [username, generate_password_hash(password), now_iso()],
+        [username, generate_password_hash(password, method=method), now_iso()],
     )
 
 
