@@ -1,0 +1,111 @@
+"""Run-time fault injection: what the emulator does wrong, on purpose, until told to stop."""
+import threading
+import time
+
+# Login faults the emulator can force, with Salesforce's fault element and message.
+LOGIN_FAULTS = {
+    "INVALID_LOGIN": ("LoginFault", "Invalid username, password, security token; or user locked out."),
+    "LOGIN_MUST_USE_SECURITY_TOKEN": (
+        "LoginFault",
+        "Invalid username, password, security token; or user locked out. Are you at a new location? "
+        "When accessing Salesforce--either via a desktop client or the API--from outside of your "
+        "company’s trusted networks, you must add a security token to your password to log in. To get "
+        "your new security token, log in to Salesforce. From your personal settings, enter Reset My "
+        "Security Token in the Quick Find box, then select Reset My Security Token."),
+    "API_DISABLED_FOR_ORG": ("UnexpectedErrorFault", "API is not enabled for this Organization or Partner"),
+    "API_CURRENTLY_DISABLED": ("UnexpectedErrorFault", "API is disabled for this User"),
+    "REQUEST_LIMIT_EXCEEDED": ("UnexpectedErrorFault",
+                               "ConcurrentRequests (Concurrent API Requests) Limit exceeded."),
+    "INSUFFICIENT_ACCESS": ("UnexpectedErrorFault", "user does not have the Use Any API Auth permission"),
+}
+_REQUEST_FAULTS = ("latency", "hang", "http_status", "reset")
+
+
+class Faults:
+    """Faults applied to incoming requests; set attributes (or call set()) at run time.
+
+    latency: seconds added to each request. hang: requests block until cleared (or the emulator
+    stops). http_status: 500 or 503 answered to REST requests. reset: the connection is reset
+    (RST) instead of answered. password_expired: logins succeed with passwordExpired=true and
+    REST answers INVALID_OPERATION_WITH_EXPIRED_PASSWORD. login_fault: a code of LOGIN_FAULTS
+    every login fails with. kinds: request kinds the request faults apply to (None: all).
+    times: how many requests latency/http_status/reset hit before clearing themselves (None:
+    forever); a hang lasts until cleared.
+    """
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._stopping = False
+        self.clear()
+
+    def clear(self):
+        """Back to a healthy emulator (releases hung requests)."""
+        with self._cond:
+            self.latency = 0.0
+            self._hang = False
+            self.http_status = None
+            self.reset = False
+            self.password_expired = False
+            self.login_fault = None
+            self.kinds = None
+            self.times = None
+            self._cond.notify_all()
+
+    def set(self, **kwargs):
+        """Set several faults at once, e.g. set(http_status=503, kinds={"query"}, times=1)."""
+        for name, value in kwargs.items():
+            if not hasattr(self, name) or name.startswith("_"):
+                raise AttributeError(f"Unknown fault: {name}")
+            setattr(self, name, value)
+        return self
+
+    @property
+    def hang(self):
+        """True while requests block."""
+        return self._hang
+
+    @hang.setter
+    def hang(self, value):
+        with self._cond:
+            self._hang = bool(value)
+            self._cond.notify_all()
+
+    def stop(self):
+        """Release every hung request for good (the emulator is stopping)."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+
+    def restart(self):
+        """Allow hangs again after a stop."""
+        with self._cond:
+            self._stopping = False
+
+    def for_request(self, kind):
+        """The request faults that hit a request of `kind`: dict of latency/hang/http_status/reset."""
+        with self._cond:
+            if self.kinds is not None and kind not in self.kinds:
+                return {}
+            active = {name: getattr(self, name) for name in _REQUEST_FAULTS if getattr(self, name)}
+            if active and self.times is not None:
+                self.times -= 1
+                if self.times <= 0:
+                    self.latency, self.http_status, self.reset = 0.0, None, False
+                    self.times = None
+            return active
+
+    def wait_while_hung(self, active):
+        """Sleep the latency, then block while a hang applies (until cleared or stopped)."""
+        if active.get("latency"):
+            time.sleep(active["latency"])
+        if active.get("hang"):
+            with self._cond:
+                while self._hang and not self._stopping:
+                    self._cond.wait(0.5)
+
+    def login_fault_code(self):
+        """The forced login fault code, or None."""
+        code = self.login_fault
+        if code and code not in LOGIN_FAULTS:
+            raise ValueError(f"Unknown login fault {code!r}; known: {', '.join(LOGIN_FAULTS)}")
+        return code

@@ -1,0 +1,297 @@
+"""An in-memory Salesforce org: records per object, with the indexes that make lookups fast."""
+import hashlib
+import itertools
+import re
+import threading
+from collections import defaultdict
+from datetime import datetime, timezone
+
+from emulator.schema import KEY_PREFIXES, PREFIX_OBJECTS, STRING_TYPES, Field, build_schema
+
+BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_SUFFIX_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+_ID_RE = re.compile(r"^[a-zA-Z0-9]{15}(?:[A-Z0-5]{3})?$")
+_FULLWIDTH = str.maketrans("０１２３４５６７８９", "0123456789")
+_NON_DIGITS = re.compile(r"[^0-9]")
+# Field types worth an equality index: selective ones. Booleans and picklists would only
+# produce huge buckets, so queries on them scan instead.
+_INDEXABLE = STRING_TYPES - {"picklist", "textarea"}
+
+
+class UnknownObject(ValueError):
+    """The records name an object the emulator does not know."""
+
+
+def now_stamp():
+    """The current time as Salesforce writes datetimes: 2024-05-20T20:49:32.000+0000."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+
+
+def id_suffix(id15):
+    """The three case-safety characters Salesforce appends to a 15-character Id."""
+    out = ""
+    for chunk in range(3):
+        bits = 0
+        for i, ch in enumerate(id15[chunk * 5:chunk * 5 + 5]):
+            if "A" <= ch <= "Z":
+                bits |= 1 << i
+        out += _SUFFIX_CHARS[bits]
+    return out
+
+
+def to_id18(value):
+    """The 18-character form of a 15- or 18-character Id, or None when `value` is not an Id."""
+    if not isinstance(value, str) or not _ID_RE.match(value):
+        return None
+    if len(value) == 15:
+        return value + id_suffix(value)
+    return value[:15] + id_suffix(value[:15])
+
+
+def make_id(prefix, number):
+    """An 18-character Id with the object's key prefix, unique per `number`."""
+    body = ""
+    for _ in range(9):
+        number, digit = divmod(number, 62)
+        body = BASE62[digit] + body
+    id15 = prefix + "5g0" + body
+    return id15 + id_suffix(id15)
+
+
+def phone_digits(value):
+    """The ASCII digits of a phone value (full-width digits folded), for SOSL phone search."""
+    if not isinstance(value, str):
+        return ""
+    return _NON_DIGITS.sub("", value.translate(_FULLWIDTH))
+
+
+def index_key(value):
+    """How a value is compared by SOQL equality: strings case-insensitively."""
+    return value.lower() if isinstance(value, str) else value
+
+
+class Org:
+    """Records of Account, Contact, Lead, Task and User, with Id, phone and digits indexes."""
+
+    def __init__(self, records=None, person_accounts=False, name="sfcti demo org"):
+        self.name = name
+        self.person_accounts = bool(person_accounts)
+        self.schema = build_schema(self.person_accounts)
+        self.org_id = make_id("00D", int(hashlib.sha1(name.encode()).hexdigest()[:12], 16))
+        self.records = {obj: [] for obj in self.schema}
+        self._lock = threading.RLock()
+        self._numbers = itertools.count(1)
+        self._by_id = {}                     # id18 -> (object name, record)
+        self._seq = {}                       # id18 -> insertion order, for stable results
+        self._eq = {obj: {} for obj in self.schema}        # obj -> field -> key -> [records]
+        self._digits = {obj: defaultdict(list) for obj in self.schema}
+        for obj in self.schema:
+            for fname in self.schema[obj].phone_fields():
+                self._eq[obj][fname] = defaultdict(list)
+            self._eq[obj]["Id"] = defaultdict(list)
+        self._load(records or {})
+
+    # ---- loading ------------------------------------------------------------------------
+
+    def _load(self, records):
+        unknown = set(records) - set(self.schema)
+        if unknown:
+            raise UnknownObject(f"Unknown objects in org data: {', '.join(sorted(unknown))}")
+        for obj in ("User", "Account", "Contact", "Lead", "Task"):
+            for record in records.get(obj, ()):
+                self._adopt_fields(obj, record)
+                self._insert(obj, dict(record))
+        if not self.records["User"]:
+            self._insert("User", {"Username": "admin@sfcti.example", "FirstName": "太郎",
+                                  "LastName": "管理", "Email": "admin@sfcti.example"})
+        if self.person_accounts:
+            self._add_person_contacts()
+
+    def _adopt_fields(self, obj, record):
+        # Data may carry fields the standard schema lacks; make them queryable rather than lose them.
+        sobject = self.schema[obj]
+        for key, value in record.items():
+            if sobject.field(key) is None and not self._is_person_field_without_pa(obj, key):
+                type_ = ("boolean" if isinstance(value, bool) else "int" if isinstance(value, int)
+                         else "double" if isinstance(value, float) else "string")
+                sobject.add_field(Field(key, type_, 255 if type_ == "string" else 0))
+
+    def _is_person_field_without_pa(self, obj, key):
+        return (not self.person_accounts and obj in ("Account", "Contact")
+                and key in ("IsPersonAccount", "PersonMobilePhone", "PersonHomePhone",
+                            "PersonOtherPhone", "PersonEmail", "PersonContactId"))
+
+    def _fill_defaults(self, obj, record):
+        stamp = now_stamp()
+        record["Id"] = to_id18(record.get("Id")) or make_id(KEY_PREFIXES[obj], next(self._numbers))
+        record.setdefault("IsDeleted", False)
+        record.setdefault("CreatedDate", record.get("LastModifiedDate") or stamp)
+        record.setdefault("LastModifiedDate", record["CreatedDate"])
+        record.setdefault("SystemModstamp", record["LastModifiedDate"])
+        owner = self.records["User"][0]["Id"] if self.records["User"] else None
+        record.setdefault("CreatedById", owner or record["Id"])
+        record.setdefault("LastModifiedById", record["CreatedById"])
+        if obj != "User":
+            record.setdefault("OwnerId", owner)
+        self._fill_object_defaults(obj, record)
+
+    def _fill_object_defaults(self, obj, record):
+        if obj in ("Contact", "Lead", "User") or (obj == "Account" and record.get("IsPersonAccount")):
+            if not record.get("Name") and record.get("LastName"):
+                # Japanese locale order (family name first), as a ja org displays Name.
+                record["Name"] = " ".join(p for p in (record.get("LastName"), record.get("FirstName")) if p)
+        if obj == "Lead":
+            record.setdefault("IsConverted", False)
+            record.setdefault("Status", "Open - Not Contacted")
+        if obj == "User":
+            record.setdefault("IsActive", True)
+            record.setdefault("UserType", "Standard")
+        if obj == "Task":
+            record.setdefault("IsClosed", record.get("Status") == "Completed")
+        if self.person_accounts and obj in ("Account", "Contact"):
+            record.setdefault("IsPersonAccount", False)
+
+    def _insert(self, obj, record):
+        with self._lock:
+            self._fill_defaults(obj, record)
+            rid = record["Id"]
+            if rid in self._by_id:
+                raise ValueError(f"Duplicate Id {rid}")
+            self.records[obj].append(record)
+            self._by_id[rid] = (obj, record)
+            self._seq[rid] = next(self._numbers)
+            self._index(obj, record)
+        return rid
+
+    def _add_person_contacts(self):
+        # Salesforce keeps a hidden Contact behind every person account; SOQL on Contact sees it.
+        for account in list(self.records["Account"]):
+            if not account.get("IsPersonAccount"):
+                continue
+            contact_id = to_id18(account.get("PersonContactId"))
+            if contact_id and contact_id in self._by_id:
+                continue
+            contact = {"Id": contact_id, "AccountId": account["Id"], "IsPersonAccount": True,
+                       "FirstName": account.get("FirstName"), "LastName": account.get("LastName"),
+                       "Name": account.get("Name"), "Phone": account.get("Phone"),
+                       "MobilePhone": account.get("PersonMobilePhone"),
+                       "HomePhone": account.get("PersonHomePhone"),
+                       "OtherPhone": account.get("PersonOtherPhone"),
+                       "Email": account.get("PersonEmail"), "OwnerId": account.get("OwnerId"),
+                       "CreatedDate": account.get("CreatedDate"),
+                       "LastModifiedDate": account.get("LastModifiedDate")}
+            account["PersonContactId"] = self._insert("Contact", contact)
+
+    # ---- indexes ------------------------------------------------------------------------
+
+    def _index(self, obj, record):
+        for fname, index in self._eq[obj].items():
+            index[index_key(record.get(fname))].append(record)
+        seen = set()
+        for fname in self.schema[obj].phone_fields():
+            digits = phone_digits(record.get(fname))
+            if digits and digits not in seen:
+                seen.add(digits)
+                self._digits[obj][digits].append(record)
+
+    def _unindex(self, obj, record):
+        for fname, index in self._eq[obj].items():
+            bucket = index.get(index_key(record.get(fname)))
+            if bucket is not None:
+                _remove_identity(bucket, record)
+        for fname in self.schema[obj].phone_fields():
+            bucket = self._digits[obj].get(phone_digits(record.get(fname)))
+            if bucket is not None:
+                _remove_identity(bucket, record)
+
+    def indexable(self, obj, fname):
+        """True when equality on this field may be answered from an index."""
+        f = self.schema[obj].field(fname)
+        return f is not None and f.type in _INDEXABLE
+
+    def lookup(self, obj, fname, values):
+        """Records of `obj` whose field equals one of `values` (SOQL equality), in insertion order."""
+        index = self._eq[obj].get(fname)
+        if index is None:
+            index = self._build_index(obj, fname)
+        found = {}
+        for value in values:
+            for record in index.get(index_key(value), ()):
+                found[record["Id"]] = record
+        return self.in_order(found.values())
+
+    def _build_index(self, obj, fname):
+        with self._lock:
+            if fname not in self._eq[obj]:
+                index = defaultdict(list)
+                for record in self.records[obj]:
+                    index[index_key(record.get(fname))].append(record)
+                self._eq[obj][fname] = index
+            return self._eq[obj][fname]
+
+    def search_digits(self, obj, digits):
+        """Records of `obj` with a phone field whose digits equal `digits`."""
+        return list(self._digits[obj].get(digits, ()))
+
+    def in_order(self, records):
+        """`records` sorted by insertion order (the order a full scan would give)."""
+        seq = self._seq
+        return sorted(records, key=lambda r: seq.get(r["Id"], 0))
+
+    # ---- records ------------------------------------------------------------------------
+
+    def get(self, record_id):
+        """(object name, record) for an Id in 15- or 18-character form, or None."""
+        rid = to_id18(record_id)
+        return self._by_id.get(rid) if rid else None
+
+    def object_of(self, record_id):
+        """The object an Id belongs to, by its key prefix (whether or not the record exists)."""
+        return PREFIX_OBJECTS.get(record_id[:3]) if isinstance(record_id, str) else None
+
+    def add_record(self, obj, fields):
+        """Insert a record of `obj`, filling Id, system fields and Name; returns the new Id."""
+        if obj not in self.schema:
+            raise UnknownObject(obj)
+        self._adopt_fields(obj, fields)
+        return self._insert(obj, dict(fields))
+
+    def update_record(self, obj, record_id, fields):
+        """Change fields of an existing record (indexes follow); returns the record."""
+        with self._lock:
+            _, record = self._by_id[to_id18(record_id)]
+            self._unindex(obj, record)
+            record.update(fields)
+            if "FirstName" in fields or "LastName" in fields:
+                record["Name"] = None
+                self._fill_object_defaults(obj, record)
+            record["LastModifiedDate"] = record["SystemModstamp"] = now_stamp()
+            self._index(obj, record)
+            return record
+
+    def delete_record(self, obj, record_id):
+        """Remove a record and its index entries."""
+        with self._lock:
+            rid = to_id18(record_id)
+            _, record = self._by_id.pop(rid)
+            self._unindex(obj, record)
+            _remove_identity(self.records[obj], record)
+            self._seq.pop(rid, None)
+
+    def login_user(self):
+        """The user the emulator's demo credentials log in as (the first active user)."""
+        for user in self.records["User"]:
+            if user.get("IsActive", True):
+                return user
+        return self.records["User"][0]
+
+    def count(self):
+        """Number of records per object."""
+        return {obj: len(recs) for obj, recs in self.records.items()}
+
+
+def _remove_identity(items, record):
+    for i, item in enumerate(items):
+        if item is record:
+            del items[i]
+            return
