@@ -1,0 +1,420 @@
+"""The Salesforce connection: login, the REST calls the resolver makes, and what they cost.
+
+``Connection(settings, store)`` logs in with username + password + security token through
+simple-salesforce's ``SalesforceLogin`` (login URL: My Domain, test.salesforce.com for a sandbox,
+or the emulator) and then talks REST through a session-id client. Every HTTP request goes through
+one ``requests.Session`` that:
+
+- ignores the environment (``trust_env = False``): ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE``
+  would otherwise silently replace the CA-bundle setting;
+- applies the connect and read timeouts of the settings to every request;
+- counts itself in the store (``count_api_call``) and records the org-wide usage read from the
+  ``Sforce-Limit-Info`` header (``record_org_usage``).
+
+A session-id client never logs in again by itself, so :class:`Connection` does: on a 401
+INVALID_SESSION_ID it logs in once, retries once, and then gives up with :class:`LoginFailed`.
+Failures leave as the named exceptions below, whose ``.code`` is a catalogue code
+(core/errors.py), so every caller shows the same message and remedy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+import threading
+import urllib.parse
+import xml.etree.ElementTree as ET
+from typing import Any, Callable
+from xml.sax.saxutils import escape
+
+import requests
+from simple_salesforce import Salesforce, SalesforceLogin
+from simple_salesforce import exceptions as sfx
+
+from core import errors
+from core.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+REQUIRED_READ = ("Contact", "Account", "Lead")
+REQUIRED_CREATE = ("Task",)
+_LIMIT_INFO = re.compile(r"api-usage=(\d+)/(\d+)")
+
+
+# ---------------------------------------------------------------------------------------------
+# exceptions: the docstring is the message, ``.code`` the catalogue code
+# ---------------------------------------------------------------------------------------------
+
+class SalesforceError(Exception):
+    "Salesforce could not be used."
+
+    code = "UNKNOWN"
+
+    def __init__(self, code: str | None = None, detail: str | None = None):
+        self.code = code or type(self).code
+        self.detail = detail or ""
+        message = self.__doc__ or ""
+        super().__init__(f"{message} [{self.code}] {self.detail}".strip())
+
+    def entry(self) -> errors.CatalogueEntry:
+        """The catalogue entry (message and remedy in Japanese and English) for this failure."""
+        return errors.entry_for(self.code)
+
+
+class NotConfigured(SalesforceError):
+    "Salesforce is not connected."
+
+    code = "NOT_CONFIGURED"
+
+
+class LoginFailed(SalesforceError):
+    "Logging in to Salesforce failed."
+
+    code = "INVALID_LOGIN"
+
+
+class Unavailable(SalesforceError):
+    "Salesforce cannot be reached or did not answer in time."
+
+    code = "CONNECTION_ERROR"
+
+
+class LimitExceeded(SalesforceError):
+    "The Salesforce org has used up its API request limit."
+
+    code = "REQUEST_LIMIT_EXCEEDED"
+
+
+class AccessDenied(SalesforceError):
+    "The Salesforce user lacks a permission it needs."
+
+    code = "INSUFFICIENT_ACCESS"
+
+
+_UNAVAILABLE = {"TIMEOUT", "CONNECTION_ERROR", "TLS_ERROR", "SERVER_ERROR"}
+_ACCESS = {"INSUFFICIENT_ACCESS", "API_DISABLED_FOR_ORG", "API_CURRENTLY_DISABLED"}
+_SESSION = {"INVALID_SESSION_ID", "INVALID_OPERATION_WITH_EXPIRED_PASSWORD"}
+
+
+def translate(exc: BaseException, during_login: bool = False) -> SalesforceError:
+    """The named exception for a failure raised by simple-salesforce, requests or ssl."""
+    if isinstance(exc, SalesforceError):
+        return exc
+    code, detail = errors.describe_failure(exc, "salesforce")
+    if code == "REQUEST_LIMIT_EXCEEDED":
+        cls = LimitExceeded
+    elif code in _UNAVAILABLE:
+        cls = Unavailable
+    elif during_login or code in _SESSION:
+        cls = AccessDenied if code == "INSUFFICIENT_ACCESS" else LoginFailed
+    elif code in _ACCESS:
+        cls = AccessDenied
+    else:
+        cls = SalesforceError
+    return cls(code, detail)
+
+
+# ---------------------------------------------------------------------------------------------
+# the HTTP session
+# ---------------------------------------------------------------------------------------------
+
+def request_kind(method: str, url: str) -> str:
+    """What an HTTP request is, for the per-kind API usage count."""
+    path = urllib.parse.urlsplit(url).path
+    if "/services/Soap/" in path:
+        return "login"
+    rest = re.sub(r"^/services/data/v[\d.]+/?", "", path).strip("/")
+    head, _, tail = rest.partition("/")
+    if head in ("query", "queryAll"):
+        return "query_more" if tail else "query"
+    if head == "sobjects" and tail.endswith("describe"):
+        return "describe"
+    return head or "rest"
+
+
+class ApiSession(requests.Session):
+    """A requests.Session with the CA bundle pinned, timeouts on every request, and a hook
+    that sees every response (API usage accounting, the login body)."""
+
+    def __init__(self, ca_bundle: str, timeout: tuple[float, float],
+                 on_response: Callable[[str, str, requests.Response], None]):
+        super().__init__()
+        # Without this, REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE / *_PROXY from the environment
+        # override `verify` per request, and the CA-bundle setting silently stops working.
+        self.trust_env = False
+        self.verify = ca_bundle or True
+        self.timeout = timeout
+        self._on_response = on_response
+
+    def request(self, method, url, *args, **kwargs):  # noqa: D401 - requests' signature
+        kwargs.setdefault("timeout", self.timeout)
+        response = super().request(method, url, *args, **kwargs)
+        try:
+            self._on_response(method, url, response)
+        except Exception:  # accounting must never break a lookup
+            log.exception("API usage accounting failed")
+        return response
+
+
+# ---------------------------------------------------------------------------------------------
+# the login answer
+# ---------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class OrgInfo:
+    """What the login told about the org and the user."""
+
+    org_id: str = ""
+    org_name: str = ""
+    user_name: str = ""
+    instance_url: str = ""
+    person_accounts: bool = False
+    password_expired: bool = False
+
+
+def parse_login_info(body: bytes | None) -> dict[str, str]:
+    """The ``result`` and ``userInfo`` elements of a SOAP loginResponse, by local name."""
+    values: dict[str, str] = {}
+    if not body:
+        return values
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError:
+        return values
+    for element in root.iter():
+        name = element.tag.rsplit("}", 1)[-1]
+        if len(element) == 0 and name not in values:
+            values[name] = (element.text or "").strip()
+    return values
+
+
+# ---------------------------------------------------------------------------------------------
+# the connection
+# ---------------------------------------------------------------------------------------------
+
+class Connection:
+    """A logged-in Salesforce connection; safe to share between threads.
+
+    :raises NotConfigured: when the settings hold no username and password
+    :raises LoginFailed: the login was refused (``.code``: INVALID_LOGIN,
+        LOGIN_MUST_USE_SECURITY_TOKEN, API_DISABLED_FOR_ORG, INVALID_OPERATION_WITH_EXPIRED_PASSWORD...)
+    :raises Unavailable: timeout, connection, TLS or server error
+    :raises LimitExceeded: REQUEST_LIMIT_EXCEEDED
+    :raises AccessDenied: INSUFFICIENT_ACCESS
+    """
+
+    def __init__(self, settings: Settings, store=None):
+        if not (settings.username and settings.password):
+            raise NotConfigured()
+        self.settings = settings
+        self.store = store
+        self.version = settings.api_version
+        self._lock = threading.RLock()
+        self._local = threading.local()
+        self.http = ApiSession(settings.ca_bundle,
+                               (settings.connect_timeout, settings.read_timeout),
+                               self._on_response)
+        self._sf: Salesforce | None = None
+        self.org = OrgInfo()
+        self._login()
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.settings.username} at {self.org.instance_url}>"
+
+    # -- login ---------------------------------------------------------------------------------
+
+    def _login(self) -> None:
+        """Log in (SOAP), build the session-id client, learn the org; raises the named errors."""
+        with self._lock:
+            self._local.login_body = None
+            try:
+                session_id, instance = SalesforceLogin(
+                    username=self.settings.username, password=self.settings.password,
+                    # simple-salesforce escapes the password but not the token
+                    security_token=escape(self.settings.security_token or ""),
+                    session=self.http, sf_version=self.version,
+                    scratch_url=self.settings.login_host(),
+                )
+            except UnicodeEncodeError as exc:  # http.client sends the body as Latin-1
+                raise LoginFailed("INVALID_LOGIN", f"credentials are not Latin-1: {exc.reason}") from exc
+            except Exception as exc:
+                raise translate(exc, during_login=True) from exc
+            info = parse_login_info(self._local.login_body)
+            if info.get("passwordExpired") == "true":
+                raise LoginFailed("INVALID_OPERATION_WITH_EXPIRED_PASSWORD")
+            self._sf = Salesforce(session_id=session_id, instance=instance, session=self.http,
+                                  version=self.version)
+            self.org = self._org_info(info, instance)
+
+    def _org_info(self, info: dict[str, str], instance: str) -> OrgInfo:
+        person = info.get("orgHasPersonAccounts")
+        if person is None:  # not in this login answer: ask Account's describe once
+            person = "true" if self._account_has_person_fields() else "false"
+        return OrgInfo(org_id=info.get("organizationId", ""), org_name=info.get("organizationName", ""),
+                       user_name=info.get("userName", self.settings.username),
+                       instance_url=f"https://{instance}", person_accounts=person == "true")
+
+    def _account_has_person_fields(self) -> bool:
+        describe = self._call(lambda sf: sf.Account.describe())
+        return any(f.get("name") == "IsPersonAccount" for f in describe.get("fields", []))
+
+    def _relogin(self, stale: Salesforce) -> None:
+        """Log in again unless another thread already replaced the stale client."""
+        with self._lock:
+            if self._sf is stale:
+                self._login()
+
+    # -- accounting ----------------------------------------------------------------------------
+
+    def _on_response(self, method: str, url: str, response: requests.Response) -> None:
+        kind = request_kind(method, url)
+        if kind == "login":
+            self._local.login_body = response.content
+        # An unauthenticated request (401) is not charged to the org: Salesforce cannot tell
+        # whose it is. Everything else, failures included, counts as a call.
+        if self.store is None or response.status_code == 401:
+            return
+        self.store.count_api_call(kind)
+        match = _LIMIT_INFO.search(response.headers.get("Sforce-Limit-Info", ""))
+        if match:
+            self.store.record_org_usage(int(match.group(1)), int(match.group(2)))
+
+    # -- calls ---------------------------------------------------------------------------------
+
+    def _call(self, operation: Callable[[Salesforce], Any]) -> Any:
+        """Run ``operation`` on the client; on INVALID_SESSION_ID log in once and retry once."""
+        client = self._sf
+        try:
+            return operation(client)
+        except sfx.SalesforceExpiredSession as exc:
+            if errors.describe_failure(exc)[0] != "INVALID_SESSION_ID":
+                raise translate(exc) from exc
+            self._relogin(client)
+        except Exception as exc:
+            raise translate(exc) from exc
+        try:
+            return operation(self._sf)
+        except Exception as exc:
+            raise translate(exc) from exc
+
+    def query(self, soql: str) -> dict:
+        """The records of ``soql``: one call, plus one per further page of 2,000.
+
+        Returns ``{"totalSize", "done": True, "records"}``.
+        """
+        return self._call(lambda sf: sf.query_all(soql))
+
+    def query_more(self, next_records_url: str) -> dict:
+        """The next page of a query result (``nextRecordsUrl``): one call."""
+        return self._call(lambda sf: sf.query_more(next_records_url, identifier_is_url=True))
+
+    def composite(self, subrequests: list[dict], all_or_none: bool = False) -> list[dict]:
+        """The sub-responses of one composite request (one API call), in order.
+
+        Each sub-response is a dict with ``body``, ``httpStatusCode`` and ``referenceId``;
+        sub-request failures do not raise (check ``httpStatusCode``).
+        """
+        payload = {"allOrNone": all_or_none, "compositeRequest": subrequests}
+        result = self._call(lambda sf: sf.restful("composite", method="POST", json=payload))
+        return list((result or {}).get("compositeResponse", []))
+
+    def query_subrequest(self, reference_id: str, soql: str) -> dict:
+        """A composite GET sub-request running ``soql`` (build ``soql`` with format_soql)."""
+        url = f"/services/data/v{self.version}/query/?" + urllib.parse.urlencode({"q": soql})
+        return {"method": "GET", "url": url, "referenceId": reference_id}
+
+    def check_permissions(self) -> list[str]:
+        """Problems with the user's permissions ([] when fine): Contact, Account and Lead must be
+        queryable and Task createable. One composite call holding the four describes."""
+        names = REQUIRED_READ + REQUIRED_CREATE
+        subrequests = [{"method": "GET", "referenceId": name,
+                        "url": f"/services/data/v{self.version}/sobjects/{name}/describe"}
+                       for name in names]
+        problems = []
+        for name, response in zip(names, self.composite(subrequests)):
+            problems += _permission_problems(name, response)
+        return problems
+
+    def record_url(self, object_name: str, record_id: str) -> str:
+        """The Lightning URL of a record."""
+        host = urllib.parse.urlsplit(self.org.instance_url).netloc
+        return f"https://{host}/lightning/r/{object_name}/{record_id}/view"
+
+
+def _permission_problems(name: str, response: dict) -> list[str]:
+    status, body = response.get("httpStatusCode"), response.get("body")
+    if status != 200 or not isinstance(body, dict):
+        return [f"{name}: not accessible (HTTP {status}, {_body_code(body)})"]
+    if name in REQUIRED_READ and not body.get("queryable"):
+        return [f"{name}: cannot be read (not queryable)"]
+    if name in REQUIRED_CREATE and not body.get("createable"):
+        return [f"{name}: cannot be created"]
+    return []
+
+
+def _body_code(body: Any) -> str:
+    if isinstance(body, list) and body and isinstance(body[0], dict):
+        return str(body[0].get("errorCode", "error"))
+    return "error"
+
+
+def error_code(response: dict) -> str:
+    """The catalogue code of a failed composite sub-response."""
+    status = response.get("httpStatusCode")
+    raw = _body_code(response.get("body"))
+    return errors.normalize_code(raw if raw != "error" else status)
+
+
+def raise_for_subresponse(response: dict) -> None:
+    """Raise the named exception for a failed composite sub-response (status >= 300)."""
+    status = response.get("httpStatusCode") or 0
+    if status < 300:
+        return
+    code = error_code(response)
+    detail = errors.clean_text(f"{response.get('referenceId')}: HTTP {status} {response.get('body')}")
+    if code == "REQUEST_LIMIT_EXCEEDED":
+        raise LimitExceeded(code, detail)
+    if code in _UNAVAILABLE:
+        raise Unavailable(code, detail)
+    if code in _ACCESS:
+        raise AccessDenied(code, detail)
+    raise SalesforceError(code, detail)
+
+
+# ---------------------------------------------------------------------------------------------
+# the shared connection
+# ---------------------------------------------------------------------------------------------
+
+_CONNECTIONS: dict[str, tuple[tuple, Connection]] = {}
+_CONNECTIONS_LOCK = threading.Lock()
+
+
+def _settings_key(settings: Settings) -> tuple:
+    return (settings.username, settings.password, settings.security_token, settings.login_host(),
+            settings.ca_bundle, settings.connect_timeout, settings.read_timeout,
+            settings.api_version, settings.auth_method)
+
+
+def connection_for(store) -> Connection:
+    """The shared connection for ``store``'s settings, logged in on first use and rebuilt when
+    the connection settings change. Thread-safe.
+
+    :raises NotConfigured, LoginFailed, Unavailable, LimitExceeded, AccessDenied: as Connection
+    """
+    settings = load_settings(store)
+    key = _settings_key(settings)
+    home = str(store.home)
+    with _CONNECTIONS_LOCK:
+        cached = _CONNECTIONS.get(home)
+        if cached and cached[0] == key:
+            return cached[1]
+        connection = Connection(settings, store)
+        _CONNECTIONS[home] = (key, connection)
+        return connection
+
+
+def forget_connection(store) -> None:
+    """Drop the shared connection of ``store`` (the next connection_for logs in again)."""
+    with _CONNECTIONS_LOCK:
+        _CONNECTIONS.pop(str(store.home), None)
