@@ -29,4 +29,4 @@ class SalesforceSettingsForm(SettingsFormBase):
 
 
 class DisconnectForm(FlaskForm):
-    submit = SubmitField(_l("Disconnect"))
+    disconnect = SubmitField(_l("Disconnect"))

@@ -1,0 +1,192 @@
+"""The admin in a real browser: Playwright driving Debian's Chromium against the app served by a
+real HTTP server thread, connected to the local Salesforce emulator. One browser per session."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from conftest_admin import ADMIN_PASSWORD, ADMIN_USER
+
+pytestmark = pytest.mark.skipif(not os.path.exists("/usr/bin/chromium"),
+                                reason="Debian's chromium is not installed (make test installs it)")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    from admin.liveserver import launch_chromium
+
+    with sync_playwright() as pw:
+        browser = launch_chromium(pw)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def emu():
+    from emulator import Emulator, Org
+
+    with Emulator(Org()) as emu:
+        yield emu
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    from admin import create_app
+
+    home = tmp_path_factory.mktemp("browser") / "instance"
+    return create_app({"SFCTI_HOME": str(home), "ADMIN_USERNAME": ADMIN_USER,
+                       "ADMIN_PASSWORD": ADMIN_PASSWORD, "ADMIN_PASSWORD_METHOD": "pbkdf2:sha256:1000"})
+
+
+@pytest.fixture(scope="module")
+def server(app):
+    from admin.liveserver import LiveServer
+
+    with LiveServer(app) as server:
+        yield server
+
+
+@pytest.fixture
+def store(app):
+    from admin import get_store
+
+    with app.app_context():
+        return get_store()
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="ja-JP",
+                                  extra_http_headers={"Accept-Language": "ja"})
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    page.dialogs = []
+    page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
+    yield page
+    context.close()
+
+
+def log_in(page, base: str) -> None:
+    page.goto(base + "/auth/login")
+    page.fill("#username", ADMIN_USER)
+    page.fill("#password", ADMIN_PASSWORD)
+    page.click("#submit")
+
+
+def fill_salesforce(page, emu, password: str) -> None:
+    page.goto(page.url.split("/", 3)[0] + "//" + page.url.split("/", 3)[2] + "/settings/")
+    page.fill("#username", emu.username)
+    page.fill("#password", password)
+    page.fill("#security_token", emu.security_token)
+    page.click("summary")
+    page.fill("#login_url", emu.login_url)
+    page.fill("#ca_bundle", str(emu.ca_path))
+    page.check("#contact_fetch-1")
+    page.click("#submit")
+
+
+def test_a_page_opened_without_login_redirects_to_login(page, server):
+    page.goto(server.url + "/settings/")
+    assert "/auth/login" in page.url
+    log_in_form = page.locator("form #username")
+    assert log_in_form.is_visible()
+
+
+def test_log_in_and_out(page, server):
+    page.goto(server.url + "/errors/")
+    page.fill("#username", ADMIN_USER)
+    page.fill("#password", ADMIN_PASSWORD)
+    page.click("#submit")
+    assert page.url == server.url + "/errors/"
+    assert page.locator("h1").inner_text() == "外部連携エラーログ"
+    page.click("text=ログアウト")
+    assert "/auth/login" in page.url
+    page.goto(server.url + "/")
+    assert "/auth/login" in page.url
+
+
+def test_wrong_password_shows_the_remedy_and_saves_nothing(page, server, emu, store):
+    from core.errors import entry_for
+    from core.settings import load_settings
+
+    log_in(page, server.url)
+    before = load_settings(store)
+    fill_salesforce(page, emu, "wrong-password")
+    failure = page.locator(".failure")
+    assert failure.is_visible()
+    assert entry_for("INVALID_LOGIN").remedy_ja in failure.inner_text()
+    assert "設定は保存されていません" in failure.inner_text()
+    assert load_settings(store) == before
+
+
+def test_settings_against_the_emulator_show_the_success_message(page, server, emu, store):
+    from core.settings import load_settings
+
+    log_in(page, server.url)
+    fill_salesforce(page, emu, emu.password)
+    assert page.locator(".flash.success").inner_text() == \
+        "Salesforce との接続に成功しました。設定を保存しました。"
+    saved = load_settings(store)
+    assert (saved.username, saved.password, saved.security_token, saved.login_url,
+            saved.contact_fetch) == (emu.username, emu.password, emu.security_token,
+                                     emu.login_url, "after_call")
+    # the secrets are not rendered back: the page says they are stored
+    assert page.input_value("#password") == "" and page.input_value("#security_token") == ""
+    assert page.locator(".badge.ok", has_text="保存済みです").count() == 2
+
+
+def test_stored_secrets_never_appear_in_any_page_html(page, server, emu, store):
+    from core.settings import save_settings
+
+    save_settings(store, {"username": emu.username, "password": emu.password,
+                          "security_token": emu.security_token, "smtp_password": "smtp-secret-XYZ",
+                          "smtp_host": "smtp.example.com"})
+    log_in(page, server.url)
+    for path in ("/", "/settings/", "/alerts/", "/errors/", "/errors/common", "/calls/", "/contacts/"):
+        page.goto(server.url + path)
+        html = page.content()
+        for secret in (emu.password, emu.security_token, "smtp-secret-XYZ"):
+            assert secret not in html, path
+
+
+def test_error_log_shows_script_text_escaped(page, server, store):
+    with store.transaction() as db:
+        db.execute("INSERT INTO error_log (first_at, last_at, integration, operation, code, "
+                   "message, detail, count, open) VALUES ('2999-01-01T00:00:00+00:00', "
+                   "'2999-01-01T00:00:00+00:00', 'salesforce', 'lookup', 'UNKNOWN', "
+                   "'<script>alert(\"xss\")</script>', '<script>alert(\"detail\")</script>', 1, 1)")
+    log_in(page, server.url)
+    page.goto(server.url + "/errors/")
+    assert page.locator("text=<script>alert(\"xss\")</script>").count() == 1
+    assert page.evaluate("document.scripts.length") == 0
+    assert page.dialogs == []
+
+
+def test_a_form_posted_without_its_csrf_token_is_rejected(page, server, store):
+    from core.settings import load_settings
+
+    log_in(page, server.url)
+    page.goto(server.url + "/alerts/")
+    page.evaluate("document.querySelector('#smtp_host').form.querySelector('[name=csrf_token]').remove()")
+    page.fill("#smtp_host", "attacker.example.com")
+    page.click("#save")
+    assert "フォームを受け付けられませんでした" in page.content()
+    assert load_settings(store).smtp_host != "attacker.example.com"
+
+
+def test_the_language_switch(page, server):
+    log_in(page, server.url)
+    page.goto(server.url + "/settings/")
+    assert page.locator("#submit").input_value() == "接続をテストして保存"
+    page.click("#lang-en")
+    assert page.url == server.url + "/settings/"
+    assert page.locator("#submit").input_value() == "Test connection and save"
+    assert page.locator("html").get_attribute("lang") == "en"
+    page.goto(server.url + "/calls/")
+    assert page.locator("h1").inner_text() == "Call history"
+    page.click("#lang-ja")
+    assert page.locator("h1").inner_text() == "応対履歴一覧"
