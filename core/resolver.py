@@ -1,0 +1,389 @@
+"""Caller resolution: a phone number, in any format, to the right Salesforce record.
+
+The rules are DESIGN.md §3. The order of the work in :meth:`Resolver.resolve`, cheapest first:
+
+1. a number that cannot be matched (withheld, empty, garbage, injection) answers at once;
+2. a registered contact answers from the store (zero API calls);
+3. a remembered no-match answers from the store (zero API calls);
+4. otherwise ONE composite request holding three SOQL queries (Contact, Account, Lead), each
+   ``WHERE Phone IN (...) OR MobilePhone IN (...)`` over every format Salesforce may hold the
+   number in (``stored_variants``). Why composite + SOQL and not SOSL: docs/resolver.md.
+
+SOQL is built only with ``simple_salesforce.format_soql``; the field lists and object names are
+constants of this module, so nothing a caller sends is ever part of the statement's syntax.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from typing import Callable, Iterable
+
+from simple_salesforce.format import format_soql, quote_soql_value
+
+from core.phone import NumberKind, PhoneNumber, parse_phone, stored_matches, stored_variants
+from core.salesforce import Connection, connection_for, raise_for_subresponse
+from core.settings import Settings, load_settings
+
+MATCHED, NOT_REGISTERED, WITHHELD, UNAVAILABLE = "matched", "not_registered", "withheld", "unavailable"
+DISPLAY_KEYS = ("status", "label", "company", "person", "object", "record_id", "record_url", "number")
+NOT_REGISTERED_MARK = "未登録"
+WITHHELD_LABEL = "非通知"
+OBJECTS = ("Contact", "Account", "Lead")   # priority order (DESIGN §3.1)
+
+# Salesforce limits that shape the queries (reference/salesforce-wire.md §3.1, §2.9).
+SOQL_MAX_CHARS = 100_000          # a longer statement fails with QUERY_TOO_COMPLICATED
+SOQL_BUDGET_CHARS = 90_000        # what the batch packer fills, leaving a margin
+PHONE_FIELD_LENGTH = 40           # a phone field holds at most 40 characters
+COMPOSITE_MAX_QUERIES = 5         # query sub-requests allowed in one composite request
+LIVE_LIMIT = 200                  # rows per object for one live lookup (newest first)
+SETTINGS_TTL_SECONDS = 5.0        # how long resolve() trusts its copy of the settings
+RECENT_MAX = 10_000               # LastModifiedDate of recent matches, kept for register()
+
+
+# ---------------------------------------------------------------------------------------------
+# the display
+# ---------------------------------------------------------------------------------------------
+
+def display_for(number: PhoneNumber, status: str, record: dict | None = None) -> dict:
+    """The DESIGN §2 display dict (every key present) for ``number`` in ``status``.
+
+    ``record`` has the shape of a registered contact (object, record_id, company, person,
+    record_url); it is used only when ``status`` is "matched".
+    """
+    record = record if status == MATCHED and record else {}
+    display = {key: None for key in DISPLAY_KEYS}
+    display.update(status=status, number=number.e164, object=record.get("object"),
+                   record_id=record.get("record_id"), company=record.get("company"),
+                   person=record.get("person"), record_url=record.get("record_url"))
+    display["label"] = _label(number, status, display)
+    return display
+
+
+def _label(number: PhoneNumber, status: str, display: dict) -> str:
+    if status == WITHHELD:
+        return WITHHELD_LABEL
+    if status == MATCHED:
+        names = " / ".join(n for n in (display["company"], display["person"]) if n)
+        return names or number.display
+    if status == NOT_REGISTERED:
+        return f"{number.display} {NOT_REGISTERED_MARK}".strip()
+    return number.display
+
+
+def unmatchable_display(number: PhoneNumber) -> dict | None:
+    """The display of a number no lookup can match (withheld, empty, invalid), else None."""
+    if number.kind in (NumberKind.WITHHELD, NumberKind.EMPTY):
+        return display_for(number, WITHHELD)
+    if number.kind != NumberKind.VALID:
+        return display_for(number, NOT_REGISTERED)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# the queries
+# ---------------------------------------------------------------------------------------------
+
+def object_spec(object_name: str, person_accounts: bool) -> tuple[list[str], list[str], str]:
+    """(fields selected, phone fields matched, extra condition) for one object.
+
+    Person-account fields are named only when the org has person accounts: an org without them
+    answers INVALID_FIELD to any query that names one.
+    """
+    if object_name == "Contact":
+        # In a person-account org every person account has a hidden Contact; it must match as
+        # the Account (person = Name), not as a Contact of itself.
+        extra = " AND IsPersonAccount = false" if person_accounts else ""
+        return (["Id", "Name", "Phone", "MobilePhone", "Account.Name", "LastModifiedDate"],
+                ["Phone", "MobilePhone"], extra)
+    if object_name == "Account":
+        if person_accounts:
+            return (["Id", "Name", "Phone", "PersonMobilePhone", "IsPersonAccount", "LastModifiedDate"],
+                    ["Phone", "PersonMobilePhone"], "")
+        return ["Id", "Name", "Phone", "LastModifiedDate"], ["Phone"], ""
+    if object_name == "Lead":
+        return (["Id", "Name", "Company", "Phone", "MobilePhone", "LastModifiedDate"],
+                ["Phone", "MobilePhone"], " AND IsConverted = false")
+    raise ValueError(f"not a matched object: {object_name}")
+
+
+def build_query(object_name: str, variants: list[str], person_accounts: bool,
+                limit: int | None = None) -> str:
+    """The SOQL finding records of ``object_name`` whose phone fields equal one of ``variants``.
+
+    Only ``format_soql`` puts values into the statement; everything else is a constant.
+    """
+    fields, phone_fields, extra = object_spec(object_name, person_accounts)
+    match = " OR ".join(f"{name} IN {{variants}}" for name in phone_fields)
+    template = f"SELECT {', '.join(fields)} FROM {object_name} WHERE ({match}){extra}"
+    if limit:
+        template += " ORDER BY LastModifiedDate DESC, Id ASC LIMIT {limit}"
+    return format_soql(template, variants=list(variants), limit=limit)
+
+
+def query_variants(number: PhoneNumber, exhaustive: bool) -> list[str]:
+    """The stored-format variants worth asking for: unique, and short enough to be stored."""
+    seen: dict[str, None] = {}
+    for value in stored_variants(number, exhaustive=exhaustive):
+        if value and len(value) <= PHONE_FIELD_LENGTH:
+            seen.setdefault(value, None)
+    return list(seen)
+
+
+# ---------------------------------------------------------------------------------------------
+# choosing the record
+# ---------------------------------------------------------------------------------------------
+
+def record_phones(object_name: str, record: dict) -> list[str | None]:
+    """The values of the phone fields a record was matched on."""
+    if object_name == "Account":
+        return [record.get("Phone"), record.get("PersonMobilePhone")]
+    return [record.get("Phone"), record.get("MobilePhone")]
+
+
+def newest(records: list[dict]) -> dict:
+    """The record with the newest LastModifiedDate; ties go to the smallest Id."""
+    by_id = sorted(records, key=lambda r: r.get("Id") or "")
+    # API datetimes are all "...+0000" with fixed width, so they sort as strings
+    return sorted(by_id, key=lambda r: r.get("LastModifiedDate") or "", reverse=True)[0]
+
+
+def pick(candidates: dict[str, list[dict]], number: PhoneNumber) -> tuple[str, dict] | None:
+    """(object, record) winning for ``number`` among ``candidates`` (object -> records), by
+    DESIGN §3: first object in priority order with a record whose stored phone is the number."""
+    for object_name in OBJECTS:
+        matching = [r for r in candidates.get(object_name, ())
+                    if any(stored_matches(v, number) for v in record_phones(object_name, r))]
+        if matching:
+            return object_name, newest(matching)
+    return None
+
+
+def contact_row(object_name: str, record: dict, record_url: str) -> dict:
+    """A matched record in the shape of a registered contact (company/person by DESIGN §3.4)."""
+    company, person = _names(object_name, record)
+    return {"object": object_name, "record_id": record.get("Id"), "company": company,
+            "person": person, "record_url": record_url,
+            "last_modified": record.get("LastModifiedDate")}
+
+
+def _names(object_name: str, record: dict) -> tuple[str | None, str | None]:
+    if object_name == "Contact":
+        return (record.get("Account") or {}).get("Name"), record.get("Name")
+    if object_name == "Account":
+        if record.get("IsPersonAccount"):
+            return None, record.get("Name")
+        return record.get("Name"), None
+    return record.get("Company"), record.get("Name")
+
+
+# ---------------------------------------------------------------------------------------------
+# the resolver
+# ---------------------------------------------------------------------------------------------
+
+class Resolver:
+    """Turns caller numbers into displays; safe to share between threads.
+
+    ``connection_factory(store)`` gives the Salesforce connection and is called only when
+    Salesforce must be asked (a number neither registered nor remembered as unknown).
+    """
+
+    def __init__(self, store, connection_factory: Callable[..., Connection] = connection_for):
+        self.store = store
+        self.connection_factory = connection_factory
+        self._settings: Settings | None = None
+        self._settings_at = 0.0
+        self._recent: OrderedDict[str, str | None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # -- settings ------------------------------------------------------------------------------
+
+    @property
+    def settings(self) -> Settings:
+        """The store's settings, re-read at most every few seconds (hot path)."""
+        now = time.monotonic()
+        if self._settings is None or now - self._settings_at > SETTINGS_TTL_SECONDS:
+            self._settings, self._settings_at = load_settings(self.store), now
+        return self._settings
+
+    def parse(self, raw: str | None) -> PhoneNumber:
+        """``raw`` parsed with the configured default region (never raises)."""
+        return parse_phone(raw, self.settings.default_region)
+
+    # -- one number ------------------------------------------------------------------------------
+
+    def resolve(self, raw: str | None) -> dict:
+        """The display for the caller number ``raw`` (DESIGN §2), by the rules of DESIGN §3.
+
+        Costs no API call for unmatchable numbers, registered contacts and remembered
+        no-matches, else exactly one (a composite request). A match is not registered: call
+        :meth:`register` when the registration setting says so.
+
+        :raises core.salesforce.SalesforceError: (a subclass) when Salesforce must be asked and
+            cannot answer; the caller shows ``display_for(number, UNAVAILABLE)`` meanwhile
+        """
+        number = self.parse(raw)
+        return self.cached(number) or self.lookup(number)
+
+    def cached(self, number: PhoneNumber) -> dict | None:
+        """The display answerable without Salesforce (unmatchable, registered, remembered), or None."""
+        display = unmatchable_display(number)
+        if display is not None:
+            return display
+        contact = self.store.get_contact(number.e164)
+        if contact is not None:
+            return display_for(number, MATCHED, contact)
+        if self.store.is_remembered_no_match(number.e164):
+            return display_for(number, NOT_REGISTERED)
+        return None
+
+    def lookup(self, number: PhoneNumber) -> dict:
+        """Ask Salesforce about a VALID number: one composite request of three queries.
+
+        A no-match is remembered for the no-match TTL setting.
+        """
+        connection = self.connection_factory(self.store)
+        variants = query_variants(number, exhaustive=True)
+        person_accounts = connection.org.person_accounts
+        subrequests = [connection.query_subrequest(name, build_query(name, variants, person_accounts,
+                                                                    limit=LIVE_LIMIT))
+                       for name in OBJECTS]
+        candidates = {}
+        for name, response in zip(OBJECTS, connection.composite(subrequests)):
+            raise_for_subresponse(response)
+            candidates[name] = list(response["body"].get("records", []))
+        return self._display(connection, number, pick(candidates, number))
+
+    def _display(self, connection: Connection, number: PhoneNumber, winner,
+                 remember_no_match: bool = True) -> dict:
+        if winner is None:
+            if remember_no_match:
+                self.store.remember_no_match(number.e164, self.settings.no_match_ttl_seconds)
+            return display_for(number, NOT_REGISTERED)
+        object_name, record = winner
+        row = contact_row(object_name, record, connection.record_url(object_name, record["Id"]))
+        self._remember_modified(number.e164, row["last_modified"])
+        return display_for(number, MATCHED, row)
+
+    def _remember_modified(self, e164: str, last_modified: str | None) -> None:
+        with self._lock:
+            self._recent[e164] = last_modified
+            self._recent.move_to_end(e164)
+            while len(self._recent) > RECENT_MAX:
+                self._recent.popitem(last=False)
+
+    # -- registration ----------------------------------------------------------------------------
+
+    def register(self, display: dict) -> dict | None:
+        """Register a matched display as a local contact (the plugin calls this when the
+        registration setting says so); returns the stored row, or None when not matched."""
+        if not display or display.get("status") != MATCHED or not display.get("number"):
+            return None
+        with self._lock:
+            last_modified = self._recent.get(display["number"])
+        return self.store.upsert_contact(
+            display["number"], object=display.get("object"), record_id=display.get("record_id"),
+            company=display.get("company"), person=display.get("person"),
+            record_url=display.get("record_url"), last_modified=last_modified)
+
+    # -- many numbers ----------------------------------------------------------------------------
+
+    def resolve_many(self, raws: Iterable[str | None], use_cache: bool = False) -> dict[str, dict]:
+        """``{e164: display}`` for the VALID numbers among ``raws`` (others are left out), asking
+        Salesforce about many numbers per query: each query's IN lists stay under the SOQL length
+        limit, up to five queries share one composite request, pages are followed.
+
+        With ``use_cache`` False (the nightly run) registered contacts and remembered no-matches
+        are asked again, so the registered names are refreshed.
+
+        :raises core.salesforce.SalesforceError: (a subclass) when Salesforce cannot answer
+        """
+        numbers: dict[str, PhoneNumber] = {}
+        for raw in raws:
+            number = self.parse(raw)
+            if number.kind == NumberKind.VALID:
+                numbers.setdefault(number.e164, number)
+        results: dict[str, dict] = {}
+        if use_cache:
+            for e164, number in numbers.items():
+                display = self.cached(number)
+                if display is not None:
+                    results[e164] = display
+        todo = [n for e164, n in numbers.items() if e164 not in results]
+        if todo:
+            results.update(self._lookup_many(todo))
+        return results
+
+    def _lookup_many(self, numbers: list[PhoneNumber]) -> dict[str, dict]:
+        connection = self.connection_factory(self.store)
+        person_accounts = connection.org.person_accounts
+        jobs = [(name, variants) for variants in pack(numbers, person_accounts) for name in OBJECTS]
+        records: dict[str, list[dict]] = {name: [] for name in OBJECTS}
+        for start in range(0, len(jobs), COMPOSITE_MAX_QUERIES):
+            chunk = jobs[start:start + COMPOSITE_MAX_QUERIES]
+            subrequests = [connection.query_subrequest(f"{name}{start + i}",
+                                                       build_query(name, variants, person_accounts))
+                           for i, (name, variants) in enumerate(chunk)]
+            for (name, _), response in zip(chunk, connection.composite(subrequests)):
+                raise_for_subresponse(response)
+                records[name] += all_records(connection, response["body"])
+        return self._assign(connection, numbers, records)
+
+    def _assign(self, connection: Connection, numbers: list[PhoneNumber],
+                records: dict[str, list[dict]]) -> dict[str, dict]:
+        """Each number's display from the records of all batches (indexed by stored value)."""
+        by_value = {name: _index_by_phone(name, recs) for name, recs in records.items()}
+        results = {}
+        for number in numbers:
+            variants = query_variants(number, exhaustive=False)
+            candidates = {name: _records_for(index, variants) for name, index in by_value.items()}
+            results[number.e164] = self._display(connection, number, pick(candidates, number),
+                                                 remember_no_match=False)
+        return results
+
+
+def pack(numbers: list[PhoneNumber], person_accounts: bool) -> Iterable[list[str]]:
+    """The variant lists of batches of numbers, each list as long as fits in a query under the
+    SOQL length budget (a 10 % margin under the 100,000-character limit)."""
+    overhead = max(len(build_query(name, [], person_accounts)) for name in OBJECTS)
+    fields = max(len(object_spec(name, person_accounts)[1]) for name in OBJECTS)
+    variants: list[str] = []
+    used = 0
+    for number in numbers:
+        mine = query_variants(number, exhaustive=False)
+        # each value appears once per phone field, quoted and followed by a comma
+        cost = sum(len(quote_soql_value(v)) + 1 for v in mine)
+        if variants and overhead + fields * (used + cost) > SOQL_BUDGET_CHARS:
+            yield variants
+            variants, used = [], 0
+        variants += mine
+        used += cost
+    if variants:
+        yield variants
+
+
+def all_records(connection: Connection, body: dict) -> list[dict]:
+    """The records of a query result, following ``nextRecordsUrl`` (one call per page)."""
+    records = list(body.get("records", []))
+    while not body.get("done", True) and body.get("nextRecordsUrl"):
+        body = connection.query_more(body["nextRecordsUrl"])
+        records += body.get("records", [])
+    return records
+
+
+def _index_by_phone(object_name: str, records: list[dict]) -> dict[str, list[dict]]:
+    index: dict[str, list[dict]] = {}
+    for record in records:
+        for value in record_phones(object_name, record):
+            if value:
+                index.setdefault(value.lower(), []).append(record)
+    return index
+
+
+def _records_for(index: dict[str, list[dict]], variants: list[str]) -> list[dict]:
+    found = {}
+    for value in variants:
+        for record in index.get(value.lower(), ()):
+            found[record["Id"]] = record
+    return list(found.values())
