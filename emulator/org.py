@@ -1,4 +1,5 @@
 """An in-memory Salesforce org: records per object, with the indexes that make lookups fast."""
+import gc
 import hashlib
 import itertools
 import re
@@ -27,16 +28,14 @@ def now_stamp():
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
 
 
+_UPPER_BITS = str.maketrans({c: ("1" if "A" <= c <= "Z" else "0") for c in BASE62})
+
+
 def id_suffix(id15):
     """The three case-safety characters Salesforce appends to a 15-character Id."""
-    out = ""
-    for chunk in range(3):
-        bits = 0
-        for i, ch in enumerate(id15[chunk * 5:chunk * 5 + 5]):
-            if "A" <= ch <= "Z":
-                bits |= 1 << i
-        out += _SUFFIX_CHARS[bits]
-    return out
+    bits = id15.translate(_UPPER_BITS)
+    # Bit i of each 5-character chunk is set when character i is upper case.
+    return "".join(_SUFFIX_CHARS[int(bits[i + 4:i - 1 if i else None:-1], 2)] for i in (0, 5, 10))
 
 
 def to_id18(value):
@@ -45,17 +44,20 @@ def to_id18(value):
         return None
     if len(value) == 15:
         return value + id_suffix(value)
-    return value[:15] + id_suffix(value[:15])
+    return value[:15] + value[15:].upper()
 
 
 def make_id(prefix, number):
     """An 18-character Id with the object's key prefix, unique per `number`."""
-    body = ""
-    for _ in range(9):
-        number, digit = divmod(number, 62)
-        body = BASE62[digit] + body
-    id15 = prefix + "5g0" + body
-    return id15 + id_suffix(id15)
+    # Hex keeps the generated part lower case, so only the first chunk decides the suffix.
+    head = prefix + "5g0"
+    first = _FIRST_SUFFIX.get(head)
+    if first is None:
+        first = _FIRST_SUFFIX[head] = id_suffix(head + "000000000")[0]
+    return f"{head}{number:09x}{first}AA"
+
+
+_FIRST_SUFFIX = {}
 
 
 def phone_digits(value):
@@ -85,10 +87,12 @@ class Org:
         self._seq = {}                       # id18 -> insertion order, for stable results
         self._eq = {obj: {} for obj in self.schema}        # obj -> field -> key -> [records]
         self._digits = {obj: defaultdict(list) for obj in self.schema}
+        self._phones = {obj: self.schema[obj].phone_fields() for obj in self.schema}
         for obj in self.schema:
-            for fname in self.schema[obj].phone_fields():
+            for fname in self._phones[obj]:
                 self._eq[obj][fname] = defaultdict(list)
             self._eq[obj]["Id"] = defaultdict(list)
+        self._stamp = None                   # one timestamp for a whole load
         self._load(records or {})
 
     # ---- loading ------------------------------------------------------------------------
@@ -97,10 +101,19 @@ class Org:
         unknown = set(records) - set(self.schema)
         if unknown:
             raise UnknownObject(f"Unknown objects in org data: {', '.join(sorted(unknown))}")
-        for obj in ("User", "Account", "Contact", "Lead", "Task"):
-            for record in records.get(obj, ()):
-                self._adopt_fields(obj, record)
-                self._insert(obj, dict(record))
+        self._stamp = now_stamp()
+        # Hundreds of thousands of new dicts would trigger full collections over and over.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            for obj in ("User", "Account", "Contact", "Lead", "Task"):
+                for record in records.get(obj, ()):
+                    self._adopt_fields(obj, record)
+                    self._insert(obj, dict(record))
+        finally:
+            self._stamp = None
+            if collecting:
+                gc.enable()
         if not self.records["User"]:
             self._insert("User", {"Username": "admin@sfcti.example", "FirstName": "太郎",
                                   "LastName": "管理", "Email": "admin@sfcti.example"})
@@ -111,7 +124,7 @@ class Org:
         # Data may carry fields the standard schema lacks; make them queryable rather than lose them.
         sobject = self.schema[obj]
         for key, value in record.items():
-            if sobject.field(key) is None and not self._is_person_field_without_pa(obj, key):
+            if key not in sobject.fields and sobject.field(key) is None and not self._is_person_field_without_pa(obj, key):
                 type_ = ("boolean" if isinstance(value, bool) else "int" if isinstance(value, int)
                          else "double" if isinstance(value, float) else "string")
                 sobject.add_field(Field(key, type_, 255 if type_ == "string" else 0))
@@ -122,7 +135,7 @@ class Org:
                             "PersonOtherPhone", "PersonEmail", "PersonContactId"))
 
     def _fill_defaults(self, obj, record):
-        stamp = now_stamp()
+        stamp = self._stamp or now_stamp()
         record["Id"] = to_id18(record.get("Id")) or make_id(KEY_PREFIXES[obj], next(self._numbers))
         record.setdefault("IsDeleted", False)
         record.setdefault("CreatedDate", record.get("LastModifiedDate") or stamp)
@@ -186,20 +199,24 @@ class Org:
 
     def _index(self, obj, record):
         for fname, index in self._eq[obj].items():
-            index[index_key(record.get(fname))].append(record)
+            value = record.get(fname)
+            index[value.lower() if type(value) is str else value].append(record)
         seen = set()
-        for fname in self.schema[obj].phone_fields():
-            digits = phone_digits(record.get(fname))
-            if digits and digits not in seen:
-                seen.add(digits)
-                self._digits[obj][digits].append(record)
+        digits_index = self._digits[obj]
+        for fname in self._phones[obj]:
+            value = record.get(fname)
+            if value:
+                digits = phone_digits(value)
+                if digits and digits not in seen:
+                    seen.add(digits)
+                    digits_index[digits].append(record)
 
     def _unindex(self, obj, record):
         for fname, index in self._eq[obj].items():
             bucket = index.get(index_key(record.get(fname)))
             if bucket is not None:
                 _remove_identity(bucket, record)
-        for fname in self.schema[obj].phone_fields():
+        for fname in self._phones[obj]:
             bucket = self._digits[obj].get(phone_digits(record.get(fname)))
             if bucket is not None:
                 _remove_identity(bucket, record)
