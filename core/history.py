@@ -286,24 +286,25 @@ def refetch_call(store, call_id: str, resolver=None) -> dict:
     :raises core.salesforce.SalesforceError: when Salesforce cannot answer
     """
     from core import jobs
-    from core.resolver import Resolver, display_for
     from core.phone import parse_phone
+    from core.resolver import Resolver, unmatchable_display
     from core.settings import load_settings
 
     row = get_call(store, call_id)
     settings = load_settings(store)
     number = parse_phone(row["remote_number"], settings.default_region)
-    if not number.e164:
-        return display_for(number, "withheld" if number.kind.value in ("withheld", "empty")
-                           else "not_registered")
+    unmatchable = unmatchable_display(number)
+    if unmatchable is not None:
+        return unmatchable
     claim_refetch(store, number.e164)
-    display = jobs.live_lookup(resolver or Resolver(store), number)
+    resolver = resolver or Resolver(store)
+    display = jobs.live_lookup(resolver, number)
     if display.get("status") != "matched":
         jobs.unregister(store, number.e164)
     elif settings.contact_fetch == "never":
         _name_one_call(store, call_id, display)
     else:
-        jobs.register_contact(store, number.e164, display)
+        jobs.register_contact(store, number.e164, display, resolver)
     return display
 
 

@@ -1,0 +1,350 @@
+"""The plugin's per-process runtime: what the hooks call into.
+
+One :class:`Runtime` per (process, instance folder), made on first use by :func:`runtime_for`.
+It holds the store, the resolver, two small pools of daemon threads (live lookups for the
+screens; registration after calls) and the job scheduler. Daemon threads, because a host must be
+able to exit while Salesforce hangs: work cut short that way is never lost, since every number
+still to be registered waits in the queue and is caught up at the next start.
+
+Screens answer within ``screen_budget_ms``: registered contacts and recent live matches answer
+from the host's thread; anything else is looked up in a worker thread that the host's thread waits
+for at most the rest of the budget. One lookup runs per number at a time: calls from the same
+number wait for the same answer.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import logging
+import os
+import pathlib
+import queue
+import threading
+import time
+from typing import Any, Callable
+
+from core import history, jobs
+from core.errors import record_failure
+from core.phone import parse_phone
+from core.settings import Settings, load_settings
+from core.store import open_store
+
+log = logging.getLogger(__name__)
+
+MATCH_TTL = 600.0       # seconds a live match answers from memory when it is not registered
+SHOWN_MAX = 20_000      # displays remembered between a call's screen and its end
+LOOKUP_THREADS = 8      # requests' connection pool keeps 10 connections per host
+REGISTER_THREADS = 2
+ENV_JOBS = "SFCTI_JOBS"  # "off": no scheduler in this process (short-lived CLI hosts, tests)
+
+DISPLAY_KEYS = ("status", "label", "company", "person", "object", "record_id", "record_url",
+                "number")
+
+
+# ---------------------------------------------------------------------------------------------
+# small building blocks
+# ---------------------------------------------------------------------------------------------
+
+class WorkerPool:
+    """A fixed set of daemon threads running submitted functions; ``submit`` returns a Future."""
+
+    def __init__(self, name: str, size: int):
+        self.name, self.size = name, size
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._busy = 0
+        self._idle = threading.Condition()
+
+    def submit(self, fn: Callable, *args: Any) -> concurrent.futures.Future:
+        """Run ``fn(*args)`` in a worker thread."""
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        with self._idle:
+            self._busy += 1
+            if len(self._threads) < self.size:
+                self._start_thread()
+        self._queue.put((future, fn, args))
+        return future
+
+    def _start_thread(self) -> None:
+        thread = threading.Thread(target=self._work, name=f"{self.name}-{len(self._threads)}",
+                                  daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            future, fn, args = item
+            try:
+                if future.set_running_or_notify_cancel():
+                    self._run(future, fn, args)
+            finally:
+                with self._idle:
+                    self._busy -= 1
+                    self._idle.notify_all()
+
+    @staticmethod
+    def _run(future, fn, args) -> None:
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:  # handed to whoever waits on the future
+            future.set_exception(exc)
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until no task is queued or running; False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._busy == 0, timeout)
+
+    def stop(self) -> None:
+        """Let the threads end once the queued work is done."""
+        for _ in self._threads:
+            self._queue.put(None)
+
+
+class Memo:
+    """A small thread-safe dict with a size bound (oldest out first) and an optional expiry."""
+
+    def __init__(self, size: int, ttl: float | None = None):
+        self.size, self.ttl = size, ttl
+        self._items: collections.OrderedDict = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def put(self, key: str, value: Any) -> None:
+        """Remember ``value`` under ``key``."""
+        with self._lock:
+            self._items[key] = (time.monotonic(), value)
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def get(self, key: str, pop: bool = False) -> Any:
+        """The value under ``key`` (removed with ``pop``), or None when absent or expired."""
+        with self._lock:
+            item = self._items.pop(key, None) if pop else self._items.get(key)
+        if item is None or (self.ttl is not None and time.monotonic() - item[0] > self.ttl):
+            return None
+        return item[1]
+
+    def clear(self) -> None:
+        """Forget everything."""
+        with self._lock:
+            self._items.clear()
+
+
+def fallback_display(call: Any = None) -> dict:
+    """The display when nothing else can be said: "unavailable" (or "withheld") with the number
+    as far as it can be read. Never raises."""
+    try:
+        from core.resolver import display_for, unmatchable_display
+
+        number = parse_phone(history.call_facts(call).remote_number)
+        return unmatchable_display(number) or display_for(number, "unavailable")
+    except Exception:
+        return dict.fromkeys(DISPLAY_KEYS, None) | {"status": "unavailable", "label": ""}
+
+
+# ---------------------------------------------------------------------------------------------
+# the runtime
+# ---------------------------------------------------------------------------------------------
+
+class Runtime:
+    """The plugin's state in one process for one instance folder."""
+
+    def __init__(self, home: str | os.PathLike, jobs_enabled: bool = True):
+        self.store = open_store(home)
+        self.lookups = WorkerPool("sfcti-lookup", LOOKUP_THREADS)
+        self.background = WorkerPool("sfcti-register", REGISTER_THREADS)
+        self.matches = Memo(SHOWN_MAX, ttl=MATCH_TTL)
+        self.shown = Memo(SHOWN_MAX)
+        self._inflight: dict[str, concurrent.futures.Future] = {}
+        self._lock = threading.Lock()
+        self._settings: Settings | None = None
+        self._settings_key: str | None = None
+        self._resolver = None
+        self.scheduler = jobs.JobScheduler(self.store, lambda: self.resolver) if jobs_enabled else None
+
+    # -- shared objects ------------------------------------------------------------------------
+
+    @property
+    def resolver(self):
+        """The resolver of this instance (made on first use)."""
+        if self._resolver is None:
+            from core.resolver import Resolver
+            self._resolver = Resolver(self.store)
+        return self._resolver
+
+    def settings(self) -> Settings:
+        """The current settings; re-read only when the stored ones changed (one small query)."""
+        key = self.store.conn.execute(
+            "SELECT group_concat(name || '=' || coalesce(value, ''), char(10)) "
+            "FROM (SELECT name, value FROM settings ORDER BY name)").fetchone()[0] or ""
+        if key != self._settings_key or self._settings is None:
+            settings = load_settings(self.store)
+            self._settings, self._settings_key = settings, key
+            self.matches.clear()
+            self._configure_jobs(settings)
+        return self._settings
+
+    def _configure_jobs(self, settings: Settings) -> None:
+        if self.scheduler is not None:
+            try:
+                self.scheduler.configure(settings)
+            except Exception as exc:
+                self.record("plugin", "scheduler", exc)
+
+    def record(self, integration: str, operation: str, exc: BaseException,
+               call_id: str | None = None) -> None:
+        """Write a failure to the error log; a failure to do so is only logged."""
+        try:
+            record_failure(self.store, integration, operation, exc, call_id=call_id)
+        except Exception:
+            log.exception("cannot write the error log (%s %s)", integration, operation)
+
+    # -- screens -------------------------------------------------------------------------------
+
+    def screen(self, call: Any, direction: str) -> dict:
+        """The display for a ringing or dialling call, within the screen budget."""
+        started = time.monotonic()
+        settings = self.settings()
+        facts = history.call_facts(call, direction)
+        number = parse_phone(facts.remote_number, settings.default_region)
+        display = self._display(number, facts.call_id, settings, started)
+        self.shown.put(facts.call_id, display)
+        return display
+
+    def _display(self, number, call_id: str, settings: Settings, started: float) -> dict:
+        from core.resolver import display_for, unmatchable_display
+
+        unmatchable = unmatchable_display(number)
+        if unmatchable is not None:
+            return unmatchable
+        known = self.known_display(number)
+        if known is not None:
+            return known
+        remaining = settings.screen_budget_ms / 1000.0 - (time.monotonic() - started)
+        try:
+            return self.lookup(number, call_id).result(timeout=max(0.0, remaining))
+        except Exception:  # timed out, or failed (the lookup logged it): the number is all we know
+            return display_for(number, "unavailable")
+
+    def known_display(self, number) -> dict | None:
+        """The display answered without Salesforce: registered contact, recent live match, or a
+        remembered no-match; None when only a lookup can tell."""
+        return self.resolver.cached(number) or self.matches.get(number.e164)
+
+    def lookup(self, number, call_id: str | None = None) -> concurrent.futures.Future:
+        """The live lookup of ``number``: the one already running, or a new one."""
+        with self._lock:
+            future = self._inflight.get(number.e164)
+            if future is None:
+                future = self.lookups.submit(self._lookup_task, number, call_id)
+                self._inflight[number.e164] = future
+        return future
+
+    def _lookup_task(self, number, call_id: str | None) -> dict:
+        try:
+            display = self.resolver.lookup(number)
+        except Exception as exc:
+            self.record(_integration_of(exc), "lookup", exc, call_id)
+            raise
+        else:
+            if display.get("status") == "matched":
+                self.matches.put(number.e164, display)
+            jobs.close_incidents(self.store)
+            return display
+        finally:
+            with self._lock:
+                self._inflight.pop(number.e164, None)
+
+    # -- end of call ---------------------------------------------------------------------------
+
+    def end_call(self, call: Any) -> dict | None:
+        """Record the ended call once; queue its number for registration (and register it in the
+        background in after-call mode). Returns the new history row, None for a repeat."""
+        settings = self.settings()
+        facts = history.call_facts(call)
+        number = parse_phone(facts.remote_number, settings.default_region)
+        shown = self.shown.get(facts.call_id, pop=True) or self._display_after(number)
+        with self.store.transaction() as db:
+            row = history.record_call(self.store, facts, shown, number.display)
+            queued = self._queue(db, row, facts, settings)
+        if queued and settings.contact_fetch == jobs.AFTER_CALL:
+            self.background.submit(self._register_after_call, number.e164, shown, facts.call_id)
+        return row
+
+    def _display_after(self, number) -> dict:
+        """The display for a call whose screen this process did not draw (no lookup now)."""
+        from core.resolver import display_for
+
+        return self.known_display(number) or display_for(number, "unavailable")
+
+    @staticmethod
+    def _queue(db, row: dict | None, facts, settings: Settings) -> bool:
+        if not row or not row["e164"] or row["registered_at"] or settings.contact_fetch == "never":
+            return False
+        jobs.queue_number(db, row["e164"], jobs.local_day(facts.started_at, settings.time_zone))
+        return True
+
+    def _register_after_call(self, e164: str, shown: dict, call_id: str) -> None:
+        try:
+            jobs.register_after_call(self.store, self.resolver, e164, shown, call_id)
+        except Exception as exc:
+            self.record("plugin", "register", exc, call_id)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Wait for queued lookups and registrations to finish; False on timeout."""
+        deadline = time.monotonic() + timeout
+        for pool in (self.lookups, self.background):
+            if not pool.wait_idle(max(0.0, deadline - time.monotonic())):
+                return False
+        return True
+
+    def shutdown(self) -> None:
+        """Stop the scheduler and let the worker threads end."""
+        if self.scheduler is not None:
+            self.scheduler.stop()
+        self.lookups.stop()
+        self.background.stop()
+
+
+def _integration_of(exc: BaseException) -> str:
+    from core.salesforce import SalesforceError
+
+    return "salesforce" if isinstance(exc, SalesforceError) else "plugin"
+
+
+_RUNTIMES: dict[tuple[int, pathlib.Path], Runtime] = {}
+_RUNTIMES_LOCK = threading.Lock()
+
+
+def home_path(home: str | os.PathLike | None = None) -> pathlib.Path:
+    """The instance folder: ``home``, else ``$SFCTI_HOME``, else ``./instance``."""
+    return pathlib.Path(home or os.environ.get("SFCTI_HOME") or "instance").expanduser().absolute()
+
+
+def runtime_for(home: str | os.PathLike | None = None) -> Runtime:
+    """This process's runtime for the instance folder (made on first use; a forked child makes
+    its own, since threads do not survive a fork)."""
+    key = (os.getpid(), home_path(home))
+    runtime = _RUNTIMES.get(key)
+    if runtime is None:
+        with _RUNTIMES_LOCK:
+            runtime = _RUNTIMES.get(key)
+            if runtime is None:
+                enabled = os.environ.get(ENV_JOBS, "on").lower() not in ("off", "0", "no")
+                runtime = _RUNTIMES[key] = Runtime(key[1], jobs_enabled=enabled)
+    return runtime
+
+
+def shutdown_all() -> None:
+    """Shut every runtime of this process down (tests, and hosts that unload the plugin)."""
+    with _RUNTIMES_LOCK:
+        runtimes = list(_RUNTIMES.values())
+        _RUNTIMES.clear()
+    for runtime in runtimes:
+        runtime.shutdown()
