@@ -78,9 +78,9 @@ def _refetch(call_id: str) -> None:
     except LookupError:
         flash(_("This call is not in the history."), "error")
     except Exception as exc:  # Salesforce down: say what to do, never a 500
-        from core.errors import describe_failure, entry_for
+        from core.errors import record_failure
 
-        entry = entry_for(getattr(exc, "code", None) or describe_failure(exc)[0])
+        entry = record_failure(get_store(), "salesforce", "refetch", exc, call_id=call_id)
         lang = current_lang()
         flash(f"{entry.message(lang)} {entry.remedy(lang)}", "error")
     else:
