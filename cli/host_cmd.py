@@ -1,0 +1,167 @@
+"""The reference host: `sfcti call` loads the plugin exactly as a phone system does; plus
+`sfcti history`, `sfcti fetch-contacts`, `sfcti errors` and `sfcti refetch`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+
+import click
+
+CALL_FIELDS = ("started_at", "direction", "display_number", "status", "label", "company",
+               "person", "answered", "duration_seconds", "agent_id", "call_id")
+
+
+def load_host():
+    """A pluggy PluginManager set up the way a host does it: specs, entry points, check."""
+    import pluggy
+
+    import plugin.hookspecs
+
+    pm = pluggy.PluginManager("telephony")
+    pm.add_hookspecs(plugin.hookspecs)
+    pm.load_setuptools_entrypoints("telephony")
+    pm.check_pending()
+    return pm
+
+
+def place_call(pm, direction: str, number: str, agent: str | None = None, missed: bool = False,
+               duration: float = 0.0):
+    """Ring (or dial) one call through the hooks, then end it; returns (call, display)."""
+    from plugin.call import Call
+
+    call = Call(direction=direction, remote_number=number, agent_id=agent)
+    hook = pm.hook.on_incoming_call if direction == "inbound" else pm.hook.on_outgoing_call
+    display = hook(call=call)
+    call.end(answered=not missed, duration=0.0 if missed else duration)
+    pm.hook.on_call_ended(call=call)
+    return call, display
+
+
+def screen_text(direction: str, number: str, display: dict | None) -> str:
+    """The call screen as text."""
+    display = display or {}
+    arrow = "着信" if direction == "inbound" else "発信"
+    lines = [f"┌ {arrow} {direction}: {number!r}",
+             f"│ {display.get('label') or '-'}",
+             f"│ status={display.get('status')} number={display.get('number')}"]
+    if display.get("record_url"):
+        lines.append(f"│ {display.get('object')} {display.get('record_url')}")
+    lines.append("└")
+    return "\n".join(lines)
+
+
+def _store(ctx):
+    from core.store import open_store
+
+    os.environ["SFCTI_HOME"] = ctx.obj["home"]
+    return open_store(ctx.obj["home"])
+
+
+def _table(rows: list[dict], fields: tuple[str, ...]) -> str:
+    if not rows:
+        return "(none)"
+    text = [[str(r.get(f) if r.get(f) is not None else "") for f in fields] for r in rows]
+    widths = [max(len(f), *(len(t[i]) for t in text)) for i, f in enumerate(fields)]
+    lines = ["  ".join(f.ljust(w) for f, w in zip(fields, widths))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(t, widths)) for t in text]
+    return "\n".join(lines)
+
+
+def register(group: click.Group) -> None:
+    """Add the host commands to the CLI group."""
+
+    @group.command("call")
+    @click.argument("direction", type=click.Choice(["inbound", "outbound"]))
+    @click.argument("number")
+    @click.option("--agent", default=None, help="Agent id.")
+    @click.option("--missed", is_flag=True, help="Nobody answered.")
+    @click.option("--duration", default=30.0, show_default=True, type=click.FloatRange(0, 86400),
+                  help="Seconds the call lasted.")
+    @click.option("--json", "as_json", is_flag=True, help="Print the display as JSON.")
+    @click.pass_context
+    def call_command(ctx, direction, number, agent, missed, duration, as_json):
+        """Place one simulated call through the plugin, as a phone system would."""
+        from core.runtime import runtime_for
+
+        os.environ["SFCTI_HOME"] = ctx.obj["home"]
+        os.environ.setdefault("SFCTI_JOBS", "off")  # a one-shot host runs no scheduler
+        pm = load_host()
+        call, display = place_call(pm, direction, number, agent, missed, duration)
+        runtime_for().wait_idle(timeout=30)  # after-call registration finishes before exit
+        if as_json:
+            click.echo(json.dumps(dict(display or {}, call_id=call.call_id), ensure_ascii=False))
+        else:
+            click.echo(screen_text(direction, number, display))
+            click.echo(f"call {call.call_id} ended ({'missed' if missed else f'{duration:g} s'})")
+
+    @group.command("history")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100000))
+    @click.pass_context
+    def history_command(ctx, as_json, limit):
+        """Show the call history, newest first."""
+        from core import history
+
+        rows = history.list_calls(_store(ctx), limit=limit)
+        if as_json:
+            click.echo(json.dumps(rows, ensure_ascii=False, indent=1))
+        else:
+            click.echo(_table(rows, CALL_FIELDS))
+
+    @group.command("fetch-contacts")
+    @click.option("--date", "day", default=None, help="Local day (YYYY-MM-DD); default today.")
+    @click.pass_context
+    def fetch_contacts_command(ctx, day):
+        """Run the nightly contact registration now."""
+        from core import jobs
+
+        if day is not None:
+            try:
+                day = dt.date.fromisoformat(day).isoformat()
+            except ValueError:
+                raise click.BadParameter("use YYYY-MM-DD", param_hint="--date") from None
+        report = jobs.register_contacts_for_day(_store(ctx), day, force=True)
+        click.echo(json.dumps(report.as_dict(), ensure_ascii=False))
+        if report.failed:
+            ctx.exit(1)
+
+    @group.command("errors")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    @click.option("--lang", default="ja", type=click.Choice(["ja", "en"]), show_default=True)
+    @click.pass_context
+    def errors_command(ctx, as_json, lang):
+        """Show the external-integration error log, newest first."""
+        from core.errors import list_errors
+
+        rows = list_errors(_store(ctx), limit=200)
+        if as_json:
+            click.echo(json.dumps(rows, ensure_ascii=False, indent=1))
+            return
+        for row in rows:
+            state = "open" if row["open"] else "closed"
+            click.echo(f"{row['last_at']}  {row['integration']}/{row['operation']}  {row['code']}"
+                       f"  x{row['count']}  {state}\n  {row[f'message_{lang}']}\n"
+                       f"  → {row[f'remedy_{lang}']}")
+        if not rows:
+            click.echo("(no errors)")
+
+    @group.command("refetch")
+    @click.argument("call_id")
+    @click.pass_context
+    def refetch_command(ctx, call_id):
+        """Look one call's number up in Salesforce again now (once per 15 s per number)."""
+        from core import history
+        from core.errors import describe_failure, entry_for
+
+        try:
+            display = history.refetch_call(_store(ctx), call_id)
+        except history.RefetchLocked as exc:
+            raise click.ClickException(f"{exc} ({exc.seconds:.0f} s)") from None
+        except history.CallNotFound as exc:
+            raise click.ClickException(str(exc)) from None
+        except Exception as exc:
+            entry = entry_for(getattr(exc, "code", None) or describe_failure(exc)[0])
+            raise click.ClickException(f"{entry.message_en} {entry.remedy_en}") from None
+        click.echo(json.dumps(display, ensure_ascii=False))
