@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 
-from flask import request, url_for
+from flask import g, request, url_for
 
 from core.settings import load_settings
 
@@ -25,13 +25,15 @@ def localtime(value: str | None, with_seconds: bool = True) -> str:
 
 
 def admin_zone() -> dt.tzinfo:
-    """The time zone the admin configured (Asia/Tokyo by default)."""
+    """The time zone the admin configured (Asia/Tokyo by default), read once per request."""
     from admin import get_store
 
-    try:
-        return zoneinfo.ZoneInfo(load_settings(get_store()).time_zone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return dt.timezone.utc
+    if "admin_zone" not in g:
+        try:
+            g.admin_zone = zoneinfo.ZoneInfo(load_settings(get_store()).time_zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            g.admin_zone = dt.timezone.utc
+    return g.admin_zone
 
 
 def page_url(page: int) -> str:

@@ -301,3 +301,50 @@ def test_language_switch_keeps_redirects_on_site(client):
 def test_unknown_page_is_a_friendly_404(admin_client):
     response = admin_client.get("/nope")
     assert response.status_code == 404 and "<h1>404</h1>" in response.get_data(as_text=True)
+
+
+# -- alert e-mail page -------------------------------------------------------------------------
+
+def test_send_test_email_reaches_the_smtp_server_and_saves_nothing(admin_client, store, smtp_server):
+    form = {**smtp_server.settings(), "alert_reminder_hours": "4", "send_test": "1"}
+    html = post_form(admin_client, "/alerts/", form).get_data(as_text=True)
+    assert "テストメールを送信しました" in html or "The test e-mail was sent" in html
+    (mail,) = smtp_server.wait_for(1)
+    assert mail["Subject"] == "[sfcti] テストメール / Test e-mail"
+    assert load_settings(store).smtp_host == ""
+
+
+def test_send_test_email_with_smtp_down_shows_the_remedy(admin_client, store):
+    from conftest_admin import SmtpServer, free_port
+
+    down = SmtpServer(free_port())
+    admin_client.get("/lang/en")
+    form = {**down.settings(), "alert_reminder_hours": "4", "send_test": "1"}
+    html = post_form(admin_client, "/alerts/", form).get_data(as_text=True)
+    entry = errors.entry_for("SMTP_CONNECTION")
+    assert str(escape(entry.message_en)) in html and str(escape(entry.remedy_en)) in html
+    (row,) = errors.list_errors(store)
+    assert (row["integration"], row["operation"], row["code"]) == ("smtp", "test_mail", "SMTP_CONNECTION")
+
+
+def test_outbox_is_listed_on_the_alert_page(admin_client, store):
+    from core.mail import Outbox
+
+    Outbox(store).enqueue(["ops@example.com"], "[sfcti] queued <b>subject</b>", "body")
+    html = admin_client.get("/alerts/").get_data(as_text=True)
+    assert "[sfcti] queued &lt;b&gt;subject&lt;/b&gt;" in html
+
+
+# -- command line ------------------------------------------------------------------------------
+
+def test_reset_password_command(app, home):
+    from click.testing import CliRunner
+
+    from cli import main
+
+    result = CliRunner().invoke(main, ["--home", str(home), "admin", "--reset-password", ADMIN_USER])
+    assert result.exit_code == 0, result.output
+    new_password = result.output.rsplit(": ", 1)[1].strip()
+    client = app.test_client()
+    assert login(client, ADMIN_USER, ADMIN_PASSWORD).status_code == 200  # the old one is gone
+    assert login(client, ADMIN_USER, new_password).status_code == 302
