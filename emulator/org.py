@@ -88,6 +88,8 @@ class Org:
         self._eq = {obj: {} for obj in self.schema}        # obj -> field -> key -> [records]
         self._digits = {obj: defaultdict(list) for obj in self.schema}
         self._phones = {obj: self.schema[obj].phone_fields() for obj in self.schema}
+        self._refs = {obj: [f.name for f in self.schema[obj].fields.values() if f.type == "reference"]
+                      for obj in self.schema}
         for obj in self.schema:
             for fname in self._phones[obj]:
                 self._eq[obj][fname] = defaultdict(list)
@@ -149,6 +151,10 @@ class Org:
         self._fill_object_defaults(obj, record)
 
     def _fill_object_defaults(self, obj, record):
+        for fname in self._refs[obj]:
+            value = record.get(fname)
+            if type(value) is str and len(value) == 15:
+                record[fname] = to_id18(value) or value
         if obj in ("Contact", "Lead", "User") or (obj == "Account" and record.get("IsPersonAccount")):
             if not record.get("Name") and record.get("LastName"):
                 # Japanese locale order (family name first), as a ja org displays Name.
