@@ -1,0 +1,193 @@
+"""`sfcti demo` (`make demo`): the whole product in one command.
+
+Starts the emulator with a sample org, connects the instance to it, places simulated calls through
+the reference host (the plugin loaded by its entry point), registers the contacts, prints the
+annotated history, then leaves the emulator (and the admin, when present) running until Ctrl-C.
+Safe to run again on the same instance folder.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import socket
+import threading
+import time
+
+import click
+
+DEMO_RECORDS = {
+    # stored the way people type them; the demo dials them in other formats
+    "Account": [{"Name": "株式会社デモ商事", "Phone": "03-5555-0101",
+                 "LastModifiedDate": "2024-05-01T09:00:00.000+0000"}],
+    "Lead": [{"LastName": "見込", "FirstName": "一郎", "Company": "サンプル工業",
+              "Phone": "(06) 6666-0202", "LastModifiedDate": "2024-05-02T09:00:00.000+0000"}],
+}
+DEMO_CONTACT = {"LastName": "山田", "FirstName": "花子", "MobilePhone": "090-1234-5678",
+                "LastModifiedDate": "2024-05-03T09:00:00.000+0000"}
+
+
+def sample_org():
+    """The ~1,000-record sample org (falls back to a small one without the data generator)."""
+    try:
+        from emulator import generate_org
+
+        return generate_org(size=1000, seed=1, person_accounts=True)
+    except (ImportError, AttributeError):
+        from emulator import Org
+
+        click.echo("(data generator not available: a small org is used)")
+        return Org(person_accounts=True)
+
+
+def add_demo_records(emu) -> None:
+    """The records whose numbers the demo dials in a different format than stored."""
+    account_id = None
+    for object_name, records in DEMO_RECORDS.items():
+        for record in records:
+            new_id = emu.add_record(object_name, dict(record))
+            account_id = account_id or new_id
+    emu.add_record("Contact", dict(DEMO_CONTACT, AccountId=account_id))
+
+
+def org_numbers(org, count: int = 2) -> list[tuple[str, str]]:
+    """(object, stored phone) of a few records of the generated org."""
+    found = []
+    for object_name in ("Contact", "Account"):
+        for record in org.records.get(object_name, []):
+            if record.get("Phone") and not record.get("IsPersonAccount"):
+                found.append((object_name, record["Phone"]))
+                break
+    return found[:count]
+
+
+def demo_calls(org) -> list[tuple[str, str, dict]]:
+    """(direction, number as dialled, options) for each simulated call."""
+    calls = [
+        ("inbound", "+81355550101", {"agent": "agent-01"}),          # stored 03-5555-0101
+        ("inbound", "０９０－１２３４－５６７８", {"agent": "agent-02"}),   # full-width, stored 090-1234-5678
+        ("outbound", "06-6666-0202", {"agent": "agent-01"}),          # stored (06) 6666-0202
+        ("inbound", "anonymous", {"agent": "agent-03"}),              # withheld
+        ("inbound", "03-9876-0000", {"agent": "agent-02", "missed": True}),  # nobody has it
+    ]
+    for object_name, phone in org_numbers(org):
+        calls.append(("outbound", phone, {"agent": "agent-03"}))
+    calls.append(("inbound", "03-5555-0101", {"agent": "agent-01"}))  # again: from the cache
+    return calls
+
+
+def connect(store, emu) -> None:
+    """Save the emulator as the instance's Salesforce connection."""
+    from core.settings import save_settings
+
+    save_settings(store, {"username": emu.username, "password": emu.password,
+                          "security_token": emu.security_token, "login_url": emu.login_url,
+                          "ca_bundle": emu.ca_path, "sandbox": False, "auth_method": "password"})
+
+
+def place_calls(calls) -> list[str]:
+    """Place ``calls`` through the reference host, printing each screen; returns the call ids."""
+    from cli.host_cmd import load_host, place_call, screen_text
+
+    pm = load_host()
+    ids = []
+    for direction, number, options in calls:
+        started = time.perf_counter()
+        call, display = place_call(pm, direction, number, options.get("agent"),
+                                   options.get("missed", False), duration=42.0)
+        elapsed = (time.perf_counter() - started) * 1000
+        click.echo(screen_text(direction, number, display) + f"  ({elapsed:.0f} ms)")
+        ids.append(call.call_id)
+    return ids
+
+
+def print_history(store, call_ids: list[str]) -> None:
+    """The history rows of this demo's calls, with the names registration added."""
+    from core import history
+
+    click.echo("\nCall history (company / person filled in by contact registration):")
+    for call_id in call_ids:
+        row = history.get_call(store, call_id)
+        names = " / ".join(n for n in (row["company"], row["person"]) if n) or "-"
+        click.echo(f"  {row['direction']:<8} {row['display_number'] or row['remote_number']:<16} "
+                   f"{row['status']:<14} {'answered' if row['answered'] else 'missed':<8} "
+                   f"{row['duration_seconds'] or 0:>4.0f}s  {names}")
+
+
+def free_port(preferred: int = 5000) -> int:
+    """``preferred`` when free on loopback, else any free port."""
+    for port in (preferred, 0):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return sock.getsockname()[1]
+    return preferred
+
+
+def start_admin(home: str) -> bool:
+    """Serve the admin in a daemon thread when cli/admin_cmd.py offers ``serve``."""
+    try:
+        admin_cmd = importlib.import_module("cli.admin_cmd")
+    except ImportError:
+        return False
+    serve = getattr(admin_cmd, "serve", None)
+    if serve is None:
+        return False
+    port = free_port()
+    threading.Thread(target=serve, args=(home, "127.0.0.1", port), daemon=True,
+                     name="sfcti-admin").start()
+    time.sleep(1.0)  # let it print its URL before the closing lines
+    return True
+
+
+def run_demo(home: str, wait: bool) -> None:
+    """The demo, step by step."""
+    from emulator import Emulator
+
+    from core import jobs
+    from core.store import open_store
+
+    os.environ["SFCTI_HOME"] = home
+    os.environ["SFCTI_JOBS"] = "off"   # the demo runs the registration itself
+    store = open_store(home)
+    org = sample_org()
+    click.echo(f"Starting the Salesforce emulator ({_record_count(org)} records)...")
+    with Emulator(org, cert_dir=os.path.join(home, "emulator")) as emu:
+        add_demo_records(emu)
+        connect(store, emu)
+        click.echo(f"Connected {home} to {emu.login_url} as {emu.username}\n")
+        ids = place_calls(demo_calls(org))
+        from core.runtime import runtime_for
+        runtime_for().wait_idle(timeout=30)
+        click.echo("\nRegistering today's contacts (the nightly job, run now)...")
+        report = jobs.register_contacts_for_day(store, force=True)
+        click.echo(f"  {report.as_dict()}")
+        print_history(store, ids)
+        if not wait:
+            return
+        if not start_admin(home):
+            click.echo("\nAdmin: run `sfcti admin` in another terminal.")
+        click.echo(f"\nThe emulator keeps running at {emu.login_url}. Ctrl-C to stop.")
+        try:
+            while True:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            click.echo("Stopping.")
+
+
+def register(group: click.Group) -> None:
+    """Add `sfcti demo` to the CLI group."""
+
+    @group.command("demo")
+    @click.option("--no-wait", is_flag=True, help="Exit at the end instead of serving until Ctrl-C.")
+    @click.pass_context
+    def demo_command(ctx, no_wait):
+        """Run the whole product against a local Salesforce emulator."""
+        run_demo(ctx.obj["home"], wait=not no_wait)
+
+
+def _record_count(org) -> int:
+    counts = org.count() if hasattr(org, "count") else {}
+    return sum(counts.values()) if isinstance(counts, dict) else int(counts or 0)
