@@ -83,6 +83,15 @@ def connect(store, emu) -> None:
     save_settings(store, {"username": emu.username, "password": emu.password,
                           "security_token": emu.security_token, "login_url": emu.login_url,
                           "ca_bundle": emu.ca_path, "sandbox": False, "auth_method": "password"})
+    forget_old_emulator_contacts(store, emu)
+
+
+def forget_old_emulator_contacts(store, emu) -> None:
+    """A re-run starts a new emulator on a new port: contacts registered from an earlier run
+    would link to a server that is gone, so they are registered again."""
+    with store.transaction() as db:
+        db.execute("DELETE FROM contacts WHERE record_url LIKE 'https://127.0.0.1:%' "
+                   "AND record_url NOT LIKE ?", [emu.login_url + "/%"])
 
 
 def place_calls(calls) -> list[str]:
