@@ -56,13 +56,14 @@ def test_wrong_password_is_refused(client):
     assert client.get("/").status_code == 302
 
 
-def test_failed_logins_are_slowed_down(client, store):
+def test_failed_logins_are_slowed_down(app, client, store):
+    app.config["LOGIN_FIRST_DELAY_SECONDS"] = 60  # so a slow machine cannot outwait it
     for _ in range(5):
         login(client, password="wrong")
     # the right password is refused too while the client must wait
     response = login(client)
     assert response.status_code == 200
-    assert re.search(r"\d+ (seconds|秒)", response.get_data(as_text=True))
+    assert re.search(r"(60|59) (seconds|秒)", response.get_data(as_text=True))
     assert client.get("/").status_code == 302
     with store.transaction() as db:  # the wait has passed
         db.execute("UPDATE login_attempts SET last_at = '2000-01-01T00:00:00+00:00'")
@@ -348,3 +349,30 @@ def test_reset_password_command(app, home):
     client = app.test_client()
     assert login(client, ADMIN_USER, ADMIN_PASSWORD).status_code == 200  # the old one is gone
     assert login(client, ADMIN_USER, new_password).status_code == 302
+
+
+def test_pages_forbid_framing_and_scripts(client):
+    response = client.get("/auth/login")
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert "script-src 'none'" in response.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+
+
+def test_login_wait_doubles_with_each_failure_up_to_a_ceiling(store):
+    import datetime as dt
+
+    from admin.auth import accounts
+
+    keys = ["user:someone", "ip:192.0.2.1"]
+    waits = []
+    for _ in range(16):
+        accounts.note_failure(store, keys)
+        (last_at,) = store.conn.execute(
+            "SELECT last_at FROM login_attempts WHERE key = 'user:someone'").fetchone()
+        waits.append(accounts.wait_seconds(store, keys, free=5, ceiling=900,
+                                           now=dt.datetime.fromisoformat(last_at)))
+    assert waits[:4] == [0, 0, 0, 0] and waits[4:9] == [1, 2, 4, 8, 16] and waits[-1] == 900
+    # another user name from the same address is slowed down as well
+    assert accounts.wait_seconds(store, ["user:other", "ip:192.0.2.1"], free=5, ceiling=900) > 0
+    accounts.note_success(store, keys)
+    assert accounts.wait_seconds(store, keys, free=5, ceiling=900) == 0

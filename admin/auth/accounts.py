@@ -65,8 +65,10 @@ def user_exists(store, username: str) -> bool:
 
 # -- slowing down failed logins ------------------------------------------------------------------
 
-def wait_seconds(store, keys: list[str], free: int, ceiling: int, now: dt.datetime | None = None) -> int:
-    """Seconds the client must still wait before its next attempt (0: it may try now)."""
+def wait_seconds(store, keys: list[str], free: int, ceiling: int, now: dt.datetime | None = None,
+                 first_delay: float = 1.0) -> int:
+    """Seconds the client must still wait before its next attempt (0: it may try now): after
+    ``free`` failures, ``first_delay`` doubling with each further failure, at most ``ceiling``."""
     now = now or dt.datetime.now(dt.timezone.utc)
     longest = 0
     for key in keys:
@@ -75,7 +77,7 @@ def wait_seconds(store, keys: list[str], free: int, ceiling: int, now: dt.dateti
         ).fetchone()
         if not row or row[0] < free:
             continue
-        delay = min(2 ** (row[0] - free), ceiling)
+        delay = min(first_delay * 2 ** (row[0] - free), ceiling)
         ready = dt.datetime.fromisoformat(row[1]) + dt.timedelta(seconds=delay)
         longest = max(longest, int((ready - now).total_seconds() + 0.999))
     return longest

@@ -49,7 +49,8 @@ def login():
         store, keys = get_store(), _attempt_keys(form.username.data)
         config = current_app.config
         wait = accounts.wait_seconds(store, keys, config["LOGIN_FREE_FAILURES"],
-                                     config["LOGIN_MAX_DELAY_SECONDS"])
+                                     config["LOGIN_MAX_DELAY_SECONDS"],
+                                     first_delay=config["LOGIN_FIRST_DELAY_SECONDS"])
         if wait:
             flash(_("Too many failed logins. Try again in %(seconds)d seconds.", seconds=wait), "error")
         elif accounts.check_credentials(store, form.username.data, form.password.data):
