@@ -19,11 +19,18 @@ from core.store import Store
 from admin import i18n
 
 
-def create_app(test_config: dict | None = None) -> Flask:
-    """Build the admin app: config, store, admin account, translations and blueprints."""
-    home = _home(test_config)
+def create_app(test_config: dict | None = None, *, home: str | None = None,
+               admin_password: str | None = None) -> Flask:
+    """Build the admin app: config, store, admin account, translations and blueprints.
+
+    ``home`` is the instance folder (default ``$SFCTI_HOME``, else ``./instance``);
+    ``admin_password`` is the password of the admin account if it has to be created.
+    """
+    home = _home(test_config, home)
     app = Flask(__name__, instance_path=home, instance_relative_config=True)
     app.config.from_mapping(_defaults(home))
+    if admin_password:
+        app.config["ADMIN_PASSWORD"] = admin_password
     if test_config is None:
         app.config.from_pyfile("admin.cfg", silent=True)
     else:
@@ -54,8 +61,9 @@ def _security_headers(response):
     return response
 
 
-def _home(test_config: dict | None) -> str:
-    home = (test_config or {}).get("SFCTI_HOME") or os.environ.get("SFCTI_HOME") or "instance"
+def _home(test_config: dict | None, home: str | None) -> str:
+    home = ((test_config or {}).get("SFCTI_HOME") or home or os.environ.get("SFCTI_HOME")
+            or "instance")
     return os.path.abspath(home)
 
 

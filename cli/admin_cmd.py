@@ -6,15 +6,16 @@ import click
 
 
 def serve(home: str, host: str = "127.0.0.1", port: int = 5000, threads: int = 8,
-          alert_interval: float = 60.0) -> None:
+          alert_interval: float = 60.0, admin_password: str | None = None) -> None:
     """Serve the admin for the instance folder ``home`` until interrupted; alert mails are
-    checked and sent every ``alert_interval`` seconds meanwhile."""
+    checked and sent every ``alert_interval`` seconds meanwhile. ``admin_password`` is used
+    if the admin account has to be created (the demo passes a known one)."""
     import waitress
 
     from admin import create_app, get_store
     from core.alerts import AlertWorker
 
-    app = create_app({"SFCTI_HOME": home}) if home else create_app()
+    app = create_app(home=home, admin_password=admin_password)
     with app.app_context():
         store = get_store()
     worker = AlertWorker(store, interval=alert_interval)

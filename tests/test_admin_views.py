@@ -376,3 +376,14 @@ def test_login_wait_doubles_with_each_failure_up_to_a_ceiling(store):
     assert accounts.wait_seconds(store, ["user:other", "ip:192.0.2.1"], free=5, ceiling=900) > 0
     accounts.note_success(store, keys)
     assert accounts.wait_seconds(store, keys, free=5, ceiling=900) == 0
+
+
+def test_instance_config_file_is_read(tmp_path):
+    from admin import create_app
+
+    home = tmp_path / "cfg-home"
+    home.mkdir()
+    (home / "admin.cfg").write_text("PAGE_SIZE = 7\nSESSION_COOKIE_SECURE = True\n")
+    app = create_app(home=str(home), admin_password="x")
+    assert app.config["PAGE_SIZE"] == 7 and app.config["SESSION_COOKIE_SECURE"] is True
+    assert create_app({"SFCTI_HOME": str(home)}).config["PAGE_SIZE"] == 50  # test_config wins
