@@ -46,7 +46,7 @@ class Faults:
             self.http_status = None
             self.reset = False
             self.password_expired = False
-            self.login_fault = None
+            self._login_fault = None
             self.kinds = None
             self.times = None
             self._cond.notify_all()
@@ -69,6 +69,17 @@ class Faults:
         with self._cond:
             self._hang = bool(value)
             self._cond.notify_all()
+
+    @property
+    def login_fault(self):
+        """The code every login fails with, or None."""
+        return self._login_fault
+
+    @login_fault.setter
+    def login_fault(self, code):
+        if code is not None and code not in LOGIN_FAULTS:
+            raise ValueError(f"Unknown login fault {code!r}; known: {', '.join(LOGIN_FAULTS)}")
+        self._login_fault = code
 
     def stop(self):
         """Release every hung request for good (the emulator is stopping)."""
@@ -105,7 +116,4 @@ class Faults:
 
     def login_fault_code(self):
         """The forced login fault code, or None."""
-        code = self.login_fault
-        if code and code not in LOGIN_FAULTS:
-            raise ValueError(f"Unknown login fault {code!r}; known: {', '.join(LOGIN_FAULTS)}")
-        return code
+        return self._login_fault

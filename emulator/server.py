@@ -303,7 +303,13 @@ class _Handler(BaseHTTPRequestHandler):
             entry["status"] = "reset"
             self.close_connection = True
             raise _Reset()
-        status = self._dispatch(emu, kind, path, params, body, active, entry)
+        try:
+            status = self._dispatch(emu, kind, path, params, body, active, entry)
+        except (OSError, ssl.SSLError):
+            raise
+        except Exception as exc:            # an emulator bug must look like Salesforce's 500, not a hang-up
+            entry["error"] = repr(exc)
+            status = self._json(500, _SERVER_ERRORS[500])
         entry["status"] = status
         entry["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
 
