@@ -238,11 +238,19 @@ class Resolver:
             return display_for(number, NOT_REGISTERED)
         return None
 
-    def lookup(self, number: PhoneNumber) -> dict:
-        """Ask Salesforce about a VALID number: one composite request of three queries.
+    def lookup(self, number: PhoneNumber | str) -> dict:
+        """Ask Salesforce now, past the registered contacts and the no-match cache: one
+        composite request of three queries (none for an unmatchable number).
 
         A no-match is remembered for the no-match TTL setting.
+
+        :raises core.salesforce.SalesforceError: (a subclass) when Salesforce cannot answer
         """
+        if not isinstance(number, PhoneNumber):
+            number = self.parse(number)
+        display = unmatchable_display(number)
+        if display is not None:
+            return display
         connection = self.connection_factory(self.store)
         variants = query_variants(number, exhaustive=True)
         person_accounts = connection.org.person_accounts
