@@ -105,7 +105,7 @@ def unregister(store, e164: str) -> None:
 def _note_failure(store, numbers: Iterable[str], exc: BaseException) -> None:
     text = f"{type(exc).__name__}: {getattr(exc, 'code', '')}"[:200]
     with store.transaction() as db:
-        db.executemany(
+        db.conn.executemany(
             "UPDATE registration_queue SET attempts = attempts + 1, last_error = ? WHERE e164 = ?",
             [(text, n) for n in numbers])
 
