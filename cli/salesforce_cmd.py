@@ -1,0 +1,219 @@
+"""`sfcti connect`, `sfcti lookup NUMBER`, `sfcti status`: the Salesforce connection from a shell.
+
+Failures print the catalogue's message and remedy in Japanese and English (the same texts the
+admin and the error log show) and exit non-zero; no command ever ends in a traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import click
+
+OPERATION_TEST = "connection_test"
+OPERATION_LOOKUP = "lookup"
+
+
+# ---------------------------------------------------------------------------------------------
+# output helpers
+# ---------------------------------------------------------------------------------------------
+
+def echo_failure(code: str, detail: str | None = None, problems: list[str] = ()) -> None:
+    """Print the catalogue entry for ``code`` (ja, then en) on stderr."""
+    from core.errors import clean_text, entry_for
+
+    entry = entry_for(code)
+    lines = [f"エラー / Error: {entry.code}",
+             f"  {entry.message_ja}", f"  {entry.message_en}",
+             f"対処 / Remedy:", f"  {entry.remedy_ja}", f"  {entry.remedy_en}"]
+    lines += [f"  - {clean_text(p, 300)}" for p in problems]
+    if detail:
+        lines.append(f"詳細 / Detail: {clean_text(detail, 500)}")
+    click.echo("\n".join(lines), err=True)
+
+
+def _store(ctx):
+    from core.store import open_store
+
+    return open_store(ctx.obj["home"])
+
+
+# ---------------------------------------------------------------------------------------------
+# sfcti connect
+# ---------------------------------------------------------------------------------------------
+
+def candidate_settings(store, values: dict):
+    """The stored settings with ``values`` applied (validated); raises InvalidSettings."""
+    from core.settings import clean_settings, load_settings
+
+    return dataclasses.replace(load_settings(store), **clean_settings(values))
+
+
+def try_connection(store, settings) -> tuple[object | None, dict | None]:
+    """(connection, None) when login and permission check pass, else (None, failure dict)."""
+    from core import errors
+    from core.salesforce import Connection
+
+    try:
+        connection = Connection(settings, store)
+        problems = connection.check_permissions()
+    except Exception as exc:  # any failure must become a message, never a traceback
+        code, detail = errors.describe_failure(exc, "salesforce")
+        errors.record_failure(store, "salesforce", OPERATION_TEST, exc)
+        return None, {"code": code, "detail": detail, "problems": []}
+    if problems:
+        errors.record_failure(store, "salesforce", OPERATION_TEST, "INSUFFICIENT_ACCESS",
+                              detail="; ".join(problems))
+        return None, {"code": "INSUFFICIENT_ACCESS", "detail": None, "problems": problems}
+    return connection, None
+
+
+def _connect(ctx, values: dict) -> None:
+    from core import errors
+    from core.salesforce import forget_connection
+    from core.settings import InvalidSettings, save_settings
+
+    store = _store(ctx)
+    try:
+        settings = candidate_settings(store, values)
+    except InvalidSettings as exc:
+        for name, message in sorted(exc.errors.items()):
+            click.echo(f"--{name.replace('_', '-')}: {message}", err=True)
+        ctx.exit(2)
+    connection, failure = try_connection(store, settings)
+    if failure:
+        echo_failure(failure["code"], failure["detail"], failure["problems"])
+        click.echo("設定は保存されていません。 / Nothing was saved.", err=True)
+        ctx.exit(1)
+    save_settings(store, values, keep_blank_secrets=False)
+    errors.record_recovery(store, "salesforce", OPERATION_TEST)
+    forget_connection(store)
+    org = connection.org
+    click.echo(f"接続しました / Connected: {org.org_name} ({org.org_id}) as {org.user_name}")
+    click.echo(f"  instance: {org.instance_url}")
+    click.echo(f"  person accounts: {'yes' if org.person_accounts else 'no'}")
+
+
+# ---------------------------------------------------------------------------------------------
+# sfcti lookup
+# ---------------------------------------------------------------------------------------------
+
+def lookup_display(store, raw: str) -> tuple[dict, object | None]:
+    """(display, exception or None): what the agent's screen would show for ``raw``."""
+    from core import errors
+    from core.resolver import UNAVAILABLE, Resolver, display_for
+
+    resolver = Resolver(store)
+    try:
+        return resolver.resolve(raw), None
+    except Exception as exc:  # Salesforce failing: the screen still shows the number
+        errors.record_failure(store, "salesforce", OPERATION_LOOKUP, exc)
+        return display_for(resolver.parse(raw), UNAVAILABLE), exc
+
+
+def format_display(display: dict) -> str:
+    """The display as lines of text: the screen's label first, then the details."""
+    lines = [display["label"] or "", f"  status: {display['status']}"]
+    for key in ("company", "person", "object", "record_id", "record_url", "number"):
+        if display.get(key):
+            lines.append(f"  {key}: {display[key]}")
+    return "\n".join(lines)
+
+
+def _lookup(ctx, number: str, as_json: bool) -> None:
+    from core.errors import describe_failure
+
+    display, failure = lookup_display(_store(ctx), number)
+    if as_json:
+        click.echo(json.dumps(display, ensure_ascii=False, indent=2))
+    else:
+        click.echo(format_display(display))
+    if failure is not None:
+        echo_failure(*describe_failure(failure, "salesforce"))
+        ctx.exit(1)
+
+
+# ---------------------------------------------------------------------------------------------
+# sfcti status
+# ---------------------------------------------------------------------------------------------
+
+def _usage_lines(store) -> list[str]:
+    usage = store.api_usage()
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(usage["by_kind"].items())) or "none"
+    org = (f"{usage['org_used']} / {usage['org_max']}" if usage["org_max"] else "unknown")
+    return [f"API usage today ({usage['day']}, UTC):",
+            f"  own calls: {usage['own_calls']} ({kinds})",
+            f"  org usage: {org}"]
+
+
+def _status(ctx) -> None:
+    from core.errors import describe_failure
+    from core.salesforce import connection_for
+    from core.settings import load_settings
+
+    store = _store(ctx)
+    settings = load_settings(store)
+    click.echo(f"Instance: {store.home}")
+    if not settings.is_configured():
+        click.echo("Salesforce: 未接続 / not connected (run: sfcti connect)")
+        click.echo("\n".join(_usage_lines(store)))
+        return
+    click.echo(f"Login URL: {settings.login_host()}  user: {settings.username}")
+    try:
+        org = connection_for(store).org
+    except Exception as exc:
+        click.echo("Salesforce: 接続できません / cannot connect")
+        click.echo("\n".join(_usage_lines(store)))
+        echo_failure(*describe_failure(exc, "salesforce"))
+        ctx.exit(1)
+    click.echo(f"Salesforce: 接続済み / connected to {org.org_name} ({org.org_id}) as {org.user_name}")
+    click.echo(f"  instance: {org.instance_url}")
+    click.echo(f"  person accounts: {'yes' if org.person_accounts else 'no'}")
+    click.echo("\n".join(_usage_lines(store)))
+
+
+# ---------------------------------------------------------------------------------------------
+# registration
+# ---------------------------------------------------------------------------------------------
+
+def register(group: click.Group) -> None:
+    """Add `sfcti connect`, `sfcti lookup` and `sfcti status` to the CLI group."""
+
+    @group.command("connect")
+    @click.option("--username", help="Salesforce username (the integration user).")
+    @click.option("--password", help="Password; prompted with hidden input when omitted.")
+    @click.option("--token", "security_token",
+                  help="Security token; prompted with hidden input when omitted (may be empty).")
+    @click.option("--sandbox/--no-sandbox", default=None,
+                  help="Log in at test.salesforce.com (sandbox).")
+    @click.option("--login-url", help="Login URL (My Domain, or the emulator's URL).")
+    @click.option("--ca-bundle", help="PEM file of CAs to trust (corporate TLS proxy, emulator).")
+    @click.pass_context
+    def connect_command(ctx, username, password, security_token, sandbox, login_url, ca_bundle):
+        """Test the Salesforce connection, then save it (nothing is saved on failure)."""
+        if username is None:
+            username = click.prompt("Username")
+        if password is None:
+            password = click.prompt("Password", hide_input=True)
+        if security_token is None:
+            security_token = click.prompt("Security token (Enter if not needed)", hide_input=True,
+                                          default="", show_default=False)
+        values = {"username": username, "password": password, "security_token": security_token}
+        optional = {"sandbox": sandbox, "login_url": login_url, "ca_bundle": ca_bundle}
+        values.update({k: v for k, v in optional.items() if v is not None})
+        _connect(ctx, values)
+
+    @group.command("lookup")
+    @click.argument("number")
+    @click.option("--json", "as_json", is_flag=True, help="Print the display dict as JSON.")
+    @click.pass_context
+    def lookup_command(ctx, number, as_json):
+        """Show what the agent's screen would show for a caller NUMBER."""
+        _lookup(ctx, number, as_json)
+
+    @group.command("status")
+    @click.pass_context
+    def status_command(ctx):
+        """Connection, org, person accounts and today's API usage."""
+        _status(ctx)

@@ -1,0 +1,199 @@
+"""`sfcti connect`, `sfcti lookup`, `sfcti status` through click's CliRunner, against the emulator."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from cli import main
+from core.settings import load_settings
+from core.store import Store
+from test_resolver import DISPLAY_KEYS, HOSTILE, fresh
+from test_salesforce import _healthy, rest_calls, sf_emu  # noqa: F401
+
+
+@pytest.fixture
+def home(tmp_path):
+    return str(tmp_path / "instance")
+
+
+def run(home, *args, input=None):
+    result = CliRunner().invoke(main, ["--home", home, *args], input=input, catch_exceptions=True)
+    # a hostile argument may end a command with a message and an exit code, never a traceback
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exc_info
+    assert "Traceback" not in result.output
+    return result
+
+
+def connect_args(emu, **overrides):
+    values = {"--username": emu.username, "--password": emu.password,
+              "--token": emu.security_token, "--login-url": emu.login_url,
+              "--ca-bundle": emu.ca_path}
+    values.update(overrides)
+    args = ["connect"]
+    for name, value in values.items():
+        args += [name, value]
+    return args
+
+
+@pytest.fixture
+def connected(sf_emu, home):
+    assert run(home, *connect_args(sf_emu)).exit_code == 0
+    sf_emu.reset_counters()
+    return home
+
+
+# ---------------------------------------------------------------------------------------------
+# sfcti connect
+# ---------------------------------------------------------------------------------------------
+
+def test_connect_tests_then_saves(sf_emu, home):
+    result = run(home, *connect_args(sf_emu))
+    assert result.exit_code == 0, result.output
+    assert sf_emu.org.name in result.output and "person accounts: yes" in result.output
+    settings = load_settings(Store(home))
+    assert (settings.username, settings.password, settings.security_token) == (
+        sf_emu.username, sf_emu.password, sf_emu.security_token)
+    assert settings.login_url == sf_emu.login_url and settings.ca_bundle == sf_emu.ca_path
+    assert sf_emu.api_calls["composite"] == 1  # the permission check
+
+
+def test_connect_prompts_for_secrets_without_echoing_them(sf_emu, home):
+    args = ["connect", "--username", sf_emu.username, "--login-url", sf_emu.login_url,
+            "--ca-bundle", sf_emu.ca_path]
+    result = run(home, *args, input=f"{sf_emu.password}\n{sf_emu.security_token}\n")
+    assert result.exit_code == 0, result.output
+    assert "Password" in result.output and "Security token" in result.output
+    assert sf_emu.password not in result.output and sf_emu.security_token not in result.output
+    assert load_settings(Store(home)).password == sf_emu.password
+
+
+@pytest.mark.parametrize("overrides, code", [
+    ({"--password": "wrong"}, "INVALID_LOGIN"),
+    ({"--token": ""}, "LOGIN_MUST_USE_SECURITY_TOKEN"),
+])
+def test_connect_failure_explains_and_saves_nothing(sf_emu, home, overrides, code):
+    result = run(home, *connect_args(sf_emu, **overrides))
+    assert result.exit_code == 1
+    assert code in result.output
+    assert "セキュリティトークン" in result.output and "security token" in result.output  # ja + en remedy
+    assert "Nothing was saved" in result.output
+    assert not load_settings(Store(home)).is_configured()
+    assert Store(home).conn.execute("SELECT count(*) FROM settings").fetchone()[0] == 0
+
+
+def test_connect_unreachable(sf_emu, home):
+    result = run(home, *connect_args(sf_emu, **{"--ca-bundle": ""}))
+    assert result.exit_code == 1 and "TLS_ERROR" in result.output
+    assert not load_settings(Store(home)).is_configured()
+
+
+@pytest.mark.parametrize("overrides", [
+    {"--username": "not an email"},
+    {"--username": "a\r\nb@example.com"},
+    {"--login-url": "http://insecure.example.com"},
+    {"--login-url": "x" * 5000},
+    {"--ca-bundle": "/no/such/file.pem"},
+])
+def test_connect_rejects_invalid_values(sf_emu, home, overrides):
+    result = run(home, *connect_args(sf_emu, **overrides))
+    assert result.exit_code == 2
+    assert not load_settings(Store(home)).is_configured()
+    assert not sf_emu.request_log
+
+
+# ---------------------------------------------------------------------------------------------
+# sfcti lookup
+# ---------------------------------------------------------------------------------------------
+
+def test_lookup_prints_the_screen(sf_emu, connected):
+    national, e164 = fresh()
+    account = sf_emu.add_record("Account", {"Name": "株式会社表示"})
+    sf_emu.add_record("Contact", {"LastName": "表示", "FirstName": "太郎", "AccountId": account,
+                                  "Phone": national})
+    result = run(connected, "lookup", national.replace("-", ""))
+    assert result.exit_code == 0
+    assert result.output.splitlines()[0] == "株式会社表示 / 表示 太郎"
+    assert "status: matched" in result.output and f"number: {e164}" in result.output
+    assert rest_calls(sf_emu) == 1
+
+
+def test_lookup_json(sf_emu, connected):
+    national, e164 = fresh()
+    result = run(connected, "lookup", "--json", e164)
+    display = json.loads(result.output)
+    assert set(display) == DISPLAY_KEYS
+    assert display["status"] == "not_registered" and display["label"] == f"{national} 未登録"
+
+
+@pytest.mark.parametrize("raw, status", [(r, s) for r, s in HOSTILE if r is not None]
+                         + [("０３－１２３４－５６７８", "not_registered"), ("-1", None), ("--", None)])
+def test_lookup_hostile_numbers(sf_emu, connected, raw, status):
+    result = run(connected, "lookup", "--json", "--", raw)
+    assert result.exit_code == 0, result.output
+    display = json.loads(result.output)
+    assert set(display) == DISPLAY_KEYS
+    if status:
+        assert display["status"] == status
+    if status != "not_registered" or display["number"] is None:
+        assert not sf_emu.request_log  # no API call, nothing sent at all
+
+
+def test_lookup_hostile_text_output(sf_emu, connected):
+    for raw in ("03-1234-5678\x00' OR 1=1", "\x1b[2J", "<b>x</b>", "1" * 5000):
+        result = run(connected, "lookup", raw)
+        assert result.exit_code == 0
+        assert "\x00" not in result.output and "\x1b" not in result.output
+        assert len(result.output.splitlines()[0]) <= 60
+    assert not sf_emu.request_log
+
+
+def test_lookup_not_connected(home):
+    result = run(home, "lookup", "03-1234-5678")
+    assert result.exit_code == 1
+    assert result.output.splitlines()[0] == "03-1234-5678"
+    assert "status: unavailable" in result.output and "NOT_CONFIGURED" in result.output
+
+
+def test_lookup_salesforce_down(sf_emu, connected):
+    sf_emu.faults.http_status = 503
+    result = run(connected, "lookup", fresh()[1])
+    assert result.exit_code == 1
+    assert "status: unavailable" in result.output and "SERVER_ERROR" in result.output
+    assert "status.salesforce.com" in result.output
+
+
+def test_lookup_withheld_works_without_connection(home):
+    result = run(home, "lookup", "anonymous")
+    assert result.exit_code == 0 and result.output.splitlines()[0] == "非通知"
+
+
+# ---------------------------------------------------------------------------------------------
+# sfcti status
+# ---------------------------------------------------------------------------------------------
+
+def test_status_not_connected(home):
+    result = run(home, "status")
+    assert result.exit_code == 0 and "not connected" in result.output
+    assert "own calls: 0" in result.output
+
+
+def test_status_connected(sf_emu, connected):
+    run(connected, "lookup", fresh()[1])
+    result = run(connected, "status")
+    assert result.exit_code == 0, result.output
+    assert sf_emu.org.name in result.output and "person accounts: yes" in result.output
+    assert "own calls: 2" in result.output  # the connection test's composite and the lookup
+    assert "org usage: " in result.output and "unknown" not in result.output
+    assert sf_emu.password not in result.output
+
+
+def test_status_connection_failing(sf_emu, connected):
+    sf_emu.faults.login_fault = "API_DISABLED_FOR_ORG"
+    from core.salesforce import forget_connection
+
+    forget_connection(Store(connected))
+    result = run(connected, "status")
+    assert result.exit_code == 1 and "API_DISABLED_FOR_ORG" in result.output
