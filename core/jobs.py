@@ -306,7 +306,7 @@ def register_contacts_for_day(store, day: str | None = None, resolver=None, forc
                               batch_size: int = BATCH_SIZE,
                               progress: Callable[[RunReport], None] | None = None) -> RunReport:
     """Register every unregistered number called on ``day`` (local date, default today) and any
-    still waiting from earlier days, through ``resolve_many``; the nightly job.
+    other number still waiting in the queue, through ``resolve_many``; the nightly job.
 
     Only one process runs it at a time (a lease in ``job_runs``). A run interrupted on the same
     day is resumed without queueing again; a finished day runs again only with ``force``.
@@ -340,7 +340,7 @@ def _run(store, day, before, holder, settings, resolver, force, batch_size, prog
     if resolver is None:
         from core.resolver import Resolver
         resolver = Resolver(store)
-    report.queued = len(queued_numbers(store, day, limit=10**9))
+    report.queued = queue_size(store)
     if _process_queue(store, day, holder, resolver, report, batch_size, progress):
         _finish_run(store, day)
     return report
@@ -350,7 +350,8 @@ def _process_queue(store, day, holder, resolver, report, batch_size, progress) -
     """Work through the queue in batches; False when a Salesforce failure stopped it."""
     after = ""
     while True:
-        numbers = queued_numbers(store, day, limit=batch_size, after=after)
+        # everything queued, not only ``day``'s: a catch-up run also takes later days' numbers
+        numbers = queued_numbers(store, limit=batch_size, after=after)
         if not numbers:
             return True
         try:
