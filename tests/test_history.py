@@ -1,0 +1,164 @@
+"""core/history.py on a real SQLite instance: reading hosts' call objects, one row per call id,
+names on registration, re-fetch at most once per 15 s per number."""
+
+import datetime as dt
+
+import pytest
+
+from plugin.call import Call
+from test_hooks import ring
+from test_hooks import connected, home, host, store  # noqa: F401 (fixtures)
+
+T0 = dt.datetime(2024, 5, 20, 1, 2, 3, tzinfo=dt.timezone.utc)
+
+
+def _display(e164="+81312345678", status="matched", **more):
+    return dict(dict.fromkeys(("company", "person", "object", "record_id", "record_url")),
+                status=status, label="x", number=e164, **more)
+
+
+@pytest.mark.parametrize("value, expected", [
+    (None, None), ("", ""), ("  abc  ", "abc"), ("a\x00b\x1bc\u2028", "abc"),
+    (b"\xff03", "\ufffd03"), (12, "12"), (True, None), (["x"], None), ("x" * 500, "x" * 200),
+    ("\ud800x", "?x"),
+])
+def test_clean_text(value, expected):
+    from core.history import clean_text
+
+    assert clean_text(value) == expected
+
+
+def test_call_facts_of_a_call():
+    from core.history import call_facts
+
+    call = Call(call_id="c1", direction="OUTBOUND", remote_number="03", agent_id="a",
+                started_at=T0, ended_at=T0 + dt.timedelta(seconds=61.5), answered=True)
+    facts = call_facts(call)
+    assert (facts.call_id, facts.direction, facts.duration_seconds) == ("c1", "outbound", 61.5)
+
+
+@pytest.mark.parametrize("answered, ended, duration", [
+    (True, T0 + dt.timedelta(seconds=10), 10.0), (False, T0 + dt.timedelta(seconds=10), 0.0),
+    (None, None, None), (True, T0 - dt.timedelta(seconds=5), 0.0),
+])
+def test_duration(answered, ended, duration):
+    from core.history import call_facts
+
+    facts = call_facts(Call(started_at=T0, ended_at=ended, answered=answered))
+    assert facts.duration_seconds == duration
+
+
+def test_naive_datetimes_are_utc_and_garbage_is_now():
+    from core.history import call_facts
+
+    facts = call_facts(Call(started_at=dt.datetime(2024, 1, 1), ended_at="garbage"))
+    assert facts.started_at.tzinfo is not None and facts.ended_at is None
+    before = dt.datetime.now(dt.timezone.utc)
+    assert call_facts(object()).started_at >= before
+
+
+def test_calls_without_an_id_get_a_stable_one():
+    from core.history import call_facts
+
+    class NoId:
+        remote_number, started_at = "03-1234-5678", T0
+
+    assert call_facts(NoId()).call_id == call_facts(NoId()).call_id
+    assert call_facts(NoId()).call_id.startswith("noid-")
+
+
+def test_record_call_once(store):
+    from core import history
+
+    facts = history.call_facts(Call(call_id="c1", remote_number="03-1234-5678", started_at=T0,
+                                    ended_at=T0, answered=True))
+    assert history.record_call(store, facts, _display(), "03-1234-5678")["call_id"] == "c1"
+    assert history.record_call(store, facts, _display(status="unavailable"), None) is None
+    assert history.get_call(store, "c1")["status"] == "matched"
+    assert history.count_calls(store) == 1
+
+
+def test_names_come_from_the_registered_contact(store):
+    from core import history, jobs
+
+    facts = [history.call_facts(Call(call_id=f"c{i}", started_at=T0 + dt.timedelta(minutes=i)))
+             for i in range(3)]
+    for f in facts[:2]:
+        history.record_call(store, f, _display(status="not_registered"))
+    jobs.register_contact(store, "+81312345678", _display(company="社", person="人", object="Contact"))
+    assert [history.get_call(store, f"c{i}")["person"] for i in range(2)] == ["人", "人"]
+    history.record_call(store, facts[2], _display(status="unavailable"))
+    row = history.get_call(store, "c2")
+    assert (row["company"], row["person"], row["status"]) == ("社", "人", "unavailable")
+    assert row["registered_at"]
+    assert [r["call_id"] for r in history.list_calls(store)] == ["c2", "c1", "c0"]
+
+
+def test_get_call_raises_call_not_found(store):
+    from core import history
+
+    with pytest.raises(history.CallNotFound):
+        history.get_call(store, "nope")
+    assert issubclass(history.CallNotFound, LookupError)
+
+
+def test_refetch_is_limited_to_once_per_15_seconds_per_number(store):
+    from core import history
+
+    history.claim_refetch(store, "+81312345678", now=T0)
+    with pytest.raises(history.RefetchLocked) as info:
+        history.claim_refetch(store, "+81312345678", now=T0 + dt.timedelta(seconds=5))
+    assert info.value.seconds == pytest.approx(10)
+    history.claim_refetch(store, "+81999999999", now=T0 + dt.timedelta(seconds=5))
+    history.claim_refetch(store, "+81312345678", now=T0 + dt.timedelta(seconds=15))
+
+
+def test_refetch_call_registers_the_record_now(connected, host, emulator):
+    from core import history
+
+    connected.upsert_contact("+81312345678", object="Account", record_id="001OLD", company="古い社名")
+    call, display, _ = ring(host, "03-1234-5678")
+    assert display["company"] == "古い社名"
+    host.hook.on_call_ended(call=call.end())
+    fresh = history.refetch_call(connected, call.call_id)
+    assert (fresh["company"], fresh["person"]) == ("株式会社サンプル", "山田 太郎")
+    assert history.get_call(connected, call.call_id)["company"] == "株式会社サンプル"
+    assert connected.get_contact("+81312345678")["person"] == "山田 太郎"
+    assert emulator.api_calls["composite"] == 1
+    with pytest.raises(history.RefetchLocked):
+        history.refetch_call(connected, call.call_id)
+    with pytest.raises(history.CallNotFound):
+        history.refetch_call(connected, "no-such-call")
+
+
+def test_refetch_in_never_mode_names_only_that_call(connected, host):
+    from core import history
+    from core.settings import save_settings
+
+    save_settings(connected, {"contact_fetch": "never"})
+    call = Call(remote_number="06-1111-2222").end()
+    host.hook.on_call_ended(call=call)
+    display = history.refetch_call(connected, call.call_id)
+    assert display["person"] == "田中 次郎"
+    assert history.get_call(connected, call.call_id)["person"] == "田中 次郎"
+    assert connected.count_contacts() == 0
+
+
+def test_refetch_of_a_withheld_call_costs_nothing(connected, host, emulator):
+    from core import history
+
+    call = Call(remote_number="anonymous").end()
+    host.hook.on_call_ended(call=call)
+    assert history.refetch_call(connected, call.call_id)["status"] == "withheld"
+    assert sum(emulator.api_calls.values()) == 0
+
+
+def test_refetch_raises_when_salesforce_is_down(connected, host, emulator):
+    from core import history
+    from core.salesforce import SalesforceError
+
+    call = Call(remote_number="06-1111-2222").end()
+    host.hook.on_call_ended(call=call)
+    emulator.faults.http_status = 503
+    with pytest.raises(SalesforceError):
+        history.refetch_call(connected, call.call_id)
