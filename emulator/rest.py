@@ -171,7 +171,7 @@ class RestApi:
         locator = "01g" + secrets.token_hex(8)[:12] + "AAA"
         with self._cursor_lock:
             self._cursors[locator] = (obj, records, fields, version, batch_size)
-            while len(self._cursors) > 200:
+            while len(self._cursors) > 50:      # each may hold a whole org's rows
                 self._cursors.popitem(last=False)
         return locator
 
@@ -423,6 +423,7 @@ class _CompositeRun:
         self.call.log["subrequests"] = []
 
     def run(self, subrequests):
+        """The compositeResponse list."""
         responses = []
         for sub in subrequests:
             response = self._one(sub)

@@ -120,37 +120,41 @@ class Parser:
         self.tokens = tokenize(text, start)
         self.i = 0
 
-    # token helpers
     def peek(self, offset=0):
+        """The token `offset` places ahead (EOF at the end)."""
         return self.tokens[min(self.i + offset, len(self.tokens) - 1)]
 
     def next(self):
+        """Consume and return the current token."""
         tok = self.peek()
         self.i += 1
         return tok
 
     def is_kw(self, *words, offset=0):
+        """True when the token `offset` ahead is one of the keywords `words`."""
         tok = self.peek(offset)
         return tok.kind == "keyword" and tok.value in words
 
     def expect_kw(self, word):
+        """Consume keyword `word` or raise MALFORMED_QUERY."""
         if not self.is_kw(word):
             raise self.unexpected()
         return self.next()
 
     def expect_punct(self, char):
+        """Consume punctuation `char` or raise MALFORMED_QUERY."""
         tok = self.peek()
         if tok.kind != "punct" or tok.value != char:
             raise self.unexpected()
         return self.next()
 
     def unexpected(self, tok=None):
+        """The MALFORMED_QUERY error Salesforce gives for `tok` (default: the current token)."""
         tok = tok or self.peek()
         shown = "<EOF>" if tok.kind == "eof" else tok.text
         return located(self.text, tok.pos, "MALFORMED_QUERY", f"unexpected token: {shown}"
                        if tok.kind == "eof" else f"unexpected token: '{shown}'")
 
-    # grammar
     def parse(self):
         """The Query plan; raises QueryError as Salesforce would."""
         self.expect_kw("SELECT")
@@ -167,6 +171,7 @@ class Parser:
         return query
 
     def clauses(self, query):
+        """Parse WHERE, ORDER BY, LIMIT and OFFSET into `query`."""
         if self.is_kw("WHERE"):
             self.next()
             query.where = self.condition(query.obj)
@@ -185,6 +190,7 @@ class Parser:
                                  f"Maximum SOQL offset allowed is {MAX_OFFSET}")
 
     def select_list(self):
+        """(field tokens, count_only) of a SELECT list."""
         if self.is_kw("COUNT") and self.peek(1).value == "(" and self.peek(2).value == ")":
             self.i += 3
             return [], True
@@ -195,18 +201,21 @@ class Parser:
         return names, False
 
     def field_token(self):
+        """Consume a field name or path token."""
         tok = self.next()
         if tok.kind != "ident":
             raise self.unexpected(tok)
         return tok
 
     def integer(self):
+        """Consume an integer literal."""
         tok = self.next()
         if tok.kind != "number" or not isinstance(tok.value, int):
             raise self.unexpected(tok)
         return tok.value
 
     def resolve_object(self, tok):
+        """The canonical object name of `tok`, or INVALID_TYPE."""
         if tok.value.lower() not in {name.lower(): name for name in self.org.schema}:
             raise located(self.text, tok.pos, "INVALID_TYPE",
                           f"sObject type '{tok.value}' is not supported. If you are attempting to use a "
@@ -215,6 +224,7 @@ class Parser:
         return {name.lower(): name for name in self.org.schema}[tok.value.lower()]
 
     def resolve_fields(self, obj, tokens):
+        """FieldPaths of `tokens`, duplicates dropped."""
         paths, seen = [], set()
         for tok in tokens:
             path = self.resolve_path(obj, tok)
@@ -246,6 +256,7 @@ class Parser:
         return FieldPath(hops, f, current)
 
     def order_list(self, obj):
+        """The ORDER BY items."""
         items = [self.order_item(obj)]
         while self.peek().kind == "punct" and self.peek().value == ",":
             self.next()
@@ -253,6 +264,7 @@ class Parser:
         return items
 
     def order_item(self, obj):
+        """(FieldPath, desc, nulls_first) of one ORDER BY item."""
         path = self.resolve_path(obj, self.field_token())
         desc = False
         if self.is_kw("ASC", "DESC"):
@@ -267,6 +279,7 @@ class Parser:
 
     # WHERE: SOQL refuses AND and OR mixed at one level without parentheses.
     def condition(self, obj):
+        """A WHERE condition: one term, or terms joined by only AND or only OR."""
         first = self.unary(obj)
         if not self.is_kw("AND", "OR"):
             return first
@@ -280,6 +293,7 @@ class Parser:
         return (op.lower(), children)
 
     def unary(self, obj):
+        """NOT, a parenthesised condition, or a comparison."""
         if self.is_kw("NOT"):
             self.next()
             return ("not", self.unary(obj))
@@ -291,6 +305,7 @@ class Parser:
         return self.comparison(obj)
 
     def comparison(self, obj):
+        """One field comparison: =, !=, <, <=, >, >=, [NOT] IN, LIKE."""
         ftok = self.field_token()
         path = self.resolve_path(obj, ftok)
         if self.is_kw("NOT") and self.is_kw("IN", offset=1):
@@ -312,6 +327,7 @@ class Parser:
         return ("cmp", path, op, self.literal(path))
 
     def value_list(self, path):
+        """The parenthesised literals of IN."""
         self.expect_punct("(")
         values = [self.literal(path)]
         while self.peek().kind == "punct" and self.peek().value == ",":
@@ -335,6 +351,7 @@ class Parser:
         return self.typed(path, ftype, value, given, tok)
 
     def typed(self, path, ftype, value, given, tok):
+        """`value` converted for the field, or the error Salesforce gives for a mistyped literal."""
         wanted = ("string" if ftype in STRING_TYPES else "number" if ftype in ("int", "double")
                   else ftype)
         if wanted != given:
