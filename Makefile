@@ -25,7 +25,9 @@ test: $(STAMP) chromium
 bench: $(STAMP)
 	$(PY) bench/resolve.py
 
+# Japanese text in screenshots needs a CJK font.
 screenshots: $(STAMP) chromium
+	@dpkg -s fonts-ipafont-gothic >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-ipafont-gothic; }
 	$(PY) -m admin.screenshots docs/screenshots
 
 clean:
