@@ -24,6 +24,7 @@ test: $(STAMP) chromium
 
 bench: $(STAMP)
 	$(PY) bench/resolve.py
+	$(PY) bench/hooks.py
 
 # Japanese text in screenshots needs a CJK font.
 screenshots: $(STAMP) chromium

@@ -436,6 +436,7 @@ class JobScheduler:
 
     CHECK_MINUTES = 5
     RETRY_SECONDS = 60
+    ALERT_SECONDS = 60
 
     def __init__(self, store, resolver_factory: Callable[[], object]):
         self.store = store
@@ -473,7 +474,17 @@ class JobScheduler:
         else:
             scheduler.add_job(self._retry, IntervalTrigger(seconds=self.RETRY_SECONDS),
                               id="retry", next_run_time=dt.datetime.now(zone), **common)
+        # alert mails must go out from a host even when no admin process is running
+        scheduler.add_job(self._alerts, IntervalTrigger(seconds=self.ALERT_SECONDS), id="alerts", **common)
         return scheduler
+
+    def _alerts(self) -> None:
+        from core.alerts import Alerts
+
+        try:
+            Alerts(self.store).tick()
+        except Exception:  # the scheduler thread must live on; SMTP failures are logged by the outbox
+            log.exception("sending alert mails failed")
 
     def _nightly(self) -> None:
         try:

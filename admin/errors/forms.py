@@ -15,7 +15,8 @@ class ErrorFilterForm(FlaskForm):
         csrf = False
 
     integration = SelectField(_l("Integration"), choices=[
-        choice("", _l("All")), choice("salesforce", "Salesforce"), choice("smtp", "SMTP")], default="",
+        choice("", _l("All")), choice("salesforce", "Salesforce"), choice("smtp", "SMTP"),
+        choice("plugin", "Plugin")], default="",
         validate_choice=True)
     code = StringField(_l("Error code"), validators=[
         Optional(), Length(max=64), Regexp(r"^[A-Za-z0-9_:]*$", message=_l("Letters, digits and _ only."))])
