@@ -123,6 +123,10 @@ def print_history(store, call_ids: list[str]) -> None:
                    f"{row['duration_seconds'] or 0:>4.0f}s  {names}")
 
 
+# A demo instance is local and throw-away: a known password lets a newcomer log in at once.
+DEMO_ADMIN_PASSWORD = "sfcti-demo"
+
+
 def free_port(preferred: int = 5000) -> int:
     """``preferred`` when free on loopback, else any free port."""
     for port in (preferred, 0):
@@ -145,9 +149,14 @@ def start_admin(home: str) -> bool:
     if serve is None:
         return False
     port = free_port()
-    threading.Thread(target=serve, args=(home, "127.0.0.1", port), daemon=True,
-                     name="sfcti-admin").start()
+    password = os.environ.get("SFCTI_ADMIN_PASSWORD") or DEMO_ADMIN_PASSWORD
+    threading.Thread(target=serve, args=(home, "127.0.0.1", port),
+                     kwargs={"admin_password": password}, daemon=True, name="sfcti-admin").start()
     time.sleep(1.0)  # let it print its URL before the closing lines
+    user = os.environ.get("SFCTI_ADMIN_USER") or "admin"
+    click.echo(f"Admin: http://127.0.0.1:{port}/  log in as {user!r} with password {password!r}"
+               " (set when the demo instance was first created; SFCTI_ADMIN_PASSWORD overrides it"
+               " on a new instance)")
     return True
 
 
