@@ -17,6 +17,11 @@ LOGIN_FAULTS = {
     "REQUEST_LIMIT_EXCEEDED": ("UnexpectedErrorFault",
                                "ConcurrentRequests (Concurrent API Requests) Limit exceeded."),
     "INSUFFICIENT_ACCESS": ("UnexpectedErrorFault", "user does not have the Use Any API Auth permission"),
+    # Orgs created from Winter '26 have SOAP login() off; Salesforce does not publish the fault
+    # text, so this message is an assumption (the code is the one its API uses for a disabled call).
+    "INVALID_OPERATION": ("UnexpectedErrorFault",
+                          "SOAP API login() is disabled by default in this org. Use OAuth 2.0, or enable "
+                          "SOAP API login() in Setup > User Interface."),
 }
 _REQUEST_FAULTS = ("latency", "hang", "http_status", "reset")
 

@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import trustme
 
-from emulator import soap
+from emulator import oauth, soap
 from emulator.faults import Faults
 from emulator.org import Org
 from emulator.rest import Call, RestApi, SUPPORTED_VERSIONS, classify, split_url
@@ -74,6 +74,7 @@ class Emulator:
         self._sessions = {}
         self._used, self._max = 0, daily_limit
         self._server = self._thread = None
+        self.oauth = oauth.OAuthServer(self)
 
     # ---- lifecycle ------------------------------------------------------------------------
 
@@ -135,6 +136,31 @@ class Emulator:
 
     # ---- sessions, limits and counters ----------------------------------------------------
 
+    @property
+    def oauth_client_id(self):
+        """The consumer key of the demo connected app (its callback: register_oauth_app)."""
+        return oauth.DEMO_CLIENT_ID
+
+    @property
+    def oauth_client_secret(self):
+        """The consumer secret of the demo connected app."""
+        return oauth.DEMO_CLIENT_SECRET
+
+    def register_oauth_app(self, client_id=oauth.DEMO_CLIENT_ID, client_secret=oauth.DEMO_CLIENT_SECRET,
+                           callback_url=oauth.DEMO_CALLBACK, run_as=None):
+        """Register a connected app (by default: the demo app with another callback URL)."""
+        run_as = run_as or self.org.login_user()["Id"]
+        return self.oauth.register_app(client_id, client_secret, callback_url, run_as)
+
+    @property
+    def soap_login_disabled(self):
+        """True for an org that allows OAuth only: SOAP login() answers INVALID_OPERATION."""
+        return self.oauth.soap_login_disabled
+
+    @soap_login_disabled.setter
+    def soap_login_disabled(self, value):
+        self.oauth.soap_login_disabled = bool(value)
+
     def expire_sessions(self):
         """Invalidate every session: the next REST call gets 401 INVALID_SESSION_ID."""
         with self._lock:
@@ -165,8 +191,10 @@ class Emulator:
             self._used = 0
 
     def reset(self):
-        """Healthy again: no faults, fresh counters, default daily limit (sessions are kept)."""
+        """Healthy again: no faults, fresh counters, default daily limit, default org flags
+        (sessions are kept)."""
         self.faults.clear()
+        self.oauth.reset()
         self.set_daily_limit(self.default_daily_limit, used=0)
         self.reset_counters()
 
@@ -199,6 +227,11 @@ class Emulator:
             self._sessions[sid] = _Session(user_id, time.monotonic(), password_expired)
         return sid
 
+    def _drop_sessions(self, session_ids):
+        with self._lock:
+            for sid in session_ids:
+                self._sessions.pop(sid, None)
+
     def _session(self, authorization):
         m = re.match(r"^(?:Bearer|OAuth)\s+(\S+)$", authorization or "")
         if not m:
@@ -218,7 +251,8 @@ class Emulator:
             request = soap.parse_login(body)
         except soap.SoapParseError as exc:
             return 500, soap.client_fault(str(exc))
-        code = self.faults.login_fault_code() or self._credentials_fault(request)
+        code = (self.faults.login_fault_code() or (oauth.SOAP_LOGIN_DISABLED if self.soap_login_disabled else None)
+                or self._credentials_fault(request))
         if code:
             return 500, soap.login_fault(code)
         user = self.org.login_user()
@@ -292,7 +326,7 @@ class _Handler(BaseHTTPRequestHandler):
         emu = self.server.emulator
         started = time.perf_counter()
         path, params = split_url(self.path)
-        kind = classify(self.command, path, params)
+        kind = oauth.classify(path) or classify(self.command, path, params)
         entry = {"time": datetime.now(timezone.utc).isoformat(), "method": self.command, "path": path,
                  "kind": kind, "status": None}
         body = self._read_body()
@@ -322,6 +356,10 @@ class _Handler(BaseHTTPRequestHandler):
                               "text/html")
         if kind == "login":
             return self._soap(emu, path, body)
+        if kind.startswith("oauth_"):
+            status, content_type, data, headers = emu.oauth.handle(
+                self.command, path, params, body, self.headers.get("Content-Type", ""))
+            return self._send(status, data, content_type, headers)
         if kind == "versions":
             return self._json(200, _versions())
         if active.get("http_status"):
