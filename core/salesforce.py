@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 REQUIRED_READ = ("Contact", "Account", "Lead")
 REQUIRED_CREATE = ("Task",)
+OAUTH_METHODS = ("oauth_web", "oauth_client_credentials")
 _LIMIT_INFO = re.compile(r"api-usage=(\d+)/(\d+)")
 
 
@@ -122,7 +123,8 @@ def translate(exc: BaseException, during_login: bool = False) -> SalesforceError
 def request_kind(method: str, url: str) -> str:
     """What an HTTP request is, for the per-kind API usage count."""
     path = urllib.parse.urlsplit(url).path
-    if "/services/Soap/" in path:
+    # An OAuth token request is a login: Salesforce does not charge it to the daily API limit.
+    if "/services/Soap/" in path or "/services/oauth2/" in path:
         return "login"
     rest = re.sub(r"^/services/data/v[\d.]+/?", "", path).strip("/")
     head, _, tail = rest.partition("/")
@@ -196,7 +198,7 @@ def parse_login_info(body: bytes | None) -> dict[str, str]:
 class Connection:
     """A logged-in Salesforce connection; safe to share between threads.
 
-    :raises NotConfigured: when the settings hold no username and password
+    :raises NotConfigured: when the settings lack the credentials of their auth method
     :raises LoginFailed: the login was refused (``.code``: INVALID_LOGIN,
         LOGIN_MUST_USE_SECURITY_TOKEN, API_DISABLED_FOR_ORG, INVALID_OPERATION_WITH_EXPIRED_PASSWORD...)
     :raises Unavailable: timeout, connection, TLS or server error
@@ -205,7 +207,7 @@ class Connection:
     """
 
     def __init__(self, settings: Settings, store=None):
-        if not (settings.username and settings.password):
+        if not settings.is_configured():
             raise NotConfigured()
         self.settings = settings
         self.store = store
@@ -225,6 +227,33 @@ class Connection:
     # -- login ---------------------------------------------------------------------------------
 
     def _login(self) -> None:
+        """Log in by the settings' auth method: OAuth 2.0 token, or legacy SOAP login()."""
+        if self.settings.auth_method in OAUTH_METHODS:
+            self._oauth_login()
+        else:
+            self._soap_login()
+
+    def _oauth_login(self) -> None:
+        """Get a fresh access token (refresh token or client credentials), build the client on it;
+        the org is learnt on the first login only."""
+        from core import oauth
+
+        with self._lock:
+            try:
+                token = oauth.fetch_token(self.settings, self.http)
+            except oauth.OAuthError as exc:
+                raise LoginFailed(exc.code, errors.clean_text(errors.scrub(str(exc)))) from exc
+            except Exception as exc:
+                raise translate(exc, during_login=True) from exc
+            self._sf = Salesforce(session_id=token.access_token, instance_url=token.instance_url,
+                                  session=self.http, version=self.version)
+            if not self.org.instance_url:
+                self.org = OrgInfo(org_id=token.org_id, user_name=self.settings.username,
+                                   instance_url=token.instance_url.rstrip("/"))
+                self.org = dataclasses.replace(self.org,
+                                               person_accounts=self._account_has_person_fields())
+
+    def _soap_login(self) -> None:
         """Log in (SOAP), build the session-id client, learn the org; raises the named errors."""
         with self._lock:
             self._local.login_body = None
@@ -393,7 +422,8 @@ _CONNECTIONS_LOCK = threading.Lock()
 def _settings_key(settings: Settings) -> tuple:
     return (settings.username, settings.password, settings.security_token, settings.login_host(),
             settings.ca_bundle, settings.connect_timeout, settings.read_timeout,
-            settings.api_version, settings.auth_method)
+            settings.api_version, settings.auth_method, settings.oauth_client_id,
+            settings.oauth_client_secret, settings.oauth_refresh_token)
 
 
 def connection_for(store) -> Connection:
