@@ -248,6 +248,7 @@ ALIASES = {
     "invalid_state": "OAUTH_STATE_MISMATCH",
     "invalid_request": "OAUTH_INVALID_REQUEST",
     "access_denied": "OAUTH_ACCESS_DENIED",
+    "access-denied": "OAUTH_ACCESS_DENIED",  # the spelling of Salesforce's own web-flow example
 }
 # On the SMTP side, network failures have their own entries.
 SMTP_EQUIVALENTS = {"TIMEOUT": "SMTP_CONNECTION", "CONNECTION_ERROR": "SMTP_CONNECTION",

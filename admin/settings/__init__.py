@@ -3,4 +3,4 @@ from flask import Blueprint
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
 
-from admin.settings import views  # noqa: E402,F401
+from admin.settings import oauth_views, views  # noqa: E402,F401

@@ -3,13 +3,23 @@
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, PasswordField, RadioField, StringField, SubmitField
+from wtforms.validators import ValidationError
 
 from admin.forms_common import SettingsFormBase, choice
 
 
 class SalesforceSettingsForm(SettingsFormBase):
-    setting_names = ("username", "password", "security_token", "sandbox", "contact_fetch",
+    setting_names = ("auth_method", "oauth_client_id", "oauth_client_secret",
+                     "username", "password", "security_token", "sandbox", "contact_fetch",
                      "login_url", "ca_bundle", "time_zone", "nightly_time", "screen_budget_ms")
+
+    auth_method = RadioField(_l("Authentication"), choices=[
+        choice("oauth_web", _l("Connect with Salesforce (OAuth 2.0, recommended)")),
+        choice("oauth_client_credentials", _l("Client credentials (OAuth 2.0, server to server)")),
+        choice("password", _l("User name, password and security token (legacy)")),
+    ], default="password")
+    oauth_client_id = StringField(_l("Consumer key"))
+    oauth_client_secret = PasswordField(_l("Consumer secret"))
 
     username = StringField(_l("Salesforce admin user name"))
     password = PasswordField(_l("Password"))
@@ -26,6 +36,12 @@ class SalesforceSettingsForm(SettingsFormBase):
     nightly_time = StringField(_l("Nightly run time"))
     screen_budget_ms = StringField(_l("Screen time budget (ms)"))
     submit = SubmitField(_l("Test connection and save"))
+    connect = SubmitField(_l("Connect with Salesforce"))
+
+    def validate_oauth_client_id(self, field) -> None:
+        """OAuth needs the connected app's consumer key."""
+        if self.auth_method.data != "password" and not (field.data or "").strip():
+            raise ValidationError(_l("Enter the consumer key of the connected app."))
 
 
 class DisconnectForm(FlaskForm):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from flask import flash, redirect, render_template, url_for
+from flask import flash, redirect, render_template, session, url_for
 from flask_babel import gettext as _
 
 from admin import get_store
@@ -26,9 +26,13 @@ def salesforce():
     store = get_store()
     stored = load_settings(store)
     form = SalesforceSettingsForm()
-    failure = None
+    failure = session.pop("oauth_failure", None)
     if form.validate_on_submit():
         candidate = _candidate(stored, form.values())
+        if _needs_browser_sign_in(form, candidate):
+            # the refresh token comes from the callback; until then only the app settings change
+            save_settings(store, form.values(), keep_blank_secrets=True)
+            return redirect(url_for("settings.oauth_start"))
         failure = _test_connection(store, candidate)
         if failure is None:
             save_settings(store, form.values(), keep_blank_secrets=True)
@@ -39,7 +43,16 @@ def salesforce():
         form.fill(stored)
     return render_template("settings/salesforce.html", form=form, failure=failure,
                            stored=stored.secret_stored(), connected=stored.is_configured(),
-                           disconnect_form=DisconnectForm(), username=stored.username)
+                           disconnect_form=DisconnectForm(), username=stored.username,
+                           auth_method=stored.auth_method,
+                           callback_url=url_for("settings.oauth_callback", _external=True))
+
+
+def _needs_browser_sign_in(form, candidate) -> bool:
+    """"Connect with Salesforce" pressed, or the web flow chosen with no refresh token yet."""
+    if candidate.auth_method != "oauth_web":
+        return False
+    return bool(form.connect.data) or not candidate.oauth_refresh_token
 
 
 def _candidate(stored, values: dict):
@@ -75,7 +88,18 @@ def _failure(entry, problems=()) -> dict:
 @login_required
 def disconnect():
     if DisconnectForm().validate_on_submit():
-        clear_credentials(get_store())
-        flash(_("Disconnected. The stored user name, password and security token are removed."),
-              "success")
+        store = get_store()
+        from admin.settings.oauth_views import forget_oauth_grant
+
+        stored = load_settings(store)
+        revoked = forget_oauth_grant(store, stored)
+        clear_credentials(store)
+        if stored.auth_method == "oauth_client_credentials":  # its secret is its credential
+            save_settings(store, {"oauth_client_secret": None}, keep_blank_secrets=False)
+            revoked = True
+        if revoked:
+            flash(_("Disconnected. The Salesforce authorization is revoked and removed."), "success")
+        else:
+            flash(_("Disconnected. The stored user name, password and security token are removed."),
+                  "success")
     return redirect(url_for("settings.salesforce"))

@@ -1,0 +1,142 @@
+"""Connect with Salesforce: the OAuth 2.0 web-server flow with PKCE for the settings page.
+
+``/settings/oauth/start`` keeps a fresh ``state`` and PKCE verifier (encrypted) in the admin's
+session and sends the browser to the org's authorize page; ``/settings/oauth/callback`` takes
+them out again (single use), checks ``state``, trades the code for tokens, tests the connection
+and only then stores the refresh token (encrypted). Every failure is an error-log row and a
+message with the catalogue's remedy on the settings page; nothing is stored then.
+
+The browser leaves for Salesforce through a small page with a meta refresh, not a 302 answer to
+the form: the admin's CSP allows forms to submit to 'self' only, and Chromium applies that to
+every redirect a form submission follows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import secrets
+
+from flask import flash, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
+
+from admin import get_store
+from admin.auth import login_required
+from admin.i18n import current_lang
+from admin.settings import bp
+from core import errors, oauth
+from core.settings import load_settings, save_settings
+
+log = logging.getLogger(__name__)
+
+PENDING = "oauth_pending"
+OPERATION = "oauth_connect"
+
+
+@bp.route("/oauth/start")
+@login_required
+def oauth_start():
+    settings = load_settings(get_store())
+    if not settings.oauth_client_id:
+        flash(_("Enter the consumer key of the connected app."), "error")
+        return redirect(url_for("settings.salesforce"))
+    pkce, state = oauth.new_pkce(), oauth.new_state()
+    redirect_uri = url_for("settings.oauth_callback", _external=True)
+    session[PENDING] = {"state": state, "verifier": get_store().encrypt(pkce.verifier),
+                        "redirect_uri": redirect_uri}
+    url = oauth.authorize_url(settings, redirect_uri, state, pkce.challenge)
+    return render_template("settings/oauth_redirect.html", url=url)
+
+
+@bp.route("/oauth/callback")
+@login_required
+def oauth_callback():
+    store = get_store()
+    pending = session.pop(PENDING, None)  # single use, whatever happens next
+    try:
+        token = _token_from_callback(store, pending, request.args)
+        _connect(store, token)
+    except Exception as exc:  # every failure ends as a message with its remedy, never a 500
+        entry = errors.record_failure(store, "salesforce", OPERATION, exc)
+        session["oauth_failure"] = _failure(entry)
+    else:
+        flash(_("Connected to Salesforce. The authorization is stored."), "success")
+    return redirect(url_for("settings.salesforce"))
+
+
+def _token_from_callback(store, pending, args) -> oauth.Token:
+    """The tokens for the callback's code, after checking that it answers our own sign-in."""
+    if args.get("error"):
+        raise oauth.error_for(args["error"], errors.clean_text(args.get("error_description", ""), 300))
+    if pending is None or not secrets.compare_digest(str(args.get("state", "")), pending["state"]):
+        raise oauth.StateMismatch("invalid_state", "the state parameter does not match this sign-in")
+    if not args.get("code"):
+        raise oauth.OAuthError("invalid_request", "the callback carries no authorization code")
+    settings = load_settings(store)
+    return oauth.exchange_code(settings, _http(settings), args["code"], pending["redirect_uri"],
+                               store.decrypt(pending["verifier"]))
+
+
+def _connect(store, token: oauth.Token) -> None:
+    """Test the new grant (login, permissions); store it only when the test passes."""
+    from core.salesforce import AccessDenied, Connection
+
+    if not token.refresh_token:
+        raise oauth.OAuthError("invalid_scope", "no refresh token: the connected app needs the "
+                                                "refresh_token scope")
+    stored = load_settings(store)
+    candidate = dataclasses.replace(stored, auth_method="oauth_web",
+                                    oauth_refresh_token=token.refresh_token)
+    try:
+        connection = Connection(candidate, store)
+        problems = connection.check_permissions()
+        if problems:
+            raise AccessDenied("INSUFFICIENT_ACCESS", "; ".join(problems))
+        username = _user_name(connection, token.user_id)
+    except Exception:
+        _revoke_quietly(candidate, token.refresh_token)  # a grant we do not keep must not linger
+        raise
+    forget_oauth_grant(store, stored, keep=token.refresh_token)
+    save_settings(store, {"auth_method": "oauth_web", "oauth_refresh_token": token.refresh_token,
+                          "username": username})
+    for operation in (OPERATION, "connection_test"):
+        errors.record_recovery(store, "salesforce", operation)
+
+
+def _user_name(connection, user_id: str) -> str:
+    """The Salesforce user name the grant acts for (shown as "Connected as"); "" if unknown."""
+    from simple_salesforce import format_soql
+
+    try:
+        rows = connection.query(format_soql("SELECT Username FROM User WHERE Id = {}", user_id))
+        return str(rows["records"][0]["Username"])[:80]
+    except Exception:  # only a label: the connection itself works
+        log.warning("cannot read the connected user's name", exc_info=True)
+        return ""
+
+
+def forget_oauth_grant(store, settings, keep: str | None = None) -> bool:
+    """Revoke the stored refresh token (unless it is ``keep``); True when there was one."""
+    token = settings.oauth_refresh_token
+    if not token or token == keep:
+        return False
+    _revoke_quietly(settings, token)
+    return True
+
+
+def _revoke_quietly(settings, token: str) -> None:
+    # Revoking is a courtesy to the org: an already invalid token must not block a disconnect.
+    try:
+        oauth.revoke(settings, _http(settings), token)
+    except Exception as exc:
+        log.warning("revoking the Salesforce refresh token failed: %s", errors.scrub(str(exc), [token]))
+
+
+def _http(settings):
+    return oauth.plain_session(settings.ca_bundle, (settings.connect_timeout, settings.read_timeout))
+
+
+def _failure(entry) -> dict:
+    lang = current_lang()
+    return {"code": entry.code, "message": entry.message(lang), "remedy": entry.remedy(lang),
+            "problems": []}
