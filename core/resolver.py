@@ -38,6 +38,8 @@ SOQL_BUDGET_CHARS = 90_000        # what the batch packer fills, leaving a margi
 PHONE_FIELD_LENGTH = 40           # a phone field holds at most 40 characters
 COMPOSITE_MAX_QUERIES = 5         # query sub-requests allowed in one composite request
 LIVE_LIMIT = 200                  # rows per object for one live lookup (newest first)
+BATCH_NUMBERS_PER_CALL = 100      # the nightly run's budget: one call per 100 numbers...
+BATCH_MIN_CALLS = 3               # ...but never fewer than this
 SETTINGS_TTL_SECONDS = 5.0        # how long resolve() trusts its copy of the settings
 RECENT_MAX = 10_000               # LastModifiedDate of recent matches, kept for register()
 
@@ -298,9 +300,11 @@ class Resolver:
     # -- many numbers ----------------------------------------------------------------------------
 
     def resolve_many(self, raws: Iterable[str | None], use_cache: bool = False) -> dict[str, dict]:
-        """``{e164: display}`` for the VALID numbers among ``raws`` (others are left out), asking
-        Salesforce about many numbers per query: each query's IN lists stay under the SOQL length
-        limit, up to five queries share one composite request, pages are followed.
+        """``{e164: display}`` for the VALID numbers among ``raws`` (others are left out).
+
+        Many numbers share each query (IN lists sized under the SOQL length limit), up to five
+        queries share one composite request, and pages are followed; see :class:`BatchLookup`
+        for the passes and the call budget (at most 1 call per 100 numbers, at least 3).
 
         With ``use_cache`` False (the nightly run) registered contacts and remembered no-matches
         are asked again, so the registered names are refreshed.
@@ -320,64 +324,108 @@ class Resolver:
                     results[e164] = display
         todo = [n for e164, n in numbers.items() if e164 not in results]
         if todo:
-            results.update(self._lookup_many(todo))
+            connection = self.connection_factory(self.store)
+            winners = BatchLookup(connection, todo).run()
+            for number in todo:
+                results[number.e164] = self._display(connection, number, winners.get(number.e164),
+                                                     remember_no_match=False)
         return results
 
-    def _lookup_many(self, numbers: list[PhoneNumber]) -> dict[str, dict]:
-        connection = self.connection_factory(self.store)
-        person_accounts = connection.org.person_accounts
-        jobs = [(name, variants) for variants in pack(numbers, person_accounts) for name in OBJECTS]
-        records: dict[str, list[dict]] = {name: [] for name in OBJECTS}
-        for start in range(0, len(jobs), COMPOSITE_MAX_QUERIES):
-            chunk = jobs[start:start + COMPOSITE_MAX_QUERIES]
-            subrequests = [connection.query_subrequest(f"{name}{start + i}",
-                                                       build_query(name, variants, person_accounts))
-                           for i, (name, variants) in enumerate(chunk)]
-            for (name, _), response in zip(chunk, connection.composite(subrequests)):
+
+class BatchLookup:
+    """Many numbers looked up in few calls (the nightly run).
+
+    1. The common stored formats (``stored_variants``), object by object in priority order:
+       Contact for every number, Account for those Contact did not match, Lead for the rest.
+       This gives exactly the winners of asking all three objects for everyone, with fewer
+       queries.
+    2. The numbers still unmatched are asked again with the odd hyphenations only
+       (``stored_variants(exhaustive=True)`` minus the common ones), while the call budget lasts:
+       at most one call per 100 numbers (at least 3), so a day of mostly unknown callers cannot
+       blow the API allowance.
+    """
+
+    def __init__(self, connection: Connection, numbers: list[PhoneNumber]):
+        self.connection = connection
+        self.numbers = numbers
+        self.person_accounts = connection.org.person_accounts
+        self.budget = max(BATCH_MIN_CALLS, -(-len(numbers) // BATCH_NUMBERS_PER_CALL))
+        self.calls = 0
+        self.winners: dict[str, tuple[str, dict]] = {}
+
+    def run(self) -> dict[str, tuple[str, dict]]:
+        """``{e164: (object, record)}`` for the numbers that matched."""
+        common = {n.e164: query_variants(n, exhaustive=False) for n in self.numbers}
+        self._pass(self.numbers, common, limited=False)
+        rest = [n for n in self.numbers if n.e164 not in self.winners]
+        if rest and self.calls < self.budget:
+            odd = {n.e164: _without(query_variants(n, exhaustive=True), common[n.e164]) for n in rest}
+            self._pass(rest, odd, limited=True)
+        return self.winners
+
+    def _pass(self, numbers: list[PhoneNumber], variants: dict[str, list[str]], limited: bool) -> None:
+        todo = [n for n in numbers if variants[n.e164]]
+        for name in OBJECTS:
+            if not todo:
+                return
+            index = _index_by_phone(name, self._records(name, todo, variants, limited))
+            for number in todo:
+                matching = [r for r in _records_for(index, variants[number.e164])
+                            if any(stored_matches(v, number) for v in record_phones(name, r))]
+                if matching:
+                    self.winners[number.e164] = (name, newest(matching))
+            todo = [n for n in todo if n.e164 not in self.winners]
+
+    def _records(self, name: str, numbers: list[PhoneNumber], variants: dict[str, list[str]],
+                 limited: bool) -> list[dict]:
+        """The records of ``name`` whose phone is one of the numbers' variants: packed queries,
+        five per composite request."""
+        queries = [build_query(name, batch, self.person_accounts)
+                   for batch in pack([variants[n.e164] for n in numbers], self.person_accounts)]
+        records: list[dict] = []
+        for start in range(0, len(queries), COMPOSITE_MAX_QUERIES):
+            if limited and self.calls >= self.budget:
+                break
+            chunk = queries[start:start + COMPOSITE_MAX_QUERIES]
+            subrequests = [self.connection.query_subrequest(f"{name}{start + i}", soql)
+                           for i, soql in enumerate(chunk)]
+            self.calls += 1
+            for response in self.connection.composite(subrequests):
                 raise_for_subresponse(response)
-                records[name] += all_records(connection, response["body"])
-        return self._assign(connection, numbers, records)
+                records += self._all_records(response["body"])
+        return records
 
-    def _assign(self, connection: Connection, numbers: list[PhoneNumber],
-                records: dict[str, list[dict]]) -> dict[str, dict]:
-        """Each number's display from the records of all batches (indexed by stored value)."""
-        by_value = {name: _index_by_phone(name, recs) for name, recs in records.items()}
-        results = {}
-        for number in numbers:
-            variants = query_variants(number, exhaustive=False)
-            candidates = {name: _records_for(index, variants) for name, index in by_value.items()}
-            results[number.e164] = self._display(connection, number, pick(candidates, number),
-                                                 remember_no_match=False)
-        return results
+    def _all_records(self, body: dict) -> list[dict]:
+        records = list(body.get("records", []))
+        while not body.get("done", True) and body.get("nextRecordsUrl"):
+            self.calls += 1
+            body = self.connection.query_more(body["nextRecordsUrl"])
+            records += body.get("records", [])
+        return records
 
 
-def pack(numbers: list[PhoneNumber], person_accounts: bool) -> Iterable[list[str]]:
-    """The variant lists of batches of numbers, each list as long as fits in a query under the
-    SOQL length budget (a 10 % margin under the 100,000-character limit)."""
+def pack(variant_lists: list[list[str]], person_accounts: bool) -> Iterable[list[str]]:
+    """The variant lists of consecutive numbers joined into batches, each as long as fits in a
+    query under the SOQL length budget (a 10 % margin under the 100,000-character limit)."""
     overhead = max(len(build_query(name, [], person_accounts)) for name in OBJECTS)
     fields = max(len(object_spec(name, person_accounts)[1]) for name in OBJECTS)
-    variants: list[str] = []
+    batch: list[str] = []
     used = 0
-    for number in numbers:
-        mine = query_variants(number, exhaustive=False)
+    for mine in variant_lists:
         # each value appears once per phone field, quoted and followed by a comma
         cost = sum(len(quote_soql_value(v)) + 1 for v in mine)
-        if variants and overhead + fields * (used + cost) > SOQL_BUDGET_CHARS:
-            yield variants
-            variants, used = [], 0
-        variants += mine
+        if batch and overhead + fields * (used + cost) > SOQL_BUDGET_CHARS:
+            yield batch
+            batch, used = [], 0
+        batch += mine
         used += cost
-    if variants:
-        yield variants
+    if batch:
+        yield batch
 
 
-def all_records(connection: Connection, body: dict) -> list[dict]:
-    """The records of a query result, following ``nextRecordsUrl`` (one call per page)."""
-    records = list(body.get("records", []))
-    while not body.get("done", True) and body.get("nextRecordsUrl"):
-        body = connection.query_more(body["nextRecordsUrl"])
-        records += body.get("records", [])
-    return records
+def _without(values: list[str], known: list[str]) -> list[str]:
+    seen = set(known)
+    return [v for v in values if v not in seen]
 
 
 def _index_by_phone(object_name: str, records: list[dict]) -> dict[str, list[dict]]:
