@@ -39,7 +39,7 @@ PHONE_FIELD_LENGTH = 40           # a phone field holds at most 40 characters
 COMPOSITE_MAX_QUERIES = 5         # query sub-requests allowed in one composite request
 LIVE_LIMIT = 200                  # rows per object for one live lookup (newest first)
 BATCH_NUMBERS_PER_CALL = 100      # the nightly run's budget: one call per 100 numbers...
-BATCH_MIN_CALLS = 3               # ...but never fewer than this
+BATCH_MIN_CALLS = 3               # ...but never fewer than this (one per object tier)
 SETTINGS_TTL_SECONDS = 5.0        # how long resolve() trusts its copy of the settings
 RECENT_MAX = 10_000               # LastModifiedDate of recent matches, kept for register()
 
@@ -335,14 +335,16 @@ class Resolver:
 class BatchLookup:
     """Many numbers looked up in few calls (the nightly run).
 
-    1. The common stored formats (``stored_variants``), object by object in priority order:
-       Contact for every number, Account for those Contact did not match, Lead for the rest.
-       This gives exactly the winners of asking all three objects for everyone, with fewer
-       queries.
-    2. The numbers still unmatched are asked again with the odd hyphenations only
-       (``stored_variants(exhaustive=True)`` minus the common ones), while the call budget lasts:
-       at most one call per 100 numbers (at least 3), so a day of mostly unknown callers cannot
-       blow the API allowance.
+    - A handful of numbers whose every variant (odd hyphenations included) fits in one query
+      per object: ONE composite request, as for a single live lookup.
+    - Otherwise two passes. First the common stored formats (``stored_variants``), object by
+      object in priority order: Contact for every number, Account for those Contact did not
+      match, Lead for the rest (the same winners as asking all three objects for everyone, with
+      fewer queries). Then the numbers still unmatched are asked again with the odd
+      hyphenations only, while the call budget lasts: one call per 100 numbers (at least 3), so
+      a day of mostly unknown callers cannot eat the org's API allowance.
+
+    A pass whose numbers fit in one query per object sends the three queries in one composite.
     """
 
     def __init__(self, connection: Connection, numbers: list[PhoneNumber]):
@@ -355,44 +357,61 @@ class BatchLookup:
 
     def run(self) -> dict[str, tuple[str, dict]]:
         """``{e164: (object, record)}`` for the numbers that matched."""
+        every = {n.e164: query_variants(n, exhaustive=True) for n in self.numbers}
+        if len(self._batches(self.numbers, every)) == 1:
+            self._pass(self.numbers, every, limited=False)
+            return self.winners
         common = {n.e164: query_variants(n, exhaustive=False) for n in self.numbers}
         self._pass(self.numbers, common, limited=False)
         rest = [n for n in self.numbers if n.e164 not in self.winners]
         if rest and self.calls < self.budget:
-            odd = {n.e164: _without(query_variants(n, exhaustive=True), common[n.e164]) for n in rest}
+            odd = {n.e164: _without(every[n.e164], common[n.e164]) for n in rest}
             self._pass(rest, odd, limited=True)
         return self.winners
 
+    def _batches(self, numbers: list[PhoneNumber], variants: dict[str, list[str]]) -> list[list[str]]:
+        return list(pack([variants[n.e164] for n in numbers], self.person_accounts))
+
     def _pass(self, numbers: list[PhoneNumber], variants: dict[str, list[str]], limited: bool) -> None:
         todo = [n for n in numbers if variants[n.e164]]
+        batches = self._batches(todo, variants)
+        if len(batches) == 1:  # all three objects fit in one composite request
+            jobs = [(name, batches[0]) for name in OBJECTS]
+            self._settle(todo, variants, self._records(jobs, limited))
+            return
         for name in OBJECTS:
             if not todo:
                 return
-            index = _index_by_phone(name, self._records(name, todo, variants, limited))
-            for number in todo:
-                matching = [r for r in _records_for(index, variants[number.e164])
-                            if any(stored_matches(v, number) for v in record_phones(name, r))]
-                if matching:
-                    self.winners[number.e164] = (name, newest(matching))
+            jobs = [(name, batch) for batch in self._batches(todo, variants)]
+            self._settle(todo, variants, self._records(jobs, limited))
             todo = [n for n in todo if n.e164 not in self.winners]
 
-    def _records(self, name: str, numbers: list[PhoneNumber], variants: dict[str, list[str]],
-                 limited: bool) -> list[dict]:
-        """The records of ``name`` whose phone is one of the numbers' variants: packed queries,
-        five per composite request."""
-        queries = [build_query(name, batch, self.person_accounts)
-                   for batch in pack([variants[n.e164] for n in numbers], self.person_accounts)]
-        records: list[dict] = []
-        for start in range(0, len(queries), COMPOSITE_MAX_QUERIES):
+    def _settle(self, numbers: list[PhoneNumber], variants: dict[str, list[str]],
+                records: dict[str, list[dict]]) -> None:
+        """Record the winner of each number among ``records`` (object -> records)."""
+        indexes = {name: _index_by_phone(name, recs) for name, recs in records.items()}
+        for number in numbers:
+            candidates = {name: _records_for(index, variants[number.e164])
+                          for name, index in indexes.items()}
+            winner = pick(candidates, number)
+            if winner is not None:
+                self.winners[number.e164] = winner
+
+    def _records(self, jobs: list[tuple[str, list[str]]], limited: bool) -> dict[str, list[dict]]:
+        """The records found by the (object, variants) queries, five per composite request;
+        with ``limited``, no request beyond the call budget."""
+        records: dict[str, list[dict]] = {name: [] for name, _ in jobs}
+        for start in range(0, len(jobs), COMPOSITE_MAX_QUERIES):
             if limited and self.calls >= self.budget:
                 break
-            chunk = queries[start:start + COMPOSITE_MAX_QUERIES]
-            subrequests = [self.connection.query_subrequest(f"{name}{start + i}", soql)
-                           for i, soql in enumerate(chunk)]
+            chunk = jobs[start:start + COMPOSITE_MAX_QUERIES]
+            subrequests = [self.connection.query_subrequest(
+                f"{name}{start + i}", build_query(name, batch, self.person_accounts))
+                for i, (name, batch) in enumerate(chunk)]
             self.calls += 1
-            for response in self.connection.composite(subrequests):
+            for (name, _), response in zip(chunk, self.connection.composite(subrequests)):
                 raise_for_subresponse(response)
-                records += self._all_records(response["body"])
+                records[name] += self._all_records(response["body"])
         return records
 
     def _all_records(self, body: dict) -> list[dict]:

@@ -486,3 +486,33 @@ def test_resolve_many_with_cache(sf_emu, resolver):
                                   company="登録済", person="人")
     results = resolver.resolve_many([e164], use_cache=True)
     assert results[e164]["company"] == "登録済" and not sf_emu.request_log
+
+
+def test_resolve_many_finds_odd_hyphenations(sf_emu, resolver):
+    national, e164 = fresh()
+    digits = national.replace("-", "")
+    odd = f"{digits[:3]}-{digits[3:5]}-{digits[5:]}"
+    record_id = sf_emu.add_record("Lead", {"LastName": "変", "Company": "変則", "Phone": odd})
+    numbers = [e164] + [fresh()[1] for _ in range(50)]
+    results = resolver.resolve_many(numbers)
+    assert results[e164]["record_id"] == record_id
+    assert sum(d["status"] == MATCHED for d in results.values()) == 1
+    assert rest_calls(sf_emu) <= 3
+
+
+@pytest.mark.parametrize("count", [1, 150, 700])
+def test_resolve_many_keeps_to_its_budget_when_nobody_is_known(sf_emu, resolver, count):
+    results = resolver.resolve_many([fresh()[1] for _ in range(count)])
+    assert len(results) == count
+    assert all(d["status"] == NOT_REGISTERED for d in results.values())
+    assert rest_calls(sf_emu) <= max(3, -(-count // 100))
+    assert all(e["status"] == 200 for e in sf_emu.request_log if e["kind"] != "login")
+
+
+def test_resolve_many_of_a_few_numbers_is_one_call(sf_emu, resolver):
+    national, e164 = fresh()
+    digits = national.replace("-", "")
+    contact = sf_emu.add_record("Contact", {"LastName": "少", "Phone": f"{digits[:4]}-{digits[4:]}"})
+    results = resolver.resolve_many([e164] + [fresh()[1] for _ in range(9)])
+    assert results[e164]["record_id"] == contact
+    assert_one_call(sf_emu)
