@@ -135,3 +135,20 @@ def pa_sf(pa_emulator):
     client = client_for(pa_emulator)
     pa_emulator.reset_counters()
     return client
+
+
+# ---------------------------------------------------------------------------------------------
+# browser (one Chromium for every browser test file: Playwright's sync API allows one at a time)
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium driven by Playwright, shared by tests/test_browser_*.py."""
+    from playwright.sync_api import sync_playwright
+
+    from admin.liveserver import launch_chromium
+
+    with sync_playwright() as pw:
+        browser = launch_chromium(pw)
+        yield browser
+        browser.close()

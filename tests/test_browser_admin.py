@@ -13,18 +13,6 @@ pytestmark = pytest.mark.skipif(not os.path.exists("/usr/bin/chromium"),
                                 reason="Debian's chromium is not installed (make test installs it)")
 
 
-@pytest.fixture(scope="session")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    from admin.liveserver import launch_chromium
-
-    with sync_playwright() as pw:
-        browser = launch_chromium(pw)
-        yield browser
-        browser.close()
-
-
 @pytest.fixture(scope="module")
 def emu():
     from emulator import Emulator, Org

@@ -10,7 +10,7 @@ import os
 import pytest
 
 from conftest_admin import ADMIN_PASSWORD, ADMIN_USER
-from test_browser_admin import browser, log_in  # noqa: F401  (fixture)
+from test_browser_admin import log_in
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/usr/bin/chromium"),
                                 reason="Debian's chromium is not installed (make test installs it)")
@@ -54,7 +54,7 @@ def emu(emulator, server, store):
 
 
 @pytest.fixture
-def page(browser, server):  # noqa: F811
+def page(browser, server):
     context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="en-US",
                                   extra_http_headers={"Accept-Language": "en"},
                                   ignore_https_errors=True)  # the emulator's CA is not the system's
