@@ -40,6 +40,7 @@ COMPOSITE_MAX_QUERIES = 5         # query sub-requests allowed in one composite 
 LIVE_LIMIT = 200                  # rows per object for one live lookup (newest first)
 BATCH_NUMBERS_PER_CALL = 100      # the nightly run's budget: one call per 100 numbers...
 BATCH_MIN_CALLS = 3               # ...but never fewer than this (one per object tier)
+SMALL_BATCH = 60                  # up to this many numbers may fit in one composite request
 SETTINGS_TTL_SECONDS = 5.0        # how long resolve() trusts its copy of the settings
 RECENT_MAX = 10_000               # LastModifiedDate of recent matches, kept for register()
 
@@ -357,15 +358,19 @@ class BatchLookup:
 
     def run(self) -> dict[str, tuple[str, dict]]:
         """``{e164: (object, record)}`` for the numbers that matched."""
-        every = {n.e164: query_variants(n, exhaustive=True) for n in self.numbers}
-        if len(self._batches(self.numbers, every)) == 1:
-            self._pass(self.numbers, every, limited=False)
-            return self.winners
+        if len(self.numbers) <= SMALL_BATCH:
+            every = {n.e164: query_variants(n, exhaustive=True) for n in self.numbers}
+            if len(self._batches(self.numbers, every)) == 1:
+                self._pass(self.numbers, every, limited=False)
+                return self.winners
         common = {n.e164: query_variants(n, exhaustive=False) for n in self.numbers}
         self._pass(self.numbers, common, limited=False)
         rest = [n for n in self.numbers if n.e164 not in self.winners]
         if rest and self.calls < self.budget:
-            odd = {n.e164: _without(every[n.e164], common[n.e164]) for n in rest}
+            # computed for the unmatched only: the exhaustive lists are long
+            odd = {n.e164: _without(query_variants(n, exhaustive=True), common.pop(n.e164))
+                   for n in rest}
+            common.clear()
             self._pass(rest, odd, limited=True)
         return self.winners
 
