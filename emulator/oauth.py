@@ -96,8 +96,13 @@ class OAuthServer:
         self._lock = threading.Lock()
         self.soap_login_disabled = False
         self.my_domain = True
+        self._register_demo_app()
+
+    def _register_demo_app(self):
+        with self._lock:
+            self.apps.clear()
         self.register_app(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_CALLBACK,
-                          run_as=emulator.org.login_user()["Id"])
+                          run_as=self.emu.org.login_user()["Id"])
 
     # ---- configuration and test controls --------------------------------------------------
 
@@ -109,9 +114,11 @@ class OAuthServer:
         return app
 
     def reset(self):
-        """Org flags back to their defaults (apps and tokens are kept)."""
+        """Org flags back to their defaults and only the demo app registered, with its default
+        callback, so one test's registration cannot leak into the next (tokens are kept)."""
         self.soap_login_disabled = False
         self.my_domain = True
+        self._register_demo_app()
 
     def expire_access_tokens(self):
         """Every OAuth access token becomes invalid (refresh tokens keep working)."""
