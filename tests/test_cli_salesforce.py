@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -197,3 +198,12 @@ def test_status_connection_failing(sf_emu, connected):
     forget_connection(Store(connected))
     result = run(connected, "status")
     assert result.exit_code == 1 and "API_DISABLED_FOR_ORG" in result.output
+
+
+def test_connect_sandbox_flag_is_saved(sf_emu, home):
+    result = run(home, *connect_args(sf_emu), "--sandbox")
+    assert result.exit_code == 0, result.output
+    settings = load_settings(Store(home))
+    assert settings.sandbox is True and settings.login_host() == sf_emu.login_url
+    # without a login URL a sandbox would log in at test.salesforce.com (not contacted here)
+    assert dataclasses.replace(settings, login_url="").login_host() == "https://test.salesforce.com"

@@ -516,3 +516,31 @@ def test_resolve_many_of_a_few_numbers_is_one_call(sf_emu, resolver):
     results = resolver.resolve_many([e164] + [fresh()[1] for _ in range(9)])
     assert results[e164]["record_id"] == contact
     assert_one_call(sf_emu)
+
+
+def test_threads_share_one_resolver(sf_emu, resolver):
+    import threading
+
+    expected = {}
+    for i in range(24):
+        national, e164 = fresh()
+        expected[e164] = sf_emu.add_record("Contact", {"LastName": f"並{i}", "Phone": national})
+    numbers = list(expected) * 3
+    results, failures = [], []
+
+    def work(chunk):
+        for e164 in chunk:
+            try:
+                results.append((e164, resolver.resolve(e164)["record_id"]))
+            except Exception as exc:  # collected, asserted below
+                failures.append(exc)
+
+    threads = [threading.Thread(target=work, args=(numbers[i::8],)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures and len(results) == len(numbers)
+    assert all(expected[e164] == record_id for e164, record_id in results)
+    assert sf_emu.api_calls["login"] == 1  # one shared connection
+    assert sf_emu.api_calls["composite"] == len(numbers)  # nothing registered: each asks once
