@@ -34,7 +34,7 @@ OBJECTS = ("Contact", "Account", "Lead")   # priority order (DESIGN §3.1)
 
 # Salesforce limits that shape the queries (reference/salesforce-wire.md §3.1, §2.9).
 SOQL_MAX_CHARS = 100_000          # a longer statement fails with QUERY_TOO_COMPLICATED
-SOQL_BUDGET_CHARS = 90_000        # what the batch packer fills, leaving a margin
+SOQL_BUDGET_CHARS = SOQL_MAX_CHARS * 9 // 10   # what the batch packer fills: a 10 % margin
 PHONE_FIELD_LENGTH = 40           # a phone field holds at most 40 characters
 COMPOSITE_MAX_QUERIES = 5         # query sub-requests allowed in one composite request
 LIVE_LIMIT = 200                  # rows per object for one live lookup (newest first)
