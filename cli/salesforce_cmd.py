@@ -199,7 +199,9 @@ def register(group: click.Group) -> None:
         if security_token is None:
             security_token = click.prompt("Security token (Enter if not needed)", hide_input=True,
                                           default="", show_default=False)
-        values = {"username": username, "password": password, "security_token": security_token}
+        # username + password + token is the password flow, whatever method was stored before
+        values = {"username": username, "password": password, "security_token": security_token,
+                  "auth_method": "password"}
         optional = {"sandbox": sandbox, "login_url": login_url, "ca_bundle": ca_bundle}
         values.update({k: v for k, v in optional.items() if v is not None})
         _connect(ctx, values)
