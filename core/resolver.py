@@ -9,8 +9,8 @@ The rules are DESIGN.md §3. The order of the work in :meth:`Resolver.resolve`, 
    ``WHERE Phone IN (...) OR MobilePhone IN (...)`` over every format Salesforce may hold the
    number in (``stored_variants``). Why composite + SOQL and not SOSL: docs/resolver.md.
 
-SOQL is built only with ``simple_salesforce.format_soql``; the field lists and object names are
-constants of this module, so nothing a caller sends is ever part of the statement's syntax.
+SOQL is built only with ``simple_salesforce.format_soql`` on the constant statements of
+``LOOKUP_SOQL``, so nothing a caller sends is ever part of the statement's syntax.
 """
 
 from __future__ import annotations
@@ -88,40 +88,45 @@ def unmatchable_display(number: PhoneNumber) -> dict | None:
 # the queries
 # ---------------------------------------------------------------------------------------------
 
-def object_spec(object_name: str, person_accounts: bool) -> tuple[list[str], list[str], str]:
-    """(fields selected, phone fields matched, extra condition) for one object.
-
-    Person-account fields are named only when the org has person accounts: an org without them
-    answers INVALID_FIELD to any query that names one.
-    """
-    if object_name == "Contact":
-        # In a person-account org every person account has a hidden Contact; it must match as
-        # the Account (person = Name), not as a Contact of itself.
-        extra = " AND IsPersonAccount = false" if person_accounts else ""
-        return (["Id", "Name", "Phone", "MobilePhone", "Account.Name", "LastModifiedDate"],
-                ["Phone", "MobilePhone"], extra)
-    if object_name == "Account":
-        if person_accounts:
-            return (["Id", "Name", "Phone", "PersonMobilePhone", "IsPersonAccount", "LastModifiedDate"],
-                    ["Phone", "PersonMobilePhone"], "")
-        return ["Id", "Name", "Phone", "LastModifiedDate"], ["Phone"], ""
-    if object_name == "Lead":
-        return (["Id", "Name", "Company", "Phone", "MobilePhone", "LastModifiedDate"],
-                ["Phone", "MobilePhone"], " AND IsConverted = false")
-    raise ValueError(f"not a matched object: {object_name}")
+# The whole statement per (object, org has person accounts); format_soql fills in only the quoted
+# variants (and the limit), so nothing a caller sends is ever part of the syntax. Person-account
+# fields are named only when the org has person accounts: an org without them answers
+# INVALID_FIELD to any query that names one. In a person-account org every person account has a
+# hidden Contact; it must match as the Account (person = Name), not as a Contact of itself.
+LOOKUP_SOQL = {
+    ("Contact", False):
+        "SELECT Id, Name, Phone, MobilePhone, Account.Name, LastModifiedDate FROM Contact"
+        " WHERE (Phone IN {variants} OR MobilePhone IN {variants})",
+    ("Contact", True):
+        "SELECT Id, Name, Phone, MobilePhone, Account.Name, LastModifiedDate FROM Contact"
+        " WHERE (Phone IN {variants} OR MobilePhone IN {variants}) AND IsPersonAccount = false",
+    ("Account", False):
+        "SELECT Id, Name, Phone, LastModifiedDate FROM Account"
+        " WHERE (Phone IN {variants})",
+    ("Account", True):
+        "SELECT Id, Name, Phone, PersonMobilePhone, IsPersonAccount, LastModifiedDate FROM Account"
+        " WHERE (Phone IN {variants} OR PersonMobilePhone IN {variants})",
+    ("Lead", False):
+        "SELECT Id, Name, Company, Phone, MobilePhone, LastModifiedDate FROM Lead"
+        " WHERE (Phone IN {variants} OR MobilePhone IN {variants}) AND IsConverted = false",
+    ("Lead", True):
+        "SELECT Id, Name, Company, Phone, MobilePhone, LastModifiedDate FROM Lead"
+        " WHERE (Phone IN {variants} OR MobilePhone IN {variants}) AND IsConverted = false",
+}
+NEWEST_FIRST_SOQL = " ORDER BY LastModifiedDate DESC, Id ASC LIMIT {limit}"
 
 
 def build_query(object_name: str, variants: list[str], person_accounts: bool,
                 limit: int | None = None) -> str:
     """The SOQL finding records of ``object_name`` whose phone fields equal one of ``variants``.
 
-    Only ``format_soql`` puts values into the statement; everything else is a constant.
+    :raises ValueError: ``object_name`` is not one of OBJECTS
     """
-    fields, phone_fields, extra = object_spec(object_name, person_accounts)
-    match = " OR ".join(f"{name} IN {{variants}}" for name in phone_fields)
-    template = f"SELECT {', '.join(fields)} FROM {object_name} WHERE ({match}){extra}"
+    template = LOOKUP_SOQL.get((object_name, person_accounts))
+    if template is None:
+        raise ValueError(f"not a matched object: {object_name}")
     if limit:
-        template += " ORDER BY LastModifiedDate DESC, Id ASC LIMIT {limit}"
+        template += NEWEST_FIRST_SOQL
     return format_soql(template, variants=list(variants), limit=limit)
 
 
@@ -432,7 +437,7 @@ def pack(variant_lists: list[list[str]], person_accounts: bool) -> Iterable[list
     """The variant lists of consecutive numbers joined into batches, each as long as fits in a
     query under the SOQL length budget (a 10 % margin under the 100,000-character limit)."""
     overhead = max(len(build_query(name, [], person_accounts)) for name in OBJECTS)
-    fields = max(len(object_spec(name, person_accounts)[1]) for name in OBJECTS)
+    fields = max(LOOKUP_SOQL[name, person_accounts].count("{variants}") for name in OBJECTS)
     batch: list[str] = []
     used = 0
     for mine in variant_lists:
