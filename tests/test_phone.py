@@ -22,6 +22,9 @@ TABLE = [
     ("+81-3-1234-5678", V, TOKYO, None, "03-1234-5678"),
     ("+81 3 1234 5678", V, TOKYO, None, "03-1234-5678"),
     ("+81 (0)3-1234-5678", V, TOKYO, None, "03-1234-5678"),
+    # a doubled "+" is one "+" to libphonenumber (its testParseWithInternationalPrefixes
+    # asserts "++1 (650) 253-0000" is the US number), so it stays a legitimate form here
+    ("++81312345678", V, TOKYO, None, "03-1234-5678"),
     ("81312345678", V, TOKYO, None, "03-1234-5678"),
     ("(03) 1234-5678", V, TOKYO, None, "03-1234-5678"),
     ("(03)1234-5678", V, TOKYO, None, "03-1234-5678"),
