@@ -3,10 +3,12 @@ uses too), reported as field errors in the page's language."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from flask_wtf import FlaskForm
 
 from admin.i18n import current_lang
-from core.settings import SECRET_FIELDS, validate_settings
+from core.settings import SECRET_FIELDS, clean_settings, validate_settings
 
 
 class SettingsFormBase(FlaskForm):
@@ -33,6 +35,12 @@ class SettingsFormBase(FlaskForm):
                 field.errors = list(field.errors) + [message]
             valid = False
         return valid
+
+    def applied_to(self, stored):
+        """The stored settings with the submitted values over them; a blank secret keeps its own."""
+        given = {k: v for k, v in self.values().items()
+                 if not (k in SECRET_FIELDS and v in (None, ""))}
+        return dataclasses.replace(stored, **clean_settings(given))
 
     def fill(self, settings) -> None:
         """Show the stored settings; secrets stay blank (the page says whether one is stored)."""

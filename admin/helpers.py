@@ -7,6 +7,7 @@ import zoneinfo
 
 from flask import g, request, url_for
 
+from admin.i18n import current_lang
 from core.settings import load_settings
 
 
@@ -34,6 +35,13 @@ def admin_zone() -> dt.tzinfo:
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             g.admin_zone = dt.timezone.utc
     return g.admin_zone
+
+
+def failure_shown(entry, problems=()) -> dict:
+    """What the failure box shows for a catalogue entry, in the page's language."""
+    lang = current_lang()
+    return {"code": entry.code, "message": entry.message(lang), "remedy": entry.remedy(lang),
+            "problems": list(problems)}
 
 
 def page_url(page: int) -> str:

@@ -1,5 +1,7 @@
 """The per-row re-fetch button and the history search."""
 
+from __future__ import annotations
+
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import StringField, SubmitField
@@ -16,3 +18,7 @@ class CallSearchForm(FlaskForm):
 
     q = StringField(_l("Number, company or person"), validators=[Optional(), Length(max=100)])
     submit = SubmitField(_l("Search"))
+
+    def search_term(self) -> str | None:
+        """The text to search for; None when none, or an invalid one, was given."""
+        return self.q.data if self.q.data and self.validate() else None

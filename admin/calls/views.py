@@ -42,7 +42,7 @@ def _where(search: str | None) -> tuple[str, dict]:
 def history():
     store = get_store()
     form = CallSearchForm(request.args)
-    search = form.q.data if request.args.get("q") and form.validate() else None
+    search = form.search_term()
     where, params = _where(search)
     size = current_app.config["PAGE_SIZE"]
     total = store.conn.execute(f"SELECT count(*) FROM calls{where}", params).fetchone()[0]

@@ -14,7 +14,7 @@ from admin.helpers import page_number, paginate
 def index():
     store = get_store()
     form = CallSearchForm(request.args)
-    search = form.q.data if request.args.get("q") and form.validate() else None
+    search = form.search_term()
     size = current_app.config["PAGE_SIZE"]
     pages = paginate(store.count_contacts(search), page_number(), size)
     rows = store.list_contacts(limit=size, offset=pages["offset"], search=search)

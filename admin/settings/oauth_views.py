@@ -22,7 +22,7 @@ from flask_babel import gettext as _
 
 from admin import get_store
 from admin.auth import login_required
-from admin.i18n import current_lang
+from admin.helpers import failure_shown
 from admin.settings import bp
 from core import errors, oauth
 from core.settings import load_settings, save_settings
@@ -58,7 +58,7 @@ def oauth_callback():
         _connect(store, token)
     except Exception as exc:  # every failure ends as a message with its remedy, never a 500
         entry = errors.record_failure(store, "salesforce", OPERATION, exc)
-        session["oauth_failure"] = _failure(entry)
+        session["oauth_failure"] = failure_shown(entry)
     else:
         flash(_("Connected to Salesforce. The authorization is stored."), "success")
     return redirect(url_for("settings.salesforce"))
@@ -134,9 +134,3 @@ def _revoke_quietly(settings, token: str) -> None:
 
 def _http(settings):
     return oauth.plain_session(settings.ca_bundle, (settings.connect_timeout, settings.read_timeout))
-
-
-def _failure(entry) -> dict:
-    lang = current_lang()
-    return {"code": entry.code, "message": entry.message(lang), "remedy": entry.remedy(lang),
-            "problems": []}

@@ -4,18 +4,16 @@ catalogue's message and remedy (and lands in the error log, as the seed's produc
 
 from __future__ import annotations
 
-import dataclasses
-
 from flask import flash, redirect, render_template, session, url_for
 from flask_babel import gettext as _
 
 from admin import get_store
 from admin.auth import login_required
-from admin.i18n import current_lang
+from admin.helpers import failure_shown
 from admin.settings import bp
 from admin.settings.forms import DisconnectForm, SalesforceSettingsForm
 from core import errors
-from core.settings import SECRET_FIELDS, clean_settings, clear_credentials, load_settings, save_settings
+from core.settings import clear_credentials, load_settings, save_settings
 
 OPERATION = "connection_test"
 
@@ -28,7 +26,7 @@ def salesforce():
     form = SalesforceSettingsForm()
     failure = session.pop("oauth_failure", None)
     if form.validate_on_submit():
-        candidate = _candidate(stored, form.values())
+        candidate = form.applied_to(stored)
         if _needs_browser_sign_in(form, candidate):
             # the refresh token comes from the callback; until then only the app settings change
             save_settings(store, form.values(), keep_blank_secrets=True)
@@ -55,12 +53,6 @@ def _needs_browser_sign_in(form, candidate) -> bool:
     return bool(form.connect.data) or not candidate.oauth_refresh_token
 
 
-def _candidate(stored, values: dict):
-    """The settings to test: the submitted values, with stored secrets where fields were blank."""
-    given = {k: v for k, v in values.items() if not (k in SECRET_FIELDS and v in (None, ""))}
-    return dataclasses.replace(stored, **clean_settings(given))
-
-
 def _test_connection(store, settings) -> dict | None:
     """None when the login and the permission check pass; else what to show the admin."""
     from core.salesforce import Connection
@@ -70,18 +62,12 @@ def _test_connection(store, settings) -> dict | None:
         problems = connection.check_permissions()
     except Exception as exc:  # every failure, known or not, must end as a message, not a 500
         entry = errors.record_failure(store, "salesforce", OPERATION, exc)
-        return _failure(entry)
+        return failure_shown(entry)
     if problems:
         entry = errors.record_failure(store, "salesforce", OPERATION, "INSUFFICIENT_ACCESS",
                                       detail="; ".join(problems))
-        return _failure(entry, problems)
+        return failure_shown(entry, problems)
     return None
-
-
-def _failure(entry, problems=()) -> dict:
-    lang = current_lang()
-    return {"code": entry.code, "message": entry.message(lang), "remedy": entry.remedy(lang),
-            "problems": list(problems)}
 
 
 @bp.route("/disconnect", methods=("POST",))
