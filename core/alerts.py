@@ -125,41 +125,39 @@ def compose(event: str, incident: dict, settings, started_at: str | None = None)
     since = started_at or incident["first_at"]
     count = incident.get("count")
     body = "\n".join([
-        _body_ja(event, entry, since, count, link),
+        _body("ja", event, entry, since, count, link),
         "",
         "-" * 60,
         "",
-        _body_en(event, entry, since, count, link),
+        _body("en", event, entry, since, count, link),
         "",
     ])
     return subject, body
 
 
-def _body_ja(event, entry, since, count, link) -> str:
-    head = {"started": "外部連携でエラーが発生しました。",
-            "reminder": "外部連携のエラーが続いています。",
-            "recovered": "外部連携のエラーは復旧しました。"}[event]
-    lines = [head, "", f"内容: {entry.message_ja}", f"エラーコード: {entry.code}",
-             f"発生時刻 (UTC): {since}"]
-    if count:
-        lines.append(f"発生回数: {count}")
-    if event != "recovered":
-        lines += ["", f"対処方法: {entry.remedy_ja}"]
-    lines += ["", f"外部連携エラーログ: {link}"]
-    return "\n".join(lines)
+_BODY_TEXTS = {
+    "ja": {"started": "外部連携でエラーが発生しました。",
+           "reminder": "外部連携のエラーが続いています。",
+           "recovered": "外部連携のエラーは復旧しました。",
+           "message": "内容", "code": "エラーコード", "since": "発生時刻 (UTC)", "count": "発生回数",
+           "remedy": "対処方法", "link": "外部連携エラーログ"},
+    "en": {"started": "An external integration started failing.",
+           "reminder": "An external integration is still failing.",
+           "recovered": "An external integration has recovered.",
+           "message": "What happened", "code": "Error code", "since": "Since (UTC)",
+           "count": "Occurrences", "remedy": "What to do", "link": "Error log"},
+}
 
 
-def _body_en(event, entry, since, count, link) -> str:
-    head = {"started": "An external integration started failing.",
-            "reminder": "An external integration is still failing.",
-            "recovered": "An external integration has recovered."}[event]
-    lines = [head, "", f"What happened: {entry.message_en}", f"Error code: {entry.code}",
-             f"Since (UTC): {since}"]
+def _body(lang, event, entry, since, count, link) -> str:
+    text = _BODY_TEXTS[lang]
+    lines = [text[event], "", f"{text['message']}: {entry.message(lang)}",
+             f"{text['code']}: {entry.code}", f"{text['since']}: {since}"]
     if count:
-        lines.append(f"Occurrences: {count}")
+        lines.append(f"{text['count']}: {count}")
     if event != "recovered":
-        lines += ["", f"What to do: {entry.remedy_en}"]
-    lines += ["", f"Error log: {link}"]
+        lines += ["", f"{text['remedy']}: {entry.remedy(lang)}"]
+    lines += ["", f"{text['link']}: {link}"]
     return "\n".join(lines)
 
 

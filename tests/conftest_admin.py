@@ -79,14 +79,19 @@ def home(tmp_path):
     return tmp_path / "instance"
 
 
-@pytest.fixture
-def app(home):
+def make_app(home, **config):
+    """An admin app on the instance folder ``home`` with the test admin account."""
     from admin import create_app
 
-    return create_app({"SFCTI_HOME": str(home), "TESTING": True, "ADMIN_USERNAME": ADMIN_USER,
-                       "ADMIN_PASSWORD": ADMIN_PASSWORD, "SMTP_TIMEOUT": 3.0,
-                       # a cheap hash keeps the many app-per-test fixtures fast
-                       "ADMIN_PASSWORD_METHOD": "pbkdf2:sha256:1000"})
+    # a cheap hash keeps the many app-per-test fixtures fast
+    return create_app({"SFCTI_HOME": str(home), "ADMIN_USERNAME": ADMIN_USER,
+                       "ADMIN_PASSWORD": ADMIN_PASSWORD,
+                       "ADMIN_PASSWORD_METHOD": "pbkdf2:sha256:1000", **config})
+
+
+@pytest.fixture
+def app(home):
+    return make_app(home, TESTING=True, SMTP_TIMEOUT=3.0)
 
 
 @pytest.fixture
@@ -95,6 +100,15 @@ def store(app):
 
     with app.app_context():
         return get_store()
+
+
+@pytest.fixture(scope="module")
+def server(app):
+    """The module's ``app`` served by a real HTTP server thread (for the browser tests)."""
+    from admin.liveserver import LiveServer
+
+    with LiveServer(app) as server:
+        yield server
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from conftest_admin import ADMIN_PASSWORD, ADMIN_USER
+from conftest_admin import ADMIN_PASSWORD, ADMIN_USER, make_app, server, store  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/usr/bin/chromium"),
                                 reason="Debian's chromium is not installed (make test installs it)")
@@ -23,27 +23,7 @@ def emu():
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    from admin import create_app
-
-    home = tmp_path_factory.mktemp("browser") / "instance"
-    return create_app({"SFCTI_HOME": str(home), "ADMIN_USERNAME": ADMIN_USER,
-                       "ADMIN_PASSWORD": ADMIN_PASSWORD, "ADMIN_PASSWORD_METHOD": "pbkdf2:sha256:1000"})
-
-
-@pytest.fixture(scope="module")
-def server(app):
-    from admin.liveserver import LiveServer
-
-    with LiveServer(app) as server:
-        yield server
-
-
-@pytest.fixture
-def store(app):
-    from admin import get_store
-
-    with app.app_context():
-        return get_store()
+    return make_app(tmp_path_factory.mktemp("browser") / "instance")
 
 
 @pytest.fixture
