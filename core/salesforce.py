@@ -33,7 +33,7 @@ from simple_salesforce import Salesforce, SalesforceLogin
 from simple_salesforce import exceptions as sfx
 
 from core import errors
-from core.settings import Settings, load_settings
+from core.settings import Settings, load_settings, save_settings
 
 log = logging.getLogger(__name__)
 
@@ -245,6 +245,8 @@ class Connection:
                 raise LoginFailed(exc.code, errors.clean_text(errors.scrub(str(exc)))) from exc
             except Exception as exc:
                 raise translate(exc, during_login=True) from exc
+            if token.refresh_token and token.refresh_token != self.settings.oauth_refresh_token:
+                self._keep_rotated_refresh_token(token.refresh_token)
             self._sf = Salesforce(session_id=token.access_token, instance_url=token.instance_url,
                                   session=self.http, version=self.version)
             if not self.org.instance_url:
@@ -252,6 +254,19 @@ class Connection:
                                    instance_url=token.instance_url.rstrip("/"))
                 self.org = dataclasses.replace(self.org,
                                                person_accounts=self._account_has_person_fields())
+
+    def _keep_rotated_refresh_token(self, refresh_token: str) -> None:
+        """Store and use from now on the refresh token Salesforce answered in place of ours.
+
+        With refresh token rotation the one just used is dead: the store must hold its successor
+        or the next process cannot log in, and the shared connection's key must follow so that
+        connection_for does not take the new stored token for a settings change.
+        """
+        if self.store is not None:
+            save_settings(self.store, {"oauth_refresh_token": refresh_token})
+        self.settings = dataclasses.replace(self.settings, oauth_refresh_token=refresh_token)
+        if self.store is not None:
+            _rekey(self)
 
     def _soap_login(self) -> None:
         """Log in (SOAP), build the session-id client, learn the org; raises the named errors."""
@@ -416,7 +431,9 @@ def raise_for_subresponse(response: dict) -> None:
 # ---------------------------------------------------------------------------------------------
 
 _CONNECTIONS: dict[str, tuple[tuple, Connection]] = {}
-_CONNECTIONS_LOCK = threading.Lock()
+# Re-entrant: connection_for logs in while holding it, and an OAuth login that gets a rotated
+# refresh token takes it again to rekey its connection (_rekey).
+_CONNECTIONS_LOCK = threading.RLock()
 
 
 def _settings_key(settings: Settings) -> tuple:
@@ -433,15 +450,24 @@ def connection_for(store) -> Connection:
     :raises NotConfigured, LoginFailed, Unavailable, LimitExceeded, AccessDenied: as Connection
     """
     settings = load_settings(store)
-    key = _settings_key(settings)
     home = str(store.home)
     with _CONNECTIONS_LOCK:
         cached = _CONNECTIONS.get(home)
-        if cached and cached[0] == key:
+        if cached and cached[0] == _settings_key(settings):
             return cached[1]
         connection = Connection(settings, store)
-        _CONNECTIONS[home] = (key, connection)
+        # keyed on the connection's settings: its login may have rotated the refresh token
+        _CONNECTIONS[home] = (_settings_key(connection.settings), connection)
         return connection
+
+
+def _rekey(connection: Connection) -> None:
+    """Key the shared connection ``connection`` (if it is one) by its settings as they are now."""
+    home = str(connection.store.home)
+    with _CONNECTIONS_LOCK:
+        cached = _CONNECTIONS.get(home)
+        if cached and cached[1] is connection:
+            _CONNECTIONS[home] = (_settings_key(connection.settings), connection)
 
 
 def forget_connection(store) -> None:

@@ -96,6 +96,7 @@ class OAuthServer:
         self._lock = threading.Lock()
         self.soap_login_disabled = False
         self.my_domain = True
+        self.rotate_refresh_tokens = False   # the connected app's "refresh token rotation"
         self._register_demo_app()
 
     def _register_demo_app(self):
@@ -118,6 +119,7 @@ class OAuthServer:
         callback, so one test's registration cannot leak into the next (tokens are kept)."""
         self.soap_login_disabled = False
         self.my_domain = True
+        self.rotate_refresh_tokens = False
         self._register_demo_app()
 
     def expire_access_tokens(self):
@@ -274,11 +276,16 @@ class OAuthServer:
 
     def _refresh_grant(self, form):
         app = self._client(form, secret_required=False)
+        token = form.get("refresh_token", "")
         with self._lock:
-            grant = self._refresh.get(form.get("refresh_token", ""))
-        if grant is None or grant.client_id != app.client_id:
-            raise OAuthFailure("invalid_grant", "expired access/refresh token")
-        return self._issue(app, grant, None)
+            grant = self._refresh.get(token)
+            if grant is None or grant.client_id != app.client_id:
+                raise OAuthFailure("invalid_grant", "expired access/refresh token")
+            rotated = None
+            if self.rotate_refresh_tokens:   # the used token dies; a new one stands for the grant
+                rotated = "5Aep" + secrets.token_urlsafe(60)
+                self._refresh[rotated] = self._refresh.pop(token)
+        return self._issue(app, grant, rotated)
 
     def _client_credentials_grant(self, form):
         if not self.my_domain:

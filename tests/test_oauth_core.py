@@ -7,7 +7,8 @@ import pytest
 from conftest import trusting_session
 from conftest_admin import smtp_server  # noqa: F401  (fixture)
 from core import errors, oauth
-from core.salesforce import Connection, LoginFailed, forget_connection
+from core.resolver import Resolver
+from core.salesforce import Connection, LoginFailed, connection_for, forget_connection
 from core.settings import Settings, load_settings, save_settings
 from emulator.oauth import DEMO_CALLBACK
 from test_hooks import end, error_rows, home, host, make_host, ring, store  # noqa: F401
@@ -150,6 +151,32 @@ def oauth_connected(store, emulator):  # noqa: F811
         "ca_bundle")})
     yield store
     forget_connection(store)
+
+
+def test_rotated_refresh_token_is_stored_and_used(oauth_connected, emulator):
+    emulator.oauth.rotate_refresh_tokens = True   # the connected app rotates on every refresh
+    first = load_settings(oauth_connected).oauth_refresh_token
+    resolver = Resolver(oauth_connected)
+    emulator.reset_counters()
+    assert resolver.lookup(NUMBER)["status"] == "matched"
+    assert resolver.lookup("+81611112222")["object"] == "Lead"
+    assert emulator.api_calls["oauth_token"] == 1          # one login, not one per lookup
+    connection = connection_for(oauth_connected)
+    assert connection_for(oauth_connected) is connection
+    second = load_settings(oauth_connected).oauth_refresh_token
+    valid = emulator.oauth.refresh_tokens()                # other tests' tokens live on too
+    assert second != first and second in valid and first not in valid
+    emulator.oauth.expire_access_tokens()                  # a refresh mid-day rotates again
+    assert resolver.lookup(NUMBER)["status"] == "matched"
+    assert connection_for(oauth_connected) is connection
+    third = load_settings(oauth_connected).oauth_refresh_token
+    valid = emulator.oauth.refresh_tokens()
+    assert third not in (first, second) and third in valid and second not in valid
+    assert emulator.api_calls["oauth_token"] == 2
+    forget_connection(oauth_connected)                     # as a new process would start
+    assert resolver.lookup(NUMBER)["status"] == "matched"
+    assert connection_for(oauth_connected) is not connection
+    assert load_settings(oauth_connected).oauth_refresh_token not in (first, second, third)
 
 
 def test_lookup_through_the_plugin_survives_access_token_expiry(oauth_connected, emulator, host):
