@@ -8,7 +8,7 @@ import pytest
 from markupsafe import escape
 
 from conftest_admin import (ADMIN_PASSWORD, ADMIN_USER, admin_client, app, client, csrf_token,  # noqa: F401
-                            home, login, post_form, smtp_server, store)
+                            home, login, make_app, post_form, smtp_server, store)
 from core import errors
 from core.settings import load_settings, save_settings
 
@@ -302,6 +302,19 @@ def test_language_switch_keeps_redirects_on_site(client):
 def test_unknown_page_is_a_friendly_404(admin_client):
     response = admin_client.get("/nope")
     assert response.status_code == 404 and "<h1>404</h1>" in response.get_data(as_text=True)
+
+
+def test_a_server_error_is_a_friendly_500_without_the_traceback(home):
+    app = make_app(home)  # not TESTING: exceptions reach the error page as in production
+
+    @app.route("/boom")
+    def boom():
+        raise RuntimeError("password=hunter2 in a stack frame")
+
+    response = app.test_client().get("/boom")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 500 and "<h1>500</h1>" in page
+    assert "Traceback" not in page and "hunter2" not in page
 
 
 # -- alert e-mail page -------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 a replayed callback (the code and state are single use), and the callback's error answers."""
 import html
 import re
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
 
@@ -84,3 +84,10 @@ def test_callback_error_answer_is_shown_with_its_remedy(admin_client, emu):  # n
 def test_callback_requires_the_admin(client, emu):  # noqa: F811
     response = client.get("/settings/oauth/callback?code=x&state=y")
     assert response.status_code == 302 and "/auth/login" in response.headers["Location"]
+
+
+def test_callback_url_comes_from_the_admin_url_once_set(admin_client, emu, store):  # noqa: F811
+    save_settings(store, {"admin_base_url": "https://pbx.example.jp:8443/"})  # behind a proxy
+    expected = "https://pbx.example.jp:8443/settings/oauth/callback"
+    assert "redirect_uri=" + quote(expected, safe="") in start(admin_client)
+    assert f'value="{expected}"' in admin_client.get("/settings/").get_data(as_text=True)

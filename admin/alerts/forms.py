@@ -19,6 +19,6 @@ class AlertMailForm(SettingsFormBase):
     smtp_password = PasswordField(_l("SMTP password"))
     smtp_sender = StringField(_l("Sender address"))
     alert_reminder_hours = StringField(_l("Reminder interval while a failure lasts (hours)"))
-    admin_base_url = StringField(_l("Admin URL (for links in e-mails)"))
+    admin_base_url = StringField(_l("Admin URL (for links in e-mails and the OAuth callback)"))
     save = SubmitField(_l("Save"))
     send_test = SubmitField(_l("Send test e-mail"))

@@ -25,7 +25,7 @@ from admin.auth import login_required
 from admin.helpers import failure_shown
 from admin.settings import bp
 from core import errors, oauth
-from core.settings import load_settings, save_settings
+from core.settings import Settings, load_settings, save_settings
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +41,19 @@ def oauth_start():
         flash(_("Enter the consumer key of the connected app."), "error")
         return redirect(url_for("settings.salesforce"))
     pkce, state = oauth.new_pkce(), oauth.new_state()
-    redirect_uri = url_for("settings.oauth_callback", _external=True)
+    redirect_uri = callback_url(settings)
     session[PENDING] = {"state": state, "verifier": get_store().encrypt(pkce.verifier),
                         "redirect_uri": redirect_uri}
     url = oauth.authorize_url(settings, redirect_uri, state, pkce.challenge)
     return render_template("settings/oauth_redirect.html", url=url)
+
+
+def callback_url(settings) -> str:
+    """The redirect_uri: from the admin URL setting once changed from its default, else this host."""
+    # behind a reverse proxy the request's host is the proxy's upstream, not what the browser uses
+    if settings.admin_base_url != Settings.admin_base_url:
+        return oauth.callback_url(settings)
+    return url_for("settings.oauth_callback", _external=True)
 
 
 @bp.route("/oauth/callback")

@@ -12,6 +12,7 @@ from admin.auth import login_required
 from admin.helpers import failure_shown
 from admin.settings import bp
 from admin.settings.forms import DisconnectForm, SalesforceSettingsForm
+from admin.settings.oauth_views import callback_url, forget_oauth_grant
 from core import errors
 from core.settings import clear_credentials, load_settings, save_settings
 
@@ -43,7 +44,7 @@ def salesforce():
                            stored=stored.secret_stored(), connected=stored.is_configured(),
                            disconnect_form=DisconnectForm(), username=stored.username,
                            auth_method=stored.auth_method,
-                           callback_url=url_for("settings.oauth_callback", _external=True))
+                           callback_url=callback_url(stored))
 
 
 def _needs_browser_sign_in(form, candidate) -> bool:
@@ -75,8 +76,6 @@ def _test_connection(store, settings) -> dict | None:
 def disconnect():
     if DisconnectForm().validate_on_submit():
         store = get_store()
-        from admin.settings.oauth_views import forget_oauth_grant
-
         stored = load_settings(store)
         revoked = forget_oauth_grant(store, stored)
         clear_credentials(store)
