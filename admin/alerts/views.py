@@ -21,6 +21,7 @@ OPERATION = "test_mail"
 @bp.route("/", methods=("GET", "POST"))
 @login_required
 def mail():
+    """The alert e-mail settings: save them, or send a test e-mail with them."""
     store = get_store()
     stored = load_settings(store)
     form = AlertMailForm()

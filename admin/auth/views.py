@@ -25,16 +25,16 @@ def login_required(view):
 
 @bp.before_app_request
 def load_logged_in_admin() -> None:
+    """Put the logged-in admin's name in ``g.admin`` (None when logged out)."""
     username = session.get("admin")
     g.admin = username if username and accounts.user_exists(get_store(), username) else None
-    g.logout_form = LogoutForm() if g.admin else None
 
 
 def _attempt_keys(username: str) -> list[str]:
     return [f"user:{username.lower()[:80]}", f"ip:{request.remote_addr or '-'}"]
 
 
-def _safe_next(target: str | None) -> str:
+def safe_next(target: str | None) -> str:
     """Only a path on this site: an open redirect would help phishing."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return url_for("main.index")
@@ -44,6 +44,7 @@ def _safe_next(target: str | None) -> str:
 
 @bp.route("/login", methods=("GET", "POST"))
 def login():
+    """The login form; a failed login slows the next attempts down."""
     form = LoginForm()
     if form.validate_on_submit():
         store, keys = get_store(), _attempt_keys(form.username.data)
@@ -55,13 +56,10 @@ def login():
             flash(_("Too many failed logins. Try again in %(seconds)d seconds.", seconds=wait), "error")
         elif accounts.check_credentials(store, form.username.data, form.password.data):
             accounts.note_success(store, keys)
-            lang = session.get("lang")
-            session.clear()  # a fresh session: no fixation
-            if lang:
-                session["lang"] = lang
+            _clear_session_keeping_language()  # a fresh session: no fixation
             session["admin"] = form.username.data
             session.permanent = True
-            return redirect(_safe_next(request.args.get("next")))
+            return redirect(safe_next(request.args.get("next")))
         else:
             accounts.note_failure(store, keys)
             flash(_("Wrong user name or password."), "error")
@@ -70,11 +68,16 @@ def login():
 
 @bp.route("/logout", methods=("POST",))
 def logout():
+    """End the session, keeping only the chosen language."""
     form = LogoutForm()
     if form.validate_on_submit():
-        lang = session.get("lang")
-        session.clear()
-        if lang:
-            session["lang"] = lang
+        _clear_session_keeping_language()
         flash(_("You are logged out."), "info")
     return redirect(url_for("auth.login"))
+
+
+def _clear_session_keeping_language() -> None:
+    lang = session.get("lang")
+    session.clear()
+    if lang:
+        session["lang"] = lang

@@ -40,6 +40,7 @@ def _where(search: str | None) -> tuple[str, dict]:
 @bp.route("/")
 @login_required
 def history():
+    """The call history, newest first, searchable and paginated."""
     store = get_store()
     form = CallSearchForm(request.args)
     search = form.search_term()
@@ -58,6 +59,7 @@ def history():
 @bp.route("/<path:call_id>/refetch", methods=("POST",))
 @login_required
 def refetch(call_id: str):
+    """Look one call's number up in Salesforce again, then go back."""
     if RefetchForm().validate_on_submit():
         _refetch(call_id)
     return redirect(request.referrer if _same_site(request.referrer) else url_for("calls.history"))

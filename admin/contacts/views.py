@@ -12,6 +12,7 @@ from admin.helpers import page_number, paginate
 @bp.route("/")
 @login_required
 def index():
+    """The registered contacts, searchable and paginated."""
     store = get_store()
     form = CallSearchForm(request.args)
     search = form.search_term()

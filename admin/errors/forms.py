@@ -24,6 +24,7 @@ class ErrorFilterForm(FlaskForm):
     submit = SubmitField(_l("Filter"))
 
     def validate_day(self, field) -> None:
+        """The date must be YYYY-MM-DD."""
         try:
             dt.date.fromisoformat(field.data)
         except (TypeError, ValueError):

@@ -15,6 +15,7 @@ from core.errors import CATALOGUE, codes_in_log, count_errors, list_errors
 @bp.route("/")
 @login_required
 def log():
+    """The integration error log, newest first, filtered and paginated."""
     store = get_store()
     form = ErrorFilterForm(request.args, meta={"csrf": False})
     filters = {}
@@ -31,5 +32,6 @@ def log():
 @bp.route("/common")
 @login_required
 def common():
+    """The catalogue of errors with what to do, Salesforce first."""
     entries = sorted(CATALOGUE.values(), key=lambda e: (e.integration != "salesforce", e.integration))
     return render_template("errors/common.html", entries=entries)

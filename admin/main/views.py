@@ -6,7 +6,7 @@ from flask import redirect, render_template, request, session
 
 from admin import get_store
 from admin.auth import login_required
-from admin.auth.views import _safe_next
+from admin.auth.views import safe_next
 from admin.i18n import LANGUAGES
 from admin.main import bp
 from core.errors import count_errors
@@ -16,6 +16,7 @@ from core.settings import load_settings
 @bp.route("/")
 @login_required
 def index():
+    """The overview: connection, API usage and what needs attention."""
     store = get_store()
     settings = load_settings(store)
     usage = store.api_usage()
@@ -34,4 +35,4 @@ def switch_language(code: str):
     """Remember the chosen language and go back to the page the switch was clicked on."""
     if code in LANGUAGES:
         session["lang"] = code
-    return redirect(_safe_next(request.args.get("next")))
+    return redirect(safe_next(request.args.get("next")))

@@ -36,6 +36,7 @@ OPERATION = "oauth_connect"
 @bp.route("/oauth/start")
 @login_required
 def oauth_start():
+    """Keep a fresh state and PKCE verifier, then send the browser to Salesforce."""
     settings = load_settings(get_store())
     if not settings.oauth_client_id:
         flash(_("Enter the consumer key of the connected app."), "error")
@@ -59,6 +60,7 @@ def callback_url(settings) -> str:
 @bp.route("/oauth/callback")
 @login_required
 def oauth_callback():
+    """Take the code Salesforce sends back, test the grant and store it."""
     store = get_store()
     pending = session.pop(PENDING, None)  # single use, whatever happens next
     try:

@@ -22,6 +22,7 @@ OPERATION = "connection_test"
 @bp.route("/", methods=("GET", "POST"))
 @login_required
 def salesforce():
+    """The Salesforce settings; saved only after a successful connection test."""
     store = get_store()
     stored = load_settings(store)
     form = SalesforceSettingsForm()
@@ -74,6 +75,7 @@ def _test_connection(store, settings) -> dict | None:
 @bp.route("/disconnect", methods=("POST",))
 @login_required
 def disconnect():
+    """Revoke and remove the stored Salesforce credentials."""
     if DisconnectForm().validate_on_submit():
         store = get_store()
         stored = load_settings(store)
