@@ -141,12 +141,18 @@ def _fail_then_connect(page, base, emu, app, snap) -> None:
     page.click("summary")
     page.fill("#login_url", emu.login_url)
     page.fill("#ca_bundle", str(emu.ca_path))
-    page.click("#submit")
+    _submit(page)
     snap("02-settings-failed")
     page.fill("#password", emu.password)
     page.fill("#security_token", emu.security_token)
-    page.click("#submit")
+    _submit(page)
     snap("03-settings-connected")
+
+
+def _submit(page) -> None:
+    # the connection test takes a moment: a screenshot taken mid-navigation fails
+    with page.expect_navigation():
+        page.click("#submit")
 
 
 def _store_settings_directly(app) -> None:
