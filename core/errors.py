@@ -17,8 +17,15 @@ import errno
 import json
 import re
 import smtplib
+import socket
 import ssl
 from typing import Any
+
+import requests
+from simple_salesforce import exceptions as sfx
+
+from core.settings import SECRET_FIELDS, load_settings
+from core.store import now_iso
 
 DETAIL_MAX = 2000
 
@@ -238,7 +245,6 @@ ALIASES = {
     "API_DISABLED": "API_CURRENTLY_DISABLED",
     "SERVER_UNAVAILABLE": "SERVER_ERROR",
     "UNKNOWN_EXCEPTION": "SERVER_ERROR",
-    "NOT_FOUND": "NOT_FOUND",
     "invalid_grant": "OAUTH_INVALID_GRANT",
     "invalid_client": "OAUTH_INVALID_CLIENT",
     "invalid_client_id": "OAUTH_INVALID_CLIENT",
@@ -365,17 +371,15 @@ def _content_code(content: Any) -> str | None:
 
 
 def _salesforce_code(exc: Exception) -> str | None:
-    try:
-        from simple_salesforce import exceptions as sfx
-    except ImportError:  # pragma: no cover - simple-salesforce is a dependency
-        return None
     if isinstance(exc, sfx.SalesforceAuthenticationFailed):
-        code = exc.code
-        if isinstance(code, str) and code:
-            return normalize_code(code)
-        if isinstance(code, int) and not isinstance(code, bool):
-            return normalize_code(_content_code(exc.content) or code)
-        return normalize_code(_content_code(exc.content)) if _content_code(exc.content) else "UNKNOWN"
+        if isinstance(exc.code, str) and exc.code:
+            return normalize_code(exc.code)
+        # an HTTP status as the code: the body's own code says more
+        raw = _content_code(exc.content)
+        if raw:
+            return normalize_code(raw)
+        is_status = isinstance(exc.code, int) and not isinstance(exc.code, bool)
+        return normalize_code(exc.code) if is_status else "UNKNOWN"
     if isinstance(exc, sfx.SalesforceError):
         raw = _content_code(getattr(exc, "content", None))
         status = getattr(exc, "status", None)
@@ -389,10 +393,6 @@ def _salesforce_code(exc: Exception) -> str | None:
 
 
 def _requests_code(exc: Exception) -> str | None:
-    try:
-        import requests
-    except ImportError:  # pragma: no cover
-        return None
     rex = requests.exceptions
     if isinstance(exc, rex.SSLError):
         return "TLS_ERROR"
@@ -437,7 +437,7 @@ _NETWORK_ERRNOS = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ECONNREFUSED, er
 
 
 def _builtin_code(exc: BaseException) -> str | None:
-    if isinstance(exc, ssl.SSLError) or isinstance(exc, ssl.CertificateError):
+    if isinstance(exc, ssl.SSLError):  # ssl.CertificateError included
         return "TLS_ERROR"
     if isinstance(exc, TimeoutError):
         return "TIMEOUT"
@@ -446,8 +446,6 @@ def _builtin_code(exc: BaseException) -> str | None:
     if isinstance(exc, OSError):
         if "CA certificate bundle" in str(exc):
             return "TLS_ERROR"  # requests: the configured CA bundle path does not exist
-        import socket
-
         if isinstance(exc, socket.gaierror) or exc.errno in _NETWORK_ERRNOS:
             return "CONNECTION_ERROR"
     return None
@@ -504,8 +502,6 @@ def _detail_of(exc: BaseException, secrets: tuple[str, ...] = ()) -> str:
 
 def _known_secrets(store) -> tuple[str, ...]:
     try:
-        from core.settings import SECRET_FIELDS, load_settings
-
         settings = load_settings(store)
         return tuple(getattr(settings, name) for name in SECRET_FIELDS if getattr(settings, name))
     except Exception:
@@ -533,7 +529,7 @@ def record_failure(store, integration: str, operation: str, exc_or_code: BaseExc
             code = SMTP_EQUIVALENTS.get(code, code)
     entry = entry_for(code)
     detail = clean_text(scrub(detail or "", _known_secrets(store)))
-    now = _now()
+    now = now_iso()
     with store.transaction() as db:
         db.execute(
             "INSERT INTO error_log (first_at, last_at, integration, operation, code, message, "
@@ -551,7 +547,7 @@ def record_failure(store, integration: str, operation: str, exc_or_code: BaseExc
 def record_recovery(store, integration: str, operation: str | None = None) -> list[dict]:
     """Close the open incidents of ``integration`` (only ``operation``'s when given); returns the
     closed rows (empty when nothing was open)."""
-    where, params = "integration = ? AND open = 1", [_now(), integration]
+    where, params = "integration = ? AND open = 1", [now_iso(), integration]
     if operation is not None:
         where += " AND operation = ?"
         params.append(operation)
@@ -622,9 +618,3 @@ def _with_texts(row: dict) -> dict:
     row.update(message_ja=entry.message_ja, message_en=entry.message_en,
                remedy_ja=entry.remedy_ja, remedy_en=entry.remedy_en)
     return row
-
-
-def _now() -> str:
-    from core.store import now_iso
-
-    return now_iso()

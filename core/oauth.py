@@ -163,10 +163,14 @@ def _token_request(settings, session: requests.Session, form: dict) -> Token:
                             headers={"Accept": "application/json"})
     body = _json(response)
     if response.status_code != 200 or "access_token" not in body:
-        raise error_for(str(body.get("error") or f"http_{response.status_code}"),
-                        errors.clean_text(str(body.get("error_description") or ""), 300))
+        raise _refusal(response, body)
     fields = {f.name for f in dataclasses.fields(Token)}
     return Token(**{k: str(v) for k, v in body.items() if k in fields})
+
+
+def _refusal(response: requests.Response, body: dict) -> OAuthError:
+    return error_for(str(body.get("error") or f"http_{response.status_code}"),
+                     errors.clean_text(str(body.get("error_description") or ""), 300))
 
 
 def _json(response: requests.Response) -> dict:
@@ -232,24 +236,25 @@ def revoke(settings, session, token: str) -> None:
     """
     response = session.post(f"{settings.login_host()}/services/oauth2/revoke", data={"token": token})
     if response.status_code != 200:
-        body = _json(response)
-        raise error_for(str(body.get("error") or f"http_{response.status_code}"),
-                        str(body.get("error_description") or ""))
+        raise _refusal(response, _json(response))
 
 
-def plain_session(ca_bundle: str = "", timeout: tuple[float, float] = (5.0, 10.0)) -> requests.Session:
-    """A session for token requests that trusts only the CA-bundle setting (not the environment)."""
-    session = _TimeoutSession(timeout)
-    session.trust_env = False
-    session.verify = ca_bundle or True
-    return session
+class PinnedSession(requests.Session):
+    """A requests.Session that trusts only the CA-bundle setting and times out every request."""
 
-
-class _TimeoutSession(requests.Session):
-    def __init__(self, timeout):
+    def __init__(self, ca_bundle: str, timeout: tuple[float, float]):
         super().__init__()
+        # Without this, REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE / *_PROXY from the environment
+        # override `verify` per request, and the CA-bundle setting silently stops working.
+        self.trust_env = False
+        self.verify = ca_bundle or True
         self.timeout = timeout
 
     def request(self, method, url, *args, **kwargs):  # noqa: D401 - requests' signature
         kwargs.setdefault("timeout", self.timeout)
         return super().request(method, url, *args, **kwargs)
+
+
+def plain_session(ca_bundle: str = "", timeout: tuple[float, float] = (5.0, 10.0)) -> requests.Session:
+    """A session for token requests that trusts only the CA-bundle setting (not the environment)."""
+    return PinnedSession(ca_bundle, timeout)

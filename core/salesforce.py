@@ -32,7 +32,7 @@ import requests
 from simple_salesforce import Salesforce, SalesforceLogin
 from simple_salesforce import exceptions as sfx
 
-from core import errors
+from core import errors, oauth
 from core.settings import Settings, load_settings, save_settings
 
 log = logging.getLogger(__name__)
@@ -103,17 +103,22 @@ def translate(exc: BaseException, during_login: bool = False) -> SalesforceError
     if isinstance(exc, SalesforceError):
         return exc
     code, detail = errors.describe_failure(exc, "salesforce")
-    if code == "REQUEST_LIMIT_EXCEEDED":
-        cls = LimitExceeded
-    elif code in _UNAVAILABLE:
-        cls = Unavailable
-    elif during_login or code in _SESSION:
-        cls = AccessDenied if code == "INSUFFICIENT_ACCESS" else LoginFailed
-    elif code in _ACCESS:
-        cls = AccessDenied
-    else:
-        cls = SalesforceError
+    cls = _class_for(code)
+    # while logging in, a refusal (API disabled, expired password...) is a failed login
+    if (during_login or code in _SESSION) and cls in (SalesforceError, AccessDenied) \
+            and code != "INSUFFICIENT_ACCESS":
+        cls = LoginFailed
     return cls(code, detail)
+
+
+def _class_for(code: str) -> type[SalesforceError]:
+    if code == "REQUEST_LIMIT_EXCEEDED":
+        return LimitExceeded
+    if code in _UNAVAILABLE:
+        return Unavailable
+    if code in _ACCESS:
+        return AccessDenied
+    return SalesforceError
 
 
 # ---------------------------------------------------------------------------------------------
@@ -135,22 +140,16 @@ def request_kind(method: str, url: str) -> str:
     return head or "rest"
 
 
-class ApiSession(requests.Session):
-    """A requests.Session with the CA bundle pinned, timeouts on every request, and a hook
-    that sees every response (API usage accounting, the login body)."""
+class ApiSession(oauth.PinnedSession):
+    """A PinnedSession (CA bundle pinned, timeouts on every request) with a hook that sees
+    every response (API usage accounting, the login body)."""
 
     def __init__(self, ca_bundle: str, timeout: tuple[float, float],
                  on_response: Callable[[str, str, requests.Response], None]):
-        super().__init__()
-        # Without this, REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE / *_PROXY from the environment
-        # override `verify` per request, and the CA-bundle setting silently stops working.
-        self.trust_env = False
-        self.verify = ca_bundle or True
-        self.timeout = timeout
+        super().__init__(ca_bundle, timeout)
         self._on_response = on_response
 
     def request(self, method, url, *args, **kwargs):  # noqa: D401 - requests' signature
-        kwargs.setdefault("timeout", self.timeout)
         response = super().request(method, url, *args, **kwargs)
         try:
             self._on_response(method, url, response)
@@ -236,8 +235,6 @@ class Connection:
     def _oauth_login(self) -> None:
         """Get a fresh access token (refresh token or client credentials), build the client on it;
         the org is learnt on the first login only."""
-        from core import oauth
-
         with self._lock:
             try:
                 token = oauth.fetch_token(self.settings, self.http)
@@ -417,13 +414,7 @@ def raise_for_subresponse(response: dict) -> None:
         return
     code = error_code(response)
     detail = errors.clean_text(f"{response.get('referenceId')}: HTTP {status} {response.get('body')}")
-    if code == "REQUEST_LIMIT_EXCEEDED":
-        raise LimitExceeded(code, detail)
-    if code in _UNAVAILABLE:
-        raise Unavailable(code, detail)
-    if code in _ACCESS:
-        raise AccessDenied(code, detail)
-    raise SalesforceError(code, detail)
+    raise _class_for(code)(code, detail)
 
 
 # ---------------------------------------------------------------------------------------------

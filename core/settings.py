@@ -20,6 +20,8 @@ import urllib.parse
 import zoneinfo
 from typing import Any, Callable, Mapping
 
+import phonenumbers
+
 log = logging.getLogger(__name__)
 
 SECRET_FIELDS = frozenset(
@@ -291,8 +293,8 @@ def _host(value: Any) -> str:
     return text
 
 
-def _email(value: Any) -> str:
-    text = _stripped(value, 254)
+def _email(value: Any, max_len: int = 254) -> str:
+    text = _stripped(value, max_len)
     if text and not _EMAIL.match(text):
         raise _Invalid("email")
     return text
@@ -330,10 +332,6 @@ def _hhmm(value: Any) -> str:
 
 def _region(value: Any) -> str:
     text = _stripped(value, 2).upper()
-    if not re.fullmatch(r"[A-Z]{2}", text):
-        raise _Invalid("region")
-    import phonenumbers
-
     if text not in phonenumbers.SUPPORTED_REGIONS:
         raise _Invalid("region")
     return text
@@ -353,16 +351,9 @@ def _file(value: Any) -> str:
     return text
 
 
-def _username(value: Any) -> str:
-    # Salesforce usernames have the form of an e-mail address (at most 80 characters)
-    text = _stripped(value, 80)
-    if text and not _EMAIL.match(text):
-        raise _Invalid("email")
-    return text
-
-
 RULES: dict[str, Callable[[Any], Any]] = {
-    "username": _username,
+    # Salesforce usernames have the form of an e-mail address, at most 80 characters
+    "username": lambda v: _email(v, 80),
     "password": lambda v: _text(v, 255),
     "security_token": lambda v: _stripped(v, 255),
     "sandbox": _bool,

@@ -58,10 +58,6 @@ class SecretNotDecryptable(StoreError):
     "A stored secret cannot be decrypted with the key in secret.key; enter it again."
 
 
-class UnknownContactField(StoreError):
-    "Unknown contact field."
-
-
 # ---------------------------------------------------------------------------------------------
 # time helpers
 # ---------------------------------------------------------------------------------------------
@@ -162,6 +158,7 @@ class ImmediateDatabase(sqlite_utils.Database):
 
     @contextlib.contextmanager
     def atomic(self) -> Iterator["ImmediateDatabase"]:
+        """sqlite-utils' ``atomic()``, with ``BEGIN IMMEDIATE`` for the outermost transaction."""
         if self.conn.in_transaction:
             with super().atomic():
                 yield self
@@ -404,9 +401,9 @@ class Store:
         row = cursor.fetchone()
         return dict(zip(CONTACT_COLUMNS, row)) if row else None
 
-    def _contact_filter(self, search: str | None) -> tuple[str, list]:
+    def _contact_filter(self, search: str | None) -> tuple[str, dict]:
         if not search:
-            return "", []
+            return "", {}
         pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         where = (" WHERE e164 LIKE :p ESCAPE '\\' OR company LIKE :p ESCAPE '\\' "
                  "OR person LIKE :p ESCAPE '\\'")
@@ -416,7 +413,7 @@ class Store:
         """Registered contacts, most recently fetched first; ``search`` matches number, company
         or person (substring, LIKE wildcards taken literally)."""
         where, params = self._contact_filter(search)
-        params = dict(params or {}, limit=int(limit), offset=int(offset))
+        params.update(limit=int(limit), offset=int(offset))
         sql = (f"SELECT * FROM contacts{where} ORDER BY fetched_at DESC, e164 "
                "LIMIT :limit OFFSET :offset")
         return list(self.db.query(sql, params))
@@ -424,7 +421,7 @@ class Store:
     def count_contacts(self, search: str | None = None) -> int:
         """How many contacts :meth:`list_contacts` would page through."""
         where, params = self._contact_filter(search)
-        return self.conn.execute(f"SELECT count(*) FROM contacts{where}", params or {}).fetchone()[0]
+        return self.conn.execute(f"SELECT count(*) FROM contacts{where}", params).fetchone()[0]
 
     def delete_contact(self, e164: str) -> bool:
         """Remove the registered contact; True when there was one."""

@@ -7,6 +7,7 @@ import sqlite3
 import stat
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -432,23 +433,20 @@ def test_api_usage_other_day(store):
 
 # -- threads ---------------------------------------------------------------------------------
 
+def failures_in_threads(work, count=8):
+    """The exceptions of ``work(t)`` run at once in ``count`` threads (t = 0 .. count - 1)."""
+    with ThreadPoolExecutor(count) as pool:
+        futures = [pool.submit(work, t) for t in range(count)]
+    return [future.exception() for future in futures if future.exception()]
+
+
 def test_threads_lose_no_write(store):
-    errors = []
-
     def work(t):
-        try:
-            for i in range(200):
-                store.upsert_contact(f"+8190{t:02d}{i:06d}", "Contact", f"003{t}-{i}")
-                store.count_api_call()
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+        for i in range(200):
+            store.upsert_contact(f"+8190{t:02d}{i:06d}", "Contact", f"003{t}-{i}")
+            store.count_api_call()
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-    assert errors == []
+    assert failures_in_threads(work) == []
     assert store.count_contacts() == 1600
     assert store.api_usage()["own_calls"] == 1600
 
@@ -465,24 +463,14 @@ def test_each_thread_has_its_own_connection(store):
 @pytest.mark.parametrize("method", ["insert", "upsert"])
 def test_sqlite_utils_writes_from_threads(store, method):
     """sqlite-utils' own write methods (deferred BEGIN upstream) must not fail under contention."""
-    errors = []
-
     def work(t):
-        try:
-            table = store.db["calls"]
-            for i in range(200):
-                row = {"call_id": f"{t}-{i}", "direction": "inbound", "started_at": now_iso()}
-                getattr(table, method)(row, pk="call_id")
-                store.db["refetch_locks"].upsert({"e164": "+1", "at": now_iso()}, pk="e164")
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+        table = store.db["calls"]
+        for i in range(200):
+            row = {"call_id": f"{t}-{i}", "direction": "inbound", "started_at": now_iso()}
+            getattr(table, method)(row, pk="call_id")
+            store.db["refetch_locks"].upsert({"e164": "+1", "at": now_iso()}, pk="e164")
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-    assert errors == []
+    assert failures_in_threads(work) == []
     assert store.db["calls"].count == 1600
 
 
@@ -496,23 +484,13 @@ def test_open_store_is_shared(tmp_path, monkeypatch):
 
 def test_read_then_write_in_atomic_under_contention(store):
     """A read-then-write block in ``db.atomic()`` waits for the lock instead of failing."""
-    errors = []
-
     def work(t):
-        try:
-            for i in range(100):
-                with store.db.atomic() as db:
-                    n = db.execute("SELECT count(*) FROM outbox").fetchone()[0]
-                    db.execute("INSERT INTO outbox (created_at, subject) VALUES (?, ?)",
-                               [now_iso(), f"{t}-{i}-{n}"])
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+        for i in range(100):
+            with store.db.atomic() as db:
+                n = db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+                db.execute("INSERT INTO outbox (created_at, subject) VALUES (?, ?)",
+                           [now_iso(), f"{t}-{i}-{n}"])
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-    assert errors == []
+    assert failures_in_threads(work) == []
     counts = [int(r[0].rsplit("-", 1)[1]) for r in store.conn.execute("SELECT subject FROM outbox")]
     assert sorted(counts) == list(range(800))  # every block saw every earlier commit
