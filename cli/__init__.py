@@ -15,14 +15,40 @@ COMMAND_MODULES = (
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class InstanceFolder(click.Path):
+    """A folder path without control characters, made absolute."""
+
+    def __init__(self):
+        super().__init__(file_okay=False)
+
+    def convert(self, value, param, ctx):
+        """The absolute path of ``value``, or a usage error."""
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in str(value)):
+            self.fail("the path contains control characters", param, ctx)
+        return os.path.abspath(super().convert(value, param, ctx))
+
+
+class Main(click.Group):
+    """The `sfcti` group: an unusable instance folder ends any command with its message."""
+
+    def invoke(self, ctx):
+        """Run the command; a StoreError becomes a one-line error instead of a traceback."""
+        from core.store import StoreError
+
+        try:
+            return super().invoke(ctx)
+        except StoreError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--home", envvar="SFCTI_HOME", default="instance", show_default=True,
-              type=click.Path(file_okay=False), help="Instance folder (database, key). Env: SFCTI_HOME.")
+              type=InstanceFolder(), help="Instance folder (database, key). Env: SFCTI_HOME.")
 @click.pass_context
 def main(ctx, home):
     """sfcti: Salesforce caller identification for phone systems."""
     ctx.ensure_object(dict)
-    ctx.obj["home"] = os.path.abspath(home)
+    ctx.obj["home"] = home
 
 
 def _register_all():

@@ -2,7 +2,29 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
+
 import click
+
+HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                      r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*", re.ASCII)
+
+
+class ListenAddress(click.ParamType):
+    """An IP address or a host name to listen on."""
+
+    name = "host"
+
+    def convert(self, value, param, ctx):
+        """``value`` when it is an IP address or a valid host name, else a usage error."""
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            pass
+        if not HOSTNAME.fullmatch(value) or value.rsplit(".", 1)[-1].isdigit():  # 256.1.1.1
+            self.fail("use an IP address (127.0.0.1, 0.0.0.0, ::1) or a host name", param, ctx)
+        return value
 
 
 def serve(home: str, host: str = "127.0.0.1", port: int = 5000, threads: int = 8,
@@ -23,6 +45,8 @@ def serve(home: str, host: str = "127.0.0.1", port: int = 5000, threads: int = 8
     click.echo(f"sfcti admin: http://{_url_host(host)}:{port}/  (instance {home})")
     try:
         waitress.serve(app, host=host, port=port, threads=threads, ident="sfcti")
+    except (OSError, ValueError) as exc:  # the port is taken, the name does not resolve
+        raise click.ClickException(f"Cannot listen on {_url_host(host)}:{port}: {exc}") from None
     finally:
         worker.stop()
 
@@ -47,7 +71,8 @@ def register(group: click.Group) -> None:
     """Add `sfcti admin` to the CLI group."""
 
     @group.command("admin")
-    @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+    @click.option("--host", default="127.0.0.1", show_default=True, type=ListenAddress(),
+                  help="Address to listen on.")
     @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
     @click.option("--reset-password", "reset_user", metavar="USER", default=None,
                   help="Give USER a new generated password, print it and exit.")

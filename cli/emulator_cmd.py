@@ -5,6 +5,8 @@ import time
 
 import click
 
+MAX_SIZE = 1_000_000  # the benchmarks use 300,000; far more would only exhaust memory
+
 
 def register(group):
     """Add the `emulator` command to the `sfcti` group."""
@@ -14,7 +16,7 @@ def register(group):
 @click.command("emulator")
 @click.option("--port", default=8443, show_default=True, type=click.IntRange(0, 65535),
               help="Port on 127.0.0.1 (0: any free port).")
-@click.option("--size", default=1000, show_default=True, type=click.IntRange(1),
+@click.option("--size", default=1000, show_default=True, type=click.IntRange(1, MAX_SIZE),
               help="Records to generate.")
 @click.option("--seed", default=1, show_default=True, type=int, help="Seed of the data generator.")
 @click.option("--org-json", type=click.Path(exists=True, dir_okay=False),
@@ -29,7 +31,10 @@ def emulator_command(ctx, port, size, seed, org_json, person_accounts, daily_lim
     from emulator import Emulator
 
     home = ctx.obj["home"]
-    os.makedirs(home, exist_ok=True)
+    try:
+        os.makedirs(home, exist_ok=True)
+    except OSError as exc:
+        raise click.ClickException(f"Cannot create the instance folder {home}: {exc}") from None
     org = _build_org(org_json, size, seed, person_accounts)
     emu = Emulator(org, port=port, cert_dir=home, daily_limit=daily_limit)
     try:
@@ -52,7 +57,10 @@ def _build_org(org_json, size, seed, person_accounts):
     except ImportError as exc:
         raise click.ClickException(f"The data generator is not available: {exc}")
     if org_json:
-        return datagen.load_org(org_json)
+        try:
+            return datagen.load_org(org_json)
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise click.ClickException(f"{org_json} is not an org JSON file: {exc}") from None
     return datagen.generate_org(size=size, seed=seed, person_accounts=person_accounts)
 
 

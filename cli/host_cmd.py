@@ -3,14 +3,51 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import math
 import os
+import re
 
 import click
 
 CALL_FIELDS = ("started_at", "direction", "display_number", "status", "label", "company",
                "person", "answered", "duration_seconds", "agent_id", "call_id")
+
+
+class Seconds(click.FloatRange):
+    """How long a call lasted: a number of seconds from 0 to one day."""
+
+    name = "seconds"
+
+    def __init__(self):
+        super().__init__(0, 86400)
+
+    def convert(self, value, param, ctx):
+        """The seconds as a float; NaN passes FloatRange's comparisons, so it is refused here."""
+        seconds = super().convert(value, param, ctx)
+        if math.isnan(seconds):
+            self.fail("not a number of seconds", param, ctx)
+        return seconds
+
+
+class LocalDay(click.ParamType):
+    """A local calendar day written YYYY-MM-DD, as an ISO string."""
+
+    name = "YYYY-MM-DD"
+    # the job converts the day to UTC and adds one: the ends of date's range would overflow
+    FIRST, LAST = dt.date(1970, 1, 1), dt.date(9998, 12, 31)
+
+    def convert(self, value, param, ctx):
+        """The day as ``YYYY-MM-DD``, or a usage error saying what is expected."""
+        day = None
+        if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+            with contextlib.suppress(ValueError):  # 2024-02-30
+                day = dt.date.fromisoformat(value)
+        if day is None or not self.FIRST <= day <= self.LAST:
+            self.fail(f"use YYYY-MM-DD, a day from {self.FIRST} to {self.LAST}", param, ctx)
+        return day.isoformat()
 
 
 def load_host():
@@ -77,7 +114,7 @@ def register(group: click.Group) -> None:
     @click.argument("number")
     @click.option("--agent", default=None, help="Agent id.")
     @click.option("--missed", is_flag=True, help="Nobody answered.")
-    @click.option("--duration", default=30.0, show_default=True, type=click.FloatRange(0, 86400),
+    @click.option("--duration", default=30.0, show_default=True, type=Seconds(),
                   help="Seconds the call lasted.")
     @click.option("--json", "as_json", is_flag=True, help="Print the display as JSON.")
     @click.pass_context
@@ -111,17 +148,13 @@ def register(group: click.Group) -> None:
             click.echo(_table(rows, CALL_FIELDS))
 
     @group.command("fetch-contacts")
-    @click.option("--date", "day", default=None, help="Local day (YYYY-MM-DD); default today.")
+    @click.option("--date", "day", default=None, type=LocalDay(),
+                  help="Local day (YYYY-MM-DD); default today.")
     @click.pass_context
     def fetch_contacts_command(ctx, day):
         """Run the nightly contact registration now."""
         from core import jobs
 
-        if day is not None:
-            try:
-                day = dt.date.fromisoformat(day).isoformat()
-            except ValueError:
-                raise click.BadParameter("use YYYY-MM-DD", param_hint="--date") from None
         report = jobs.register_contacts_for_day(_store(ctx), day, force=True)
         click.echo(json.dumps(report.as_dict(), ensure_ascii=False))
         if report.failed:
