@@ -35,19 +35,6 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
 
 
-def host():
-    """A PluginManager built the way a host builds it."""
-    import pluggy
-
-    import plugin.hookspecs
-
-    pm = pluggy.PluginManager("telephony")
-    pm.add_hookspecs(plugin.hookspecs)
-    pm.load_setuptools_entrypoints("telephony")
-    pm.check_pending()
-    return pm
-
-
 def timed_call(pm, number: str) -> tuple[float, dict]:
     """Ring one call; (milliseconds, display)."""
     from plugin.call import Call
@@ -146,6 +133,7 @@ def run() -> dict:
     """All measurements; returns the figures."""
     from emulator import Emulator, generate_org
 
+    from cli.host_cmd import load_host
     from core.runtime import runtime_for, shutdown_all
     from core.settings import save_settings
     from core.store import open_store
@@ -160,7 +148,7 @@ def run() -> dict:
                                   security_token=emu.security_token, login_url=emu.login_url,
                                   ca_bundle=emu.ca_path, contact_fetch="never",
                                   screen_budget_ms=BUDGET_MS))
-        pm = host()
+        pm = load_host()
         timed_call(pm, "+81399990000")  # log in once
         cold = bench_cold(pm, emu, numbers[200:400])
         hanging, statuses = bench_hanging(pm, emu, numbers[400:420])
@@ -219,6 +207,7 @@ def write_docs(section: str) -> None:
 
 
 def main() -> None:
+    """Measure, print the section and, with ``--write-docs``, write it into docs/benchmarks.md."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()

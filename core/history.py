@@ -298,7 +298,7 @@ def refetch_call(store, call_id: str, resolver=None) -> dict:
         return unmatchable
     claim_refetch(store, number.e164)
     resolver = resolver or Resolver(store)
-    display = jobs.live_lookup(resolver, number)
+    display = resolver.lookup(number)  # past the contacts and the no-match cache
     if display.get("status") != "matched":
         jobs.unregister(store, number.e164)
     elif settings.contact_fetch == "never":

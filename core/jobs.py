@@ -138,14 +138,6 @@ def close_incidents(store) -> None:
 # after a call
 # ---------------------------------------------------------------------------------------------
 
-def live_lookup(resolver, number) -> dict:
-    """Ask Salesforce about ``number`` now, past the contacts and the no-match cache.
-
-    :raises core.salesforce.SalesforceError: when Salesforce cannot answer
-    """
-    return resolver.lookup(number)
-
-
 def register_after_call(store, resolver, e164: str, shown: dict | None = None,
                         call_id: str | None = None) -> bool:
     """Register ``e164`` right after its call; True when it got registered.
