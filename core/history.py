@@ -15,7 +15,7 @@ import hashlib
 import re
 from typing import Any
 
-from core.store import now_iso
+from core.store import now_iso, substring_filter
 
 TEXT_MAX = 200            # ids and numbers longer than this are cut: they are garbage anyway
 REFETCH_INTERVAL = 15.0   # seconds between two re-fetches of one number
@@ -240,17 +240,22 @@ def get_call(store, call_id: str) -> dict:
     return dict(zip(CALL_COLUMNS, found))
 
 
-def list_calls(store, limit: int = 50, offset: int = 0) -> list[dict]:
-    """History rows, newest call first."""
+SEARCHED_COLUMNS = ("display_number", "e164", "remote_number", "company", "person", "agent_id")
+
+
+def list_calls(store, limit: int = 50, offset: int = 0, search: str | None = None) -> list[dict]:
+    """History rows, newest call first; ``search`` matches number, names or agent (substring)."""
+    where, params = substring_filter(search, SEARCHED_COLUMNS)
     cursor = store.conn.execute(
-        f"SELECT {', '.join(CALL_COLUMNS)} FROM calls ORDER BY started_at DESC, call_id "
-        "LIMIT ? OFFSET ?", (int(limit), int(offset)))
+        f"SELECT {', '.join(CALL_COLUMNS)} FROM calls{where} ORDER BY started_at DESC, call_id "
+        "LIMIT :limit OFFSET :offset", dict(params, limit=int(limit), offset=int(offset)))
     return [dict(zip(CALL_COLUMNS, found)) for found in cursor.fetchall()]
 
 
-def count_calls(store) -> int:
-    """How many calls the history holds."""
-    return store.conn.execute("SELECT count(*) FROM calls").fetchone()[0]
+def count_calls(store, search: str | None = None) -> int:
+    """How many calls :func:`list_calls` would page through."""
+    where, params = substring_filter(search, SEARCHED_COLUMNS)
+    return store.conn.execute(f"SELECT count(*) FROM calls{where}", params).fetchone()[0]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -62,6 +62,15 @@ class SecretNotDecryptable(StoreError):
 # time helpers
 # ---------------------------------------------------------------------------------------------
 
+def substring_filter(search: str | None, columns: tuple[str, ...]) -> tuple[str, dict]:
+    """A `` WHERE`` clause (and its parameters) matching ``search`` as a substring of any of
+    ``columns`` (constant names), LIKE wildcards in ``search`` taken literally; ("", {}) for none."""
+    if not search:
+        return "", {}
+    pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return " WHERE " + " OR ".join(f"{column} LIKE :p ESCAPE '\\'" for column in columns), {"p": pattern}
+
+
 def now_iso(at: dt.datetime | None = None) -> str:
     """The UTC time ``at`` (default: now) as an ISO-8601 string with microseconds.
 
@@ -402,12 +411,7 @@ class Store:
         return dict(zip(CONTACT_COLUMNS, row)) if row else None
 
     def _contact_filter(self, search: str | None) -> tuple[str, dict]:
-        if not search:
-            return "", {}
-        pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        where = (" WHERE e164 LIKE :p ESCAPE '\\' OR company LIKE :p ESCAPE '\\' "
-                 "OR person LIKE :p ESCAPE '\\'")
-        return where, {"p": pattern}
+        return substring_filter(search, ("e164", "company", "person"))
 
     def list_contacts(self, limit: int = 50, offset: int = 0, search: str | None = None) -> list[dict]:
         """Registered contacts, most recently fetched first; ``search`` matches number, company

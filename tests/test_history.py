@@ -94,6 +94,21 @@ def test_names_come_from_the_registered_contact(store):
     assert [r["call_id"] for r in history.list_calls(store)] == ["c2", "c1", "c0"]
 
 
+@pytest.mark.parametrize("search, expected", [
+    ("人", ["c1", "c0"]), ("+8131234", ["c1", "c0"]), ("%", []), ("_", []), ("\\", []),
+    ("' OR 1=1 --", []), ("", ["c1", "c0"]),
+])
+def test_list_calls_searches_as_a_literal_substring(store, search, expected):
+    from core import history, jobs
+
+    for i in range(2):
+        history.record_call(store, history.call_facts(
+            Call(call_id=f"c{i}", started_at=T0 + dt.timedelta(minutes=i))), _display(status="not_registered"))
+    jobs.register_contact(store, "+81312345678", _display(company="社", person="人", object="Contact"))
+    assert [r["call_id"] for r in history.list_calls(store, search=search)] == expected
+    assert history.count_calls(store, search=search) == len(expected)
+
+
 def test_get_call_raises_call_not_found(store):
     from core import history
 

@@ -11,11 +11,7 @@ from admin.calls import bp
 from admin.calls.forms import CallSearchForm, RefetchForm
 from admin.helpers import page_number, paginate
 from admin.i18n import current_lang
-
-COLUMNS = ("call_id, direction, remote_number, e164, display_number, agent_id, started_at, "
-           "answered, duration_seconds, status, label, company, person, object, record_id, "
-           "record_url")
-
+from core import history as call_history
 
 def status_label(status: str | None) -> str:
     """The screen status in the page's language."""
@@ -29,14 +25,6 @@ def direction_label(direction: str | None) -> str:
     return {"inbound": _("Inbound"), "outbound": _("Outbound")}.get(direction or "", direction or "")
 
 
-def _where(search: str | None) -> tuple[str, dict]:
-    if not search:
-        return "", {}
-    pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    fields = ("display_number", "e164", "remote_number", "company", "person", "agent_id")
-    return " WHERE " + " OR ".join(f"{f} LIKE :p ESCAPE '\\'" for f in fields), {"p": pattern}
-
-
 @bp.route("/")
 @login_required
 def history():
@@ -44,14 +32,10 @@ def history():
     store = get_store()
     form = CallSearchForm(request.args)
     search = form.search_term()
-    where, params = _where(search)
     size = current_app.config["PAGE_SIZE"]
-    total = store.conn.execute(f"SELECT count(*) FROM calls{where}", params).fetchone()[0]
-    pages = paginate(total, page_number(), size)
-    rows = store.db.query(
-        f"SELECT {COLUMNS} FROM calls{where} ORDER BY started_at DESC, call_id "
-        "LIMIT :limit OFFSET :offset", dict(params, limit=size, offset=pages["offset"]))
-    return render_template("calls/history.html", rows=list(rows), pages=pages, form=form,
+    pages = paginate(call_history.count_calls(store, search), page_number(), size)
+    rows = call_history.list_calls(store, limit=size, offset=pages["offset"], search=search)
+    return render_template("calls/history.html", rows=rows, pages=pages, form=form,
                            refetch_form=RefetchForm(), status_label=status_label,
                            direction_label=direction_label)
 
@@ -70,11 +54,9 @@ def _same_site(url: str | None) -> bool:
 
 
 def _refetch(call_id: str) -> None:
-    from core import history
-
     try:
-        result = history.refetch_call(get_store(), call_id)
-    except history.RefetchLocked as exc:
+        result = call_history.refetch_call(get_store(), call_id)
+    except call_history.RefetchLocked as exc:
         flash(_("This number was re-fetched a moment ago. Try again in %(seconds)d seconds.",
                 seconds=max(1, int(getattr(exc, "seconds", 15)))), "error")
     except LookupError:
