@@ -3,37 +3,24 @@
 from __future__ import annotations
 
 import datetime as dt
-import zoneinfo
 
 from flask import g, request, url_for
 
 from admin.i18n import current_lang
-from core.settings import load_settings
+from core.settings import format_local_time, load_settings
 
 
 def localtime(value: str | None, with_seconds: bool = True) -> str:
     """An ISO-8601 UTC timestamp shown in the configured time zone ("2024-05-20 21:49:32")."""
-    if not value:
-        return ""
-    try:
-        at = dt.datetime.fromisoformat(value)
-    except (TypeError, ValueError):
-        return str(value)
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=dt.timezone.utc)
-    at = at.astimezone(admin_zone())
-    return at.strftime("%Y-%m-%d %H:%M:%S" if with_seconds else "%Y-%m-%d %H:%M")
+    return format_local_time(value, admin_zone(), with_seconds)
 
 
 def admin_zone() -> dt.tzinfo:
-    """The time zone the admin configured (Asia/Tokyo by default), read once per request."""
+    """The time zone the admin configured, read once per request."""
     from admin import get_store
 
     if "admin_zone" not in g:
-        try:
-            g.admin_zone = zoneinfo.ZoneInfo(load_settings(get_store()).time_zone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            g.admin_zone = dt.timezone.utc
+        g.admin_zone = load_settings(get_store()).zone()
     return g.admin_zone
 
 

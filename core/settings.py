@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import ipaddress
 import logging
 import math
@@ -68,6 +69,15 @@ class Settings:
     oauth_client_secret: str = dataclasses.field(default="", repr=False)
     oauth_refresh_token: str = dataclasses.field(default="", repr=False)
 
+    def zone(self) -> dt.tzinfo:
+        """The configured time zone; the default one when the stored name is unknown here."""
+        return zone_named(self.time_zone)
+
+    def local_time(self, value: str | dt.datetime | None, with_seconds: bool = True) -> str:
+        """A stored UTC time (ISO-8601 text or datetime) in the configured time zone, as
+        "2024-05-20 21:49:32"; "" for None, the text itself when it is not a time."""
+        return format_local_time(value, self.zone(), with_seconds)
+
     def login_host(self) -> str:
         """The login URL without a trailing slash: ``login_url`` when set, else
         https://test.salesforce.com for a sandbox, else https://login.salesforce.com."""
@@ -98,6 +108,33 @@ class Settings:
 
 FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(Settings)}
 DEFAULTS = Settings()
+
+
+def zone_named(name: str | None) -> dt.tzinfo:
+    """The IANA zone ``name``; the default setting's zone when ``name`` is unknown here."""
+    try:
+        return zoneinfo.ZoneInfo(name or DEFAULTS.time_zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        return zoneinfo.ZoneInfo(DEFAULTS.time_zone)
+
+
+def format_local_time(value: str | dt.datetime | None, zone: dt.tzinfo,
+                      with_seconds: bool = True) -> str:
+    """A UTC time (ISO-8601 text, naive taken as UTC) shown in ``zone``; "" for None, the text
+    itself when it is not a time."""
+    if not value:
+        return ""
+    at = value
+    if isinstance(value, str):
+        try:
+            at = dt.datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    if not isinstance(at, dt.datetime):
+        return str(value)
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=dt.timezone.utc)
+    return at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S" if with_seconds else "%Y-%m-%d %H:%M")
 
 
 # ---------------------------------------------------------------------------------------------
