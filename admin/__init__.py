@@ -85,7 +85,6 @@ def _defaults(home: str) -> dict:
         "LOGIN_FIRST_DELAY_SECONDS": 1.0,
         "LOGIN_MAX_DELAY_SECONDS": 900,
         "PAGE_SIZE": 50,
-        "REFETCH_LOCK_SECONDS": 15,
         "SMTP_TIMEOUT": 10.0,
     }
 
@@ -98,7 +97,7 @@ def _session_key(store: Store) -> str:
 
 
 def _ensure_admin_account(app: Flask, store: Store) -> None:
-    from admin.auth.accounts import ensure_admin
+    from core.accounts import ensure_admin
 
     username = app.config["ADMIN_USERNAME"]
     generated = ensure_admin(store, username, app.config["ADMIN_PASSWORD"],

@@ -8,6 +8,7 @@ would, so the settings shot shows the real success message.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import pathlib
 import sys
@@ -31,25 +32,23 @@ SAMPLE_CALLS = [
 
 def populate(store, now: dt.datetime | None = None) -> None:
     """Fill ``store`` with sample calls, contacts, errors, API usage and a queued alert."""
-    from core import errors
+    from core import errors, history
+    from core.display import Contact
     from core.mail import Outbox
-    from core.store import now_iso
+    from plugin.call import Call
 
     now = now or dt.datetime.now(dt.timezone.utc)
     for i, (ago, direction, display, e164, company, person, obj, status, agent) in enumerate(SAMPLE_CALLS):
         record_id = f"003000000000{i:03d}AAA" if obj else None
         url = (f"https://sample.lightning.force.com/lightning/r/{obj}/{record_id}/view"
                if obj else None)
-        started = now - dt.timedelta(minutes=ago)
-        store.db["calls"].insert({
-            "call_id": f"call-{i}", "direction": direction, "remote_number": display,
-            "e164": e164, "display_number": display, "agent_id": agent,
-            "started_at": now_iso(started), "ended_at": now_iso(started + dt.timedelta(minutes=4)),
-            "answered": 1, "status": status, "company": company, "person": person, "object": obj,
-            "record_id": record_id, "record_url": url, "recorded_at": now_iso(started)})
-        if company:
-            store.upsert_contact(e164, object=obj, record_id=record_id, company=company,
-                                 person=person, record_url=url)
+        contact = Contact(obj, record_id, company, person, url) if company else None
+        call = Call(f"call-{i}", direction, display, agent_id=agent,
+                    started_at=now - dt.timedelta(minutes=ago)).end(answered=True, duration=240)
+        shown = {"number": e164, "status": status, "label": display}
+        history.record_call(store, history.call_facts(call), shown, display, contact)
+        if contact is not None:
+            store.upsert_contact(e164, **dataclasses.asdict(contact))
     for _ in range(3):
         errors.record_failure(store, "salesforce", "lookup", "TIMEOUT",
                               detail="ReadTimeout: read timed out after 10.0 s")

@@ -34,7 +34,8 @@ from simple_salesforce import Salesforce, SalesforceLogin  # noqa: E402
 from simple_salesforce.format import format_soql  # noqa: E402
 
 from core.phone import NumberKind, parse_phone, stored_matches  # noqa: E402
-from core.resolver import MATCHED, OBJECTS, Resolver  # noqa: E402
+from core.display import MATCHED  # noqa: E402
+from core.resolver import OBJECTS, Resolver  # noqa: E402
 from core.settings import save_settings  # noqa: E402
 from core.store import Store  # noqa: E402
 

@@ -1,14 +1,16 @@
 """The `sfcti` command line: one click group; each area adds its commands from its own module."""
 import importlib
-import os
 
 import click
 
+from core.store import DEFAULT_HOME, ENV_HOME, StoreError, home_path
+
 # Each module defines `register(group)`; modules are owned by the area they serve so that
-# areas never edit each other's files. A module that does not exist yet is simply skipped.
+# areas never edit each other's files.
 COMMAND_MODULES = (
     "cli.emulator_cmd",     # sfcti emulator
     "cli.salesforce_cmd",   # sfcti connect / lookup / status
+    "cli.settings_cmd",     # sfcti settings show / set
     "cli.host_cmd",         # sfcti call / history / fetch-contacts / errors / refetch
     "cli.admin_cmd",        # sfcti admin
     "cli.demo_cmd",         # sfcti demo
@@ -25,7 +27,7 @@ class InstanceFolder(click.Path):
         """The absolute path of ``value``, or a usage error."""
         if any(ord(ch) < 32 or ord(ch) == 127 for ch in str(value)):
             self.fail("the path contains control characters", param, ctx)
-        return os.path.abspath(super().convert(value, param, ctx))
+        return str(home_path(super().convert(value, param, ctx)))
 
 
 class Main(click.Group):
@@ -33,8 +35,6 @@ class Main(click.Group):
 
     def invoke(self, ctx):
         """Run the command; a StoreError becomes a one-line error instead of a traceback."""
-        from core.store import StoreError
-
         try:
             return super().invoke(ctx)
         except StoreError as exc:
@@ -42,24 +42,18 @@ class Main(click.Group):
 
 
 @click.group(cls=Main, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--home", envvar="SFCTI_HOME", default="instance", show_default=True,
-              type=InstanceFolder(), help="Instance folder (database, key). Env: SFCTI_HOME.")
+@click.option("--home", envvar=ENV_HOME, default=None, type=InstanceFolder(),
+              help=f"Instance folder (database, key). Env: {ENV_HOME}; default ./{DEFAULT_HOME}.")
 @click.pass_context
 def main(ctx, home):
     """sfcti: Salesforce caller identification for phone systems."""
     ctx.ensure_object(dict)
-    ctx.obj["home"] = home
+    ctx.obj["home"] = str(home_path(home))
 
 
 def _register_all():
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        module.register(main)
+        importlib.import_module(name).register(main)
 
 
 _register_all()

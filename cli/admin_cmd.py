@@ -59,7 +59,7 @@ def reset_password(home: str, username: str) -> str:
     """Set a new generated password for ``username`` (created if missing); returns it."""
     import secrets
 
-    from admin.auth.accounts import set_password
+    from core.accounts import set_password
     from core.store import Store
 
     password = secrets.token_urlsafe(12)

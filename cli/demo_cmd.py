@@ -89,9 +89,7 @@ def connect(store, emu) -> None:
 def forget_old_emulator_contacts(store, emu) -> None:
     """A re-run starts a new emulator on a new port: contacts registered from an earlier run
     would link to a server that is gone, so they are registered again."""
-    with store.transaction() as db:
-        db.execute("DELETE FROM contacts WHERE record_url LIKE 'https://127.0.0.1:%' "
-                   "AND record_url NOT LIKE ?", [emu.login_url + "/%"])
+    store.forget_contacts_linked_elsewhere("https://127.0.0.1:", emu.login_url + "/")
 
 
 def place_calls(calls) -> list[str]:

@@ -90,10 +90,11 @@ def screen_text(direction: str, number: str, display: dict | None) -> str:
 
 
 def _store(ctx):
+    """The instance's store; these commands read an instance, they never create one."""
     from core.store import open_store
 
     os.environ["SFCTI_HOME"] = ctx.obj["home"]
-    return open_store(ctx.obj["home"])
+    return open_store(ctx.obj["home"], create=False)
 
 
 def _table(rows: list[dict], fields: tuple[str, ...]) -> str:
@@ -185,16 +186,21 @@ def register(group: click.Group) -> None:
     @click.pass_context
     def refetch_command(ctx, call_id):
         """Look one call's number up in Salesforce again now (once per 15 s per number)."""
-        from core import history
-        from core.errors import describe_failure, entry_for
+        from cli.salesforce_cmd import echo_failure
+        from core import history, registration
+        from core.errors import report_failure
 
+        store = _store(ctx)
         try:
-            display = history.refetch_call(_store(ctx), call_id)
-        except history.RefetchLocked as exc:
-            raise click.ClickException(f"{exc} ({exc.seconds:.0f} s)") from None
+            display = registration.refetch_call(store, call_id)
+        except registration.RefetchLocked as exc:
+            raise click.ClickException(
+                f"この番号は再取得したばかりです。{exc.seconds:.0f} 秒後にもう一度お試しください。 / "
+                f"{exc} ({exc.seconds:.0f} s)") from None
         except history.CallNotFound as exc:
-            raise click.ClickException(str(exc)) from None
-        except Exception as exc:
-            entry = entry_for(getattr(exc, "code", None) or describe_failure(exc)[0])
-            raise click.ClickException(f"{entry.message_en} {entry.remedy_en}") from None
+            raise click.ClickException(f"この通話は履歴にありません。 / {exc}") from None
+        except Exception as exc:  # Salesforce failing: logged, and said in both languages
+            entry = report_failure(store, "refetch", exc, call_id=call_id)
+            echo_failure(entry.code)
+            ctx.exit(1)
         click.echo(json.dumps(display, ensure_ascii=False))

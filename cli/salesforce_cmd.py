@@ -11,7 +11,6 @@ import json
 
 import click
 
-OPERATION_TEST = "connection_test"
 OPERATION_LOOKUP = "lookup"
 
 
@@ -33,62 +32,31 @@ def echo_failure(code: str, detail: str | None = None, problems: list[str] = ())
     click.echo("\n".join(lines), err=True)
 
 
-def _store(ctx):
+def _store(ctx, create: bool = False):
+    """The instance's store; only commands that set an instance up may ``create`` one."""
     from core.store import open_store
 
-    return open_store(ctx.obj["home"])
+    return open_store(ctx.obj["home"], create=create)
 
 
 # ---------------------------------------------------------------------------------------------
 # sfcti connect
 # ---------------------------------------------------------------------------------------------
 
-def candidate_settings(store, values: dict):
-    """The stored settings with ``values`` applied (validated); raises InvalidSettings."""
-    from core.settings import clean_settings, load_settings
-
-    return dataclasses.replace(load_settings(store), **clean_settings(values))
-
-
-def try_connection(store, settings) -> tuple[object | None, dict | None]:
-    """(connection, None) when login and permission check pass, else (None, failure dict)."""
-    from core import errors
-    from core.salesforce import Connection
-
-    try:
-        connection = Connection(settings, store)
-        problems = connection.check_permissions()
-    except Exception as exc:  # any failure must become a message, never a traceback
-        code, detail = errors.describe_failure(exc, "salesforce")
-        errors.record_failure(store, "salesforce", OPERATION_TEST, exc)
-        return None, {"code": code, "detail": detail, "problems": []}
-    if problems:
-        errors.record_failure(store, "salesforce", OPERATION_TEST, "INSUFFICIENT_ACCESS",
-                              detail="; ".join(problems))
-        return None, {"code": "INSUFFICIENT_ACCESS", "detail": None, "problems": problems}
-    return connection, None
-
-
 def _connect(ctx, values: dict) -> None:
-    from core import errors
-    from core.salesforce import forget_connection
-    from core.settings import InvalidSettings, save_settings
+    from core.salesforce import ConnectionTestFailed, connect_and_save
+    from core.settings import InvalidSettings
 
-    store = _store(ctx)
     try:
-        settings = candidate_settings(store, values)
+        connection = connect_and_save(_store(ctx, create=True), values, keep_blank_secrets=False)
     except InvalidSettings as exc:
         for name, message in sorted(exc.errors.items()):
             click.echo(f"--{name.replace('_', '-')}: {message}", err=True)
         ctx.exit(2)
-    connection, failure = try_connection(store, settings)
-    if failure:
-        echo_failure(failure["code"], failure["detail"], failure["problems"])
+    except ConnectionTestFailed as exc:
+        echo_failure(exc.code, exc.detail, exc.problems)
         click.echo("設定は保存されていません。 / Nothing was saved.", err=True)
         ctx.exit(1)
-    save_settings(store, values, keep_blank_secrets=False)
-    errors.record_recovery(store, "salesforce", OPERATION_TEST)
-    forget_connection(store)
     org = connection.org
     click.echo(f"接続しました / Connected: {org.org_name} ({org.org_id}) as {org.user_name}")
     click.echo(f"  instance: {org.instance_url}")
@@ -102,7 +70,8 @@ def _connect(ctx, values: dict) -> None:
 def lookup_display(store, raw: str) -> tuple[dict, object | None]:
     """(display, exception or None): what the agent's screen would show for ``raw``."""
     from core import errors
-    from core.resolver import UNAVAILABLE, Resolver, display_for
+    from core.display import UNAVAILABLE, display_for
+    from core.resolver import Resolver
 
     resolver = Resolver(store)
     try:

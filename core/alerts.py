@@ -14,16 +14,19 @@ which the admin is looking at on the page.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 import urllib.parse
 
-from core.errors import entry_for
+from core.errors import CONNECTION_TEST, entry_for, open_incident_kinds
 from core.mail import Clock, Outbox, utcnow
 from core.settings import load_settings, recipient_list
 from core.store import now_iso
 
+log = logging.getLogger(__name__)
+
 SILENT_INTEGRATIONS = ("smtp",)
-SILENT_OPERATIONS = ("connection_test",)
+SILENT_OPERATIONS = (CONNECTION_TEST,)
 
 
 class Alerts:
@@ -47,7 +50,7 @@ class Alerts:
         now = self.clock()
         queued = 0
         with self.store.transaction() as db:  # one process decides at a time
-            open_kinds = self._open_kinds(db)
+            open_kinds = open_incident_kinds(self.store, SILENT_INTEGRATIONS, SILENT_OPERATIONS)
             states = {row["kind"]: row for row in db.query("SELECT * FROM alert_state")}
             for kind, incident in open_kinds.items():
                 queued += self._on_open(db, kind, incident, states.get(kind), now, settings, recipients)
@@ -68,17 +71,6 @@ class Alerts:
         return queued, sent, failed
 
     # -- deciding ----------------------------------------------------------------------------
-
-    def _open_kinds(self, db) -> dict[str, dict]:
-        marks = ", ".join("?" for _ in SILENT_INTEGRATIONS)
-        ops = ", ".join("?" for _ in SILENT_OPERATIONS)
-        rows = db.query(
-            "SELECT integration, code, min(first_at) AS first_at, max(last_at) AS last_at, "
-            "sum(count) AS count, max(detail) AS detail FROM error_log WHERE open = 1 "
-            f"AND integration NOT IN ({marks}) AND operation NOT IN ({ops}) "
-            "GROUP BY integration, code", list(SILENT_INTEGRATIONS) + list(SILENT_OPERATIONS),
-        )
-        return {f"{row['integration']}:{row['code']}": row for row in rows}
 
     def _on_open(self, db, kind, incident, state, now, settings, recipients) -> int:
         if state is None or state["recovered_at"]:
@@ -170,7 +162,13 @@ def error_log_link(base_url: str, integration: str, code: str) -> str:
 # -- running it -------------------------------------------------------------------------------
 
 class AlertWorker(threading.Thread):
-    """A daemon thread running :meth:`Alerts.tick` every ``interval`` seconds until stopped."""
+    """The one alert sender: a daemon thread running :meth:`Alerts.tick` every ``interval``
+    seconds until stopped.
+
+    Every host process (core.runtime) and the admin (`sfcti admin`) run one, so alerts go out
+    whichever of them is up. They never send a mail twice: deciding takes the database's write
+    lock, and the outbox claims each mail before sending it.
+    """
 
     def __init__(self, store, interval: float = 60.0, clock: Clock = utcnow):
         super().__init__(name="sfcti-alerts", daemon=True)
@@ -179,9 +177,7 @@ class AlertWorker(threading.Thread):
         self._stop_event = threading.Event()
 
     def run(self) -> None:
-        import logging
-
-        log = logging.getLogger(__name__)
+        """Tick until stopped; a failing tick is logged and the next one comes anyway."""
         while not self._stop_event.is_set():
             try:
                 self.alerts.tick()

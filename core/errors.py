@@ -15,6 +15,7 @@ import dataclasses
 import datetime as dt
 import errno
 import json
+import logging
 import re
 import smtplib
 import socket
@@ -28,6 +29,11 @@ from core.settings import SECRET_FIELDS, load_settings
 from core.store import now_iso
 
 DETAIL_MAX = 2000
+INTEGRATIONS = ("salesforce", "smtp", "plugin")
+CONNECTION_TEST = "connection_test"            # the admin's and `sfcti connect`'s test, never alerted
+SALESFORCE_OPERATIONS = ("lookup", "register", "nightly")   # the plugin's own Salesforce work
+
+log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------------------------------------
 # the catalogue
@@ -542,6 +548,80 @@ def record_failure(store, integration: str, operation: str, exc_or_code: BaseExc
              "message": entry.message_en, "detail": detail, "call_id": call_id},
         )
     return entry
+
+
+def integration_of(exc: BaseException, expected: str = "salesforce") -> str:
+    """Whose failure ``exc`` is: "salesforce" or "smtp" when it came from talking to that
+    integration, else "plugin" (a fault of our own code).
+
+    An exception declares its integration with a class attribute ``integration`` (our Salesforce
+    and OAuth errors do); simple-salesforce and requests failures are Salesforce's, smtplib's are
+    SMTP's; a network, TLS or timeout error belongs to the ``expected`` integration, the one the
+    caller was talking to. The ``__cause__``/``__context__`` chain is searched too.
+    """
+    seen, current = set(), exc
+    while current is not None and id(current) not in seen and len(seen) < 8:
+        seen.add(id(current))
+        declared = getattr(type(current), "integration", None)
+        if declared in INTEGRATIONS:
+            return declared
+        if isinstance(current, (sfx.SalesforceError, requests.RequestException)):
+            return "salesforce"
+        if isinstance(current, smtplib.SMTPException):
+            return "smtp"
+        if isinstance(current, (OSError, ssl.SSLError, TimeoutError)):
+            return expected
+        current = current.__cause__ or current.__context__
+    return "plugin"
+
+
+def report_failure(store, operation: str, exc_or_code: BaseException | str, *,
+                   expected: str = "salesforce", detail: str | None = None,
+                   call_id: str | None = None) -> CatalogueEntry:
+    """The one failure path: log ``exc_or_code`` under the integration it belongs to
+    (:func:`integration_of`; a bare code belongs to ``expected``) and return its catalogue
+    entry. Never raises: when the error log itself cannot be written, that is logged and the
+    entry is still returned."""
+    try:
+        integration = expected if isinstance(exc_or_code, str) else integration_of(exc_or_code, expected)
+        return record_failure(store, integration, operation, exc_or_code, detail, call_id)
+    except Exception:
+        log.exception("cannot write the error log (%s)", operation)
+        try:
+            code = exc_or_code if isinstance(exc_or_code, str) else describe_failure(exc_or_code)[0]
+            return entry_for(normalize_code(code))
+        except Exception:
+            return CATALOGUE["UNKNOWN"]
+
+
+def close_salesforce_incidents(store) -> None:
+    """Salesforce answered the plugin: close its open Salesforce incidents (one cheap read when
+    nothing is open)."""
+    marks = ", ".join("?" for _ in SALESFORCE_OPERATIONS)
+    found = store.conn.execute(
+        f"SELECT 1 FROM error_log WHERE integration = 'salesforce' AND open = 1 AND operation IN ({marks}) "
+        "LIMIT 1", SALESFORCE_OPERATIONS).fetchone()
+    if found:
+        for operation in SALESFORCE_OPERATIONS:
+            record_recovery(store, "salesforce", operation)
+
+
+def open_incident_kinds(store, quiet_integrations: tuple[str, ...] = (),
+                        quiet_operations: tuple[str, ...] = ()) -> dict[str, dict]:
+    """``{"integration:code": incident}`` for every kind of failure with an open incident,
+    leaving out ``quiet_integrations`` and ``quiet_operations``; each incident sums its rows
+    (integration, code, first_at, last_at, count, detail)."""
+    where = "open = 1"
+    if quiet_integrations:
+        where += f" AND integration NOT IN ({', '.join('?' for _ in quiet_integrations)})"
+    if quiet_operations:
+        where += f" AND operation NOT IN ({', '.join('?' for _ in quiet_operations)})"
+    rows = store.db.query(
+        "SELECT integration, code, min(first_at) AS first_at, max(last_at) AS last_at, "
+        f"sum(count) AS count, max(detail) AS detail FROM error_log WHERE {where} "
+        "GROUP BY integration, code", list(quiet_integrations) + list(quiet_operations),
+    )
+    return {f"{row['integration']}:{row['code']}": row for row in rows}
 
 
 def record_recovery(store, integration: str, operation: str | None = None) -> list[dict]:

@@ -3,8 +3,10 @@
 - :func:`call_facts` turns whatever object a host hands over into clean values (never raises);
 - :func:`record_call` inserts the row once (``INSERT OR IGNORE``: a repeated end-of-call event
   changes nothing), taking company and person from the contacts when the number is registered;
-- :func:`fill_names` copies a newly registered contact into every earlier call of that number;
-- :func:`refetch_call` re-resolves one call's number now, at most once per 15 s per number.
+- :func:`fill_names` copies a newly registered contact into every earlier call of that number.
+
+This module owns the ``calls`` table and depends on the store only: deciding when a number is
+registered is core/registration.py's job.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ import hashlib
 import re
 from typing import Any
 
+from core.display import Contact
 from core.store import now_iso, substring_filter
 
 TEXT_MAX = 200            # ids and numbers longer than this are cut: they are garbage anyway
-REFETCH_INTERVAL = 15.0   # seconds between two re-fetches of one number
 DIRECTIONS = ("inbound", "outbound")
 
 CALL_COLUMNS = (
@@ -40,14 +42,6 @@ class CallNotFound(LookupError):
     def __init__(self, call_id: str | None = None):
         super().__init__(self.__doc__)
         self.call_id = call_id
-
-
-class RefetchLocked(Exception):
-    "This number was re-fetched a moment ago; try again in a few seconds."
-
-    def __init__(self, seconds: float):
-        super().__init__(self.__doc__)
-        self.seconds = seconds
 
 
 # ---------------------------------------------------------------------------------------------
@@ -158,17 +152,18 @@ def _synthetic_id(facts: dict) -> str:
 # writing the history
 # ---------------------------------------------------------------------------------------------
 
-def record_call(store, facts: CallFacts, display: dict, number_display: str | None = None) -> dict | None:
+def record_call(store, facts: CallFacts, display: dict, number_display: str | None = None,
+                contact: Contact | None = None, registered_at: str | None = None) -> dict | None:
     """Insert the history row for ``facts`` with the ``display`` shown on the screen.
 
     Returns the new row, or None when the call id was already recorded (nothing changes then).
-    Company and person come from the registered contact, when the number already has one.
+    A number already registered passes its ``contact`` (and when it was ``registered_at``): the
+    row is named from it.
     """
     row = _call_row(facts, display, number_display)
+    if contact is not None:
+        row.update(contact.names(), registered_at=registered_at or now_iso())
     with store.transaction() as db:
-        contact = _contact(db, row["e164"])
-        if contact:
-            row.update(_names(contact))
         cursor = db.execute(
             f"INSERT OR IGNORE INTO calls ({', '.join(CALL_COLUMNS)}) "
             f"VALUES ({', '.join(':' + c for c in CALL_COLUMNS)})", row,
@@ -192,35 +187,28 @@ def _call_row(facts: CallFacts, display: dict, number_display: str | None) -> di
     }
 
 
-def _contact(db, e164: str | None) -> dict | None:
-    if not e164:
-        return None
-    cursor = db.execute(
-        "SELECT company, person, object, record_id, record_url, fetched_at FROM contacts "
-        "WHERE e164 = ?", [e164])
-    found = cursor.fetchone()
-    return dict(zip([d[0] for d in cursor.description], found)) if found else None
-
-
-def _names(contact: dict) -> dict:
-    return {"company": contact.get("company"), "person": contact.get("person"),
-            "object": contact.get("object"), "record_id": contact.get("record_id"),
-            "record_url": contact.get("record_url"),
-            "registered_at": contact.get("fetched_at") or now_iso()}
-
-
-def fill_names(db, e164: str, contact: dict) -> int:
+def fill_names(store, e164: str, contact: Contact, registered_at: str) -> int:
     """Give every call of ``e164`` the registered ``contact``'s names; returns the rows changed.
 
     Run it inside the transaction that registers the contact, so history and contacts never
     disagree.
     """
-    values = dict(_names(contact), e164=e164)
-    return db.execute(
-        "UPDATE calls SET company = :company, person = :person, object = :object, "
-        "record_id = :record_id, record_url = :record_url, registered_at = :registered_at "
-        "WHERE e164 = :e164", values,
-    ).rowcount
+    values = dict(contact.names(), registered_at=registered_at, e164=e164)
+    with store.transaction() as db:
+        return db.execute(
+            "UPDATE calls SET company = :company, person = :person, object = :object, "
+            "record_id = :record_id, record_url = :record_url, registered_at = :registered_at "
+            "WHERE e164 = :e164", values,
+        ).rowcount
+
+
+def name_call(store, call_id: str, contact: Contact) -> None:
+    """Give one call the names of ``contact`` without registering it (mode "never")."""
+    with store.transaction() as db:
+        db.execute(
+            "UPDATE calls SET company = :company, person = :person, object = :object, "
+            "record_id = :record_id, record_url = :record_url WHERE call_id = :call_id",
+            dict(contact.names(), call_id=call_id))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,71 +240,14 @@ def list_calls(store, limit: int = 50, offset: int = 0, search: str | None = Non
     return [dict(zip(CALL_COLUMNS, found)) for found in cursor.fetchall()]
 
 
+def numbers_called(store, start: str, end: str) -> list[str]:
+    """The distinct E.164 numbers of calls started from ``start`` until before ``end`` (ISO)."""
+    return [r[0] for r in store.conn.execute(
+        "SELECT DISTINCT e164 FROM calls WHERE started_at >= ? AND started_at < ? "
+        "AND e164 IS NOT NULL", [start, end])]
+
+
 def count_calls(store, search: str | None = None) -> int:
     """How many calls :func:`list_calls` would page through."""
     where, params = substring_filter(search, SEARCHED_COLUMNS)
     return store.conn.execute(f"SELECT count(*) FROM calls{where}", params).fetchone()[0]
-
-
-# ---------------------------------------------------------------------------------------------
-# re-fetch
-# ---------------------------------------------------------------------------------------------
-
-def claim_refetch(store, e164: str, interval: float = REFETCH_INTERVAL,
-                  now: dt.datetime | None = None) -> None:
-    """Take the right to re-fetch ``e164`` now (shared by every process of the instance).
-
-    :raises RefetchLocked: when the number was re-fetched less than ``interval`` seconds ago
-    """
-    now = now or dt.datetime.now(dt.timezone.utc)
-    with store.transaction() as db:
-        found = db.execute("SELECT at FROM refetch_locks WHERE e164 = ?", [e164]).fetchone()
-        if found:
-            waited = (now - dt.datetime.fromisoformat(found[0])).total_seconds()
-            if 0 <= waited < interval:
-                raise RefetchLocked(interval - waited)
-        db.execute("INSERT OR REPLACE INTO refetch_locks (e164, at) VALUES (?, ?)",
-                   [e164, now_iso(now)])
-
-
-def refetch_call(store, call_id: str, resolver=None) -> dict:
-    """Re-resolve the number of one recorded call against Salesforce now; returns the display.
-
-    A match is registered (and named in every call of that number) unless ``contact_fetch`` is
-    "never", in which case only this call's row gets the names. A number Salesforce no longer
-    matches loses its registered contact.
-
-    :raises CallNotFound: when the call is not in the history
-    :raises RefetchLocked: when the number was re-fetched less than 15 seconds ago
-    :raises core.salesforce.SalesforceError: when Salesforce cannot answer
-    """
-    from core import jobs
-    from core.phone import parse_phone
-    from core.resolver import Resolver, unmatchable_display
-    from core.settings import load_settings
-
-    row = get_call(store, call_id)
-    settings = load_settings(store)
-    number = parse_phone(row["remote_number"], settings.default_region)
-    unmatchable = unmatchable_display(number)
-    if unmatchable is not None:
-        return unmatchable
-    claim_refetch(store, number.e164)
-    resolver = resolver or Resolver(store)
-    display = resolver.lookup(number)  # past the contacts and the no-match cache
-    if display.get("status") != "matched":
-        jobs.unregister(store, number.e164)
-    elif settings.contact_fetch == "never":
-        _name_one_call(store, call_id, display)
-    else:
-        jobs.register_contact(store, number.e164, display, resolver)
-    return display
-
-
-def _name_one_call(store, call_id: str, display: dict) -> None:
-    with store.transaction() as db:
-        db.execute(
-            "UPDATE calls SET company = ?, person = ?, object = ?, record_id = ?, record_url = ? "
-            "WHERE call_id = ?",
-            [display.get("company"), display.get("person"), display.get("object"),
-             display.get("record_id"), display.get("record_url"), call_id])

@@ -1,15 +1,12 @@
-"""Contact registration: after each call, in a nightly run, or never (setting ``contact_fetch``).
+"""The jobs that run on a clock: the nightly contact registration, its lease and its scheduler.
 
-Every number waiting for registration is a row of ``registration_queue`` (queued in the same
-transaction that records its call). A number leaves the queue in the transaction that registers
-it (contacts + history names) or that finds it matches nothing, so a run killed at any point
-loses nothing and repeats nothing already done.
-
-The nightly run (:func:`register_contacts_for_day`) is guarded by a lease row in ``job_runs``:
-when several host processes share an instance folder, one runs it. A holder killed mid-run loses
-its lease at once on the same machine (its pid is gone) or when the lease expires elsewhere.
-:class:`JobScheduler` fires it with APScheduler at ``nightly_time`` in ``time_zone`` and catches
-up a run missed while everything was down.
+The nightly run (:func:`register_contacts_for_day`) is guarded by a lease row in ``job_runs``
+(this module's table): when several host processes share an instance folder, one runs it. A
+holder killed mid-run loses its lease at once on the same machine (its pid is gone) or when the
+lease expires elsewhere. The work itself, queueing a day's numbers and working through the
+queue, is core/registration.py's. :class:`JobScheduler` fires the run with APScheduler at
+``nightly_time`` in ``time_zone`` and catches up a run missed while everything was down; in
+after-call mode it retries the numbers still queued.
 """
 
 from __future__ import annotations
@@ -20,164 +17,18 @@ import logging
 import os
 import socket
 import uuid
-import zoneinfo
-from typing import Callable, Iterable
+from typing import Callable
 
-from core import history
-from core.errors import record_failure, record_recovery
+from core import errors, registration
+from core.resolver import Resolver
+from core.settings import DEFAULTS, load_settings
 from core.store import now_iso
 
 log = logging.getLogger(__name__)
 
-NIGHTLY = "nightly"
-AFTER_CALL = "after_call"
+NIGHTLY = "nightly"        # the nightly run: its lease, and its operation in the error log
+RETRY = "after_call"       # the after-call mode's retry of numbers still queued: its lease
 LEASE_SECONDS = 120.0
-BATCH_SIZE = 100
-OPERATIONS = ("lookup", "register", "nightly")   # the error-log operations of the plugin
-
-
-# ---------------------------------------------------------------------------------------------
-# the queue
-# ---------------------------------------------------------------------------------------------
-
-def local_day(at: dt.datetime, time_zone: str) -> str:
-    """The calendar day (YYYY-MM-DD) of ``at`` in ``time_zone``."""
-    return at.astimezone(_zone(time_zone)).date().isoformat()
-
-
-def _zone(name: str) -> dt.tzinfo:
-    try:
-        return zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return zoneinfo.ZoneInfo("Asia/Tokyo")
-
-
-def queue_number(db, e164: str, day: str) -> None:
-    """Put ``e164`` in the registration queue for ``day`` (kept as is when already waiting)."""
-    db.execute("INSERT OR IGNORE INTO registration_queue (e164, day, queued_at, attempts) "
-               "VALUES (?, ?, ?, 0)", [e164, day, now_iso()])
-
-
-def queued_numbers(store, up_to_day: str | None = None, limit: int = BATCH_SIZE,
-                   after: str = "", queued_before: str | None = None) -> list[str]:
-    """Waiting numbers in E.164 order, after ``after``; only days up to ``up_to_day`` and only
-    rows queued before ``queued_before`` (ISO time) when given."""
-    sql = "SELECT e164 FROM registration_queue WHERE e164 > ?"
-    params: list = [after]
-    if up_to_day:
-        sql += " AND day <= ?"
-        params.append(up_to_day)
-    if queued_before:
-        sql += " AND queued_at < ?"
-        params.append(queued_before)
-    sql += " ORDER BY e164 LIMIT ?"
-    return [r[0] for r in store.conn.execute(sql, params + [int(limit)])]
-
-
-def queue_size(store) -> int:
-    """How many numbers wait for registration."""
-    return store.conn.execute("SELECT count(*) FROM registration_queue").fetchone()[0]
-
-
-def register_contact(store, e164: str, display: dict, resolver=None) -> None:
-    """Register a matched ``display`` as the contact of ``e164`` and name its calls, in one
-    transaction that also takes the number out of the queue. With a ``resolver``, its
-    ``register`` stores the contact (it knows the record's LastModifiedDate)."""
-    display = dict(display, number=e164)
-    with store.transaction() as db:
-        contact = resolver.register(display) if resolver is not None else None
-        if contact is None:
-            contact = store.upsert_contact(
-                e164, object=display.get("object"), record_id=display.get("record_id"),
-                company=display.get("company"), person=display.get("person"),
-                record_url=display.get("record_url"))
-        history.fill_names(db, e164, contact)
-        db.execute("DELETE FROM registration_queue WHERE e164 = ?", [e164])
-
-
-def unregister(store, e164: str) -> None:
-    """``e164`` matches nothing (any more): forget its contact and take it out of the queue."""
-    with store.transaction() as db:
-        db.execute("DELETE FROM contacts WHERE e164 = ?", [e164])
-        db.execute("DELETE FROM registration_queue WHERE e164 = ?", [e164])
-
-
-def _note_failure(store, numbers: Iterable[str], exc: BaseException) -> None:
-    text = f"{type(exc).__name__}: {getattr(exc, 'code', '')}"[:200]
-    with store.transaction() as db:
-        db.conn.executemany(
-            "UPDATE registration_queue SET attempts = attempts + 1, last_error = ? WHERE e164 = ?",
-            [(text, n) for n in numbers])
-
-
-def _settle(store, displays: dict[str, dict], resolver=None) -> int:
-    """Register each matched number, drop the unmatched ones, keep the undecided queued;
-    returns how many were registered."""
-    registered = 0
-    for e164, display in displays.items():
-        if (display or {}).get("status") == "matched":
-            register_contact(store, e164, display, resolver)
-            registered += 1
-        elif (display or {}).get("status") == "not_registered":
-            unregister(store, e164)
-    return registered
-
-
-def close_incidents(store) -> None:
-    """Salesforce answered: close the plugin's open Salesforce incidents (one cheap read when
-    nothing is open)."""
-    found = store.conn.execute(
-        "SELECT 1 FROM error_log WHERE integration = 'salesforce' AND open = 1 AND operation IN "
-        f"({', '.join('?' * len(OPERATIONS))}) LIMIT 1", OPERATIONS).fetchone()
-    if found:
-        for operation in OPERATIONS:
-            record_recovery(store, "salesforce", operation)
-
-
-# ---------------------------------------------------------------------------------------------
-# after a call
-# ---------------------------------------------------------------------------------------------
-
-def register_after_call(store, resolver, e164: str, shown: dict | None = None,
-                        call_id: str | None = None) -> bool:
-    """Register ``e164`` right after its call; True when it got registered.
-
-    The display shown on the screen is reused when it came from a live match (no API call);
-    otherwise Salesforce is asked. A failure is logged and the number stays queued for a retry.
-    """
-    try:
-        display = shown if (shown or {}).get("status") in ("matched", "not_registered") \
-            else resolver.resolve(e164)
-    except Exception as exc:
-        record_failure(store, "salesforce", "register", exc, call_id=call_id)
-        _note_failure(store, [e164], exc)
-        return False
-    close_incidents(store)
-    return _settle(store, {e164: display}, resolver) == 1
-
-
-def register_pending(store, resolver, batch_size: int = BATCH_SIZE, min_age: float = 0.0) -> int:
-    """Register every queued number (retries after a failure, catch-up after a crash) through
-    ``resolve_many``; returns how many got registered. Stops at the first Salesforce failure.
-
-    ``min_age`` (seconds) leaves alone numbers queued so recently that their own after-call
-    registration is probably still running.
-    """
-    done, after = 0, ""
-    before = now_iso(dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=min_age))
-    while True:
-        numbers = queued_numbers(store, limit=batch_size, after=after, queued_before=before)
-        if not numbers:
-            return done
-        try:
-            displays = resolver.resolve_many(numbers)
-        except Exception as exc:
-            record_failure(store, "salesforce", "register", exc)
-            _note_failure(store, numbers, exc)
-            return done
-        close_incidents(store)
-        done += _settle(store, {n: displays.get(n) for n in numbers}, resolver)
-        after = numbers[-1]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -263,22 +114,12 @@ class RunReport:
         return dataclasses.asdict(self)
 
 
-def _start_run(store, day: str, time_zone: str) -> None:
+def _start_run(store, day: str, settings) -> None:
     """Mark the run of ``day`` started and queue that day's unregistered numbers, atomically."""
-    start, end = _day_bounds(day, time_zone)
     with store.transaction() as db:
         db.execute("UPDATE job_runs SET day = ?, started_at = ?, finished_at = NULL WHERE job = ?",
                    [day, now_iso(), NIGHTLY])
-        db.execute(
-            "INSERT OR IGNORE INTO registration_queue (e164, day, queued_at, attempts) "
-            "SELECT DISTINCT e164, ?, ?, 0 FROM calls WHERE started_at >= ? AND started_at < ? "
-            "AND e164 IS NOT NULL AND e164 NOT IN (SELECT e164 FROM contacts)",
-            [day, now_iso(), start, end])
-
-
-def _day_bounds(day: str, time_zone: str) -> tuple[str, str]:
-    first = dt.datetime.combine(dt.date.fromisoformat(day), dt.time(), tzinfo=_zone(time_zone))
-    return now_iso(first), now_iso(first + dt.timedelta(days=1))
+        registration.queue_numbers_called(store, day, settings)
 
 
 def _finish_run(store, day: str) -> None:
@@ -294,8 +135,8 @@ def _renew(store, holder: str) -> None:
                    [until, NIGHTLY, holder])
 
 
-def register_contacts_for_day(store, day: str | None = None, resolver=None, force: bool = False,
-                              batch_size: int = BATCH_SIZE,
+def register_contacts_for_day(store, day: str | None = None, resolver: Resolver | None = None,
+                              force: bool = False, batch_size: int = registration.BATCH_SIZE,
                               progress: Callable[[RunReport], None] | None = None) -> RunReport:
     """Register every unregistered number called on ``day`` (local date, default today) and any
     other number still waiting in the queue, through ``resolve_many``; the nightly job.
@@ -305,11 +146,9 @@ def register_contacts_for_day(store, day: str | None = None, resolver=None, forc
     ``progress`` is called after each batch. Salesforce failures are logged, stop the run and
     leave the rest queued (the run stays unfinished, so it is caught up later).
     """
-    from core.settings import load_settings
-
     settings = load_settings(store)
-    day = day or local_day(dt.datetime.now(dt.timezone.utc), settings.time_zone)
-    if settings.contact_fetch == "never":
+    day = day or settings.local_day(dt.datetime.now(dt.timezone.utc))
+    if not registration.queues_numbers(settings):
         return RunReport(day, skipped="never")
     holder = new_holder()
     before = acquire_lease(store, NIGHTLY, holder)
@@ -328,41 +167,22 @@ def _run(store, day, before, holder, settings, resolver, force, batch_size, prog
         report.skipped = "already done"
         return report
     if not report.resumed:
-        _start_run(store, day, settings.time_zone)
-    if resolver is None:
-        from core.resolver import Resolver
-        resolver = Resolver(store)
-    report.queued = queue_size(store)
-    if _process_queue(store, day, holder, resolver, report, batch_size, progress):
-        _finish_run(store, day)
-    return report
+        _start_run(store, day, settings)
+    report.queued = registration.queue_size(store)
 
-
-def _process_queue(store, day, holder, resolver, report, batch_size, progress) -> bool:
-    """Work through the queue in batches; False when a Salesforce failure stopped it."""
-    after = ""
-    while True:
-        # everything queued, not only ``day``'s: a catch-up run also takes later days' numbers
-        numbers = queued_numbers(store, limit=batch_size, after=after)
-        if not numbers:
-            return True
-        try:
-            displays = resolver.resolve_many(numbers)
-        except Exception as exc:
-            entry = record_failure(store, "salesforce", "nightly", exc)
-            _note_failure(store, numbers, exc)
-            report.failed = entry.code
-            return False
-        close_incidents(store)
-        report.api_calls += 1
-        done = _settle(store, {n: displays.get(n) for n in numbers}, resolver)
-        report.registered += done
-        report.unmatched += sum(1 for n in numbers if (displays.get(n) or {}).get("status")
-                                == "not_registered")
-        after = numbers[-1]
+    def after_batch(done: registration.Drained) -> None:
+        report.registered, report.unmatched, report.api_calls = done.registered, done.unmatched, done.batches
         _renew(store, holder)
         if progress:
             progress(report)
+
+    # everything queued, not only ``day``'s: a catch-up run also takes later days' numbers
+    done = registration.drain_queue(store, resolver or Resolver(store), NIGHTLY, batch_size,
+                                    after_batch=after_batch)
+    report.failed = done.failed
+    if done.failed is None:
+        _finish_run(store, day)
+    return report
 
 
 # ---------------------------------------------------------------------------------------------
@@ -370,16 +190,18 @@ def _process_queue(store, day, holder, resolver, report, batch_size, progress) -
 # ---------------------------------------------------------------------------------------------
 
 def _nightly_clock(settings) -> tuple[int, int]:
-    try:
-        hour, minute = (int(p) for p in settings.nightly_time.split(":"))
-        return hour, minute
-    except (ValueError, AttributeError):
-        return 22, 0
+    for text in (settings.nightly_time, DEFAULTS.nightly_time):
+        try:
+            hour, minute = (int(p) for p in text.split(":"))
+            return hour, minute
+        except (ValueError, AttributeError):
+            continue
+    raise AssertionError("the default nightly_time is HH:MM")
 
 
 def last_scheduled_day(settings, now: dt.datetime | None = None) -> str:
     """The local day of the most recent scheduled nightly time at or before ``now``."""
-    zone = _zone(settings.time_zone)
+    zone = settings.zone()
     local = (now or dt.datetime.now(dt.timezone.utc)).astimezone(zone)
     hour, minute = _nightly_clock(settings)
     scheduled = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
@@ -399,22 +221,16 @@ def missed_day(store, settings, now: dt.datetime | None = None) -> str | None:
     return day
 
 
-def catch_up(store, resolver=None, now: dt.datetime | None = None) -> RunReport | None:
-    """Run the nightly job for a missed (or interrupted) day; None when nothing was missed."""
-    from core.settings import load_settings
-
+def catch_up(store, resolver: Resolver | None = None, now: dt.datetime | None = None) -> RunReport | None:
+    """Run the nightly job for a missed (or interrupted) day, today's included once its time has
+    come; None when nothing was missed. The scheduler's nightly job."""
     settings = load_settings(store)
-    if settings.contact_fetch != NIGHTLY:
+    if not registration.runs_nightly(settings):
         return None
     day = missed_day(store, settings, now)
     if day is None:
         return None
     return register_contacts_for_day(store, day, resolver=resolver)
-
-
-def run_scheduled(store, resolver=None) -> RunReport | None:
-    """The scheduler's nightly job: today's run (or a missed day's, when it is still open)."""
-    return catch_up(store, resolver)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -424,13 +240,12 @@ def run_scheduled(store, resolver=None) -> RunReport | None:
 class JobScheduler:
     """APScheduler in a daemon thread: the nightly run at ``nightly_time`` (``time_zone``), a
     catch-up check every few minutes (a run missed, or left by a crashed process), and in
-    after-call mode a retry of numbers still queued."""
+    after-call mode a retry of numbers still queued. Nothing is scheduled in mode "never"."""
 
     CHECK_MINUTES = 5
     RETRY_SECONDS = 60
-    ALERT_SECONDS = 60
 
-    def __init__(self, store, resolver_factory: Callable[[], object]):
+    def __init__(self, store, resolver_factory: Callable[[], Resolver]):
         self.store = store
         self._resolver = resolver_factory
         self._scheduler = None
@@ -443,20 +258,26 @@ class JobScheduler:
             return
         self._key = key
         self.stop()
-        if settings.contact_fetch == "never":
-            return
-        self._scheduler = self._build(settings)
-        self._scheduler.start()
+        if registration.queues_numbers(settings):
+            self._scheduler = self._build(settings)
+            self._scheduler.start()
+
+    def scheduled(self) -> dict[str, str]:
+        """``{job id: its trigger, as APScheduler describes it}`` of the jobs scheduled now."""
+        if self._scheduler is None:
+            return {}
+        return {job.id: str(job.trigger) for job in self._scheduler.get_jobs()}
 
     def _build(self, settings):
+        # APScheduler is imported only by processes that schedule: a one-shot host never does
         from apscheduler.schedulers.background import BackgroundScheduler
         from apscheduler.triggers.cron import CronTrigger
         from apscheduler.triggers.interval import IntervalTrigger
 
-        zone = _zone(settings.time_zone)
+        zone = settings.zone()
         scheduler = BackgroundScheduler(timezone=zone, daemon=True)
         common = dict(coalesce=True, max_instances=1, misfire_grace_time=3600, replace_existing=True)
-        if settings.contact_fetch == NIGHTLY:
+        if registration.runs_nightly(settings):
             hour, minute = _nightly_clock(settings)
             scheduler.add_job(self._nightly, CronTrigger(hour=hour, minute=minute, timezone=zone),
                               id="nightly", **common)
@@ -466,37 +287,25 @@ class JobScheduler:
         else:
             scheduler.add_job(self._retry, IntervalTrigger(seconds=self.RETRY_SECONDS),
                               id="retry", next_run_time=dt.datetime.now(zone), **common)
-        # alert mails must go out from a host even when no admin process is running
-        scheduler.add_job(self._alerts, IntervalTrigger(seconds=self.ALERT_SECONDS), id="alerts", **common)
         return scheduler
-
-    def _alerts(self) -> None:
-        from core.alerts import Alerts
-
-        try:
-            Alerts(self.store).tick()
-        except Exception:  # the scheduler thread must live on; SMTP failures are logged by the outbox
-            log.exception("sending alert mails failed")
 
     def _nightly(self) -> None:
         try:
-            run_scheduled(self.store, self._resolver())
+            catch_up(self.store, self._resolver())
         except Exception as exc:  # the scheduler thread must live on
-            log.exception("nightly contact registration failed")
-            _safe_record(self.store, "nightly", exc)
+            errors.report_failure(self.store, NIGHTLY, exc)
 
     def _retry(self) -> None:
         holder = new_holder()
         try:
-            if acquire_lease(self.store, AFTER_CALL, holder, seconds=300) is None:
+            if acquire_lease(self.store, RETRY, holder, seconds=300) is None:
                 return
             try:
-                register_pending(self.store, self._resolver(), min_age=30.0)
+                registration.drain_queue(self.store, self._resolver(), "register", min_age=30.0)
             finally:
-                release_lease(self.store, AFTER_CALL, holder)
-        except Exception as exc:
-            log.exception("retrying contact registration failed")
-            _safe_record(self.store, "register", exc)
+                release_lease(self.store, RETRY, holder)
+        except Exception as exc:  # the scheduler thread must live on
+            errors.report_failure(self.store, "register", exc)
 
     def stop(self) -> None:
         """Stop the scheduler thread (a running job finishes in the background)."""
@@ -506,10 +315,3 @@ class JobScheduler:
             except Exception:
                 log.debug("scheduler already stopped", exc_info=True)
             self._scheduler = None
-
-
-def _safe_record(store, operation: str, exc: BaseException) -> None:
-    try:
-        record_failure(store, "plugin", operation, exc)
-    except Exception:
-        log.exception("cannot write the error log")

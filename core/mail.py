@@ -21,6 +21,8 @@ import ssl
 from email.message import EmailMessage
 from typing import Callable
 
+from core import errors
+from core.settings import load_settings, recipient_list
 from core.store import now_iso
 
 CLAIM_SECONDS = 120          # a sender has this long before another process may retry its mail
@@ -37,6 +39,8 @@ def utcnow() -> dt.datetime:
 
 class MailNotConfigured(Exception):
     "Alert e-mail is not configured: set recipients and an SMTP host."
+
+    integration = "smtp"
 
 
 def build_message(sender: str, recipients: list[str], subject: str, body: str,
@@ -97,8 +101,6 @@ def send_test_message(settings, timeout: float = 10.0) -> None:
 
     :raises MailNotConfigured: when recipients or the SMTP host are missing
     """
-    from core.settings import recipient_list
-
     recipients = recipient_list(settings.alert_recipients)
     if not recipients:
         raise MailNotConfigured(MailNotConfigured.__doc__)
@@ -128,6 +130,10 @@ class Outbox:
             )
             return cursor.lastrowid
 
+    def waiting_count(self) -> int:
+        """How many mails are not sent yet."""
+        return self.store.conn.execute("SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetchone()[0]
+
     def pending(self) -> list[dict]:
         """Mails not sent yet, oldest first."""
         return list(self.store.db.query(
@@ -136,9 +142,6 @@ class Outbox:
     def flush(self, settings=None) -> tuple[int, int]:
         """Send every due mail; returns (sent, failed). Stops at the first failure, since the
         server is then down for the rest too; failures are logged as SMTP errors."""
-        from core import errors
-        from core.settings import load_settings
-
         settings = settings or load_settings(self.store)
         sent = 0
         while (row := self._claim_next()) is not None:
@@ -146,7 +149,7 @@ class Outbox:
                 send_message(settings, self._message(settings, row), self.timeout)
             except Exception as exc:
                 self._postpone(row, exc)
-                errors.record_failure(self.store, "smtp", "send_alert", exc)
+                errors.report_failure(self.store, "send_alert", exc, expected="smtp")
                 return sent, 1
             self._mark_sent(row)
             sent += 1
@@ -170,23 +173,19 @@ class Outbox:
         return dict(zip(keys, row))
 
     def _message(self, settings, row: dict) -> EmailMessage:
-        from core.settings import recipient_list
-
         # a stable Message-ID per queued mail lets mail clients fold a rare duplicate
         message_id = f"<sfcti-alert-{row['id']}-{row['created_at'][:19].replace(':', '')}@{_domain(sender_of(settings))}>"
         return build_message(sender_of(settings), recipient_list(row["recipients"]),
                              row["subject"], row["body"], message_id)
 
     def _postpone(self, row: dict, exc: Exception) -> None:
-        from core.errors import describe_failure
-
         attempts = row["attempts"] + 1
         delay = min(BACKOFF_FIRST_SECONDS * 2 ** (attempts - 1), BACKOFF_MAX_SECONDS)
         retry_at = now_iso(self.clock() + dt.timedelta(seconds=delay))
         with self.store.transaction() as db:
             db.execute(
                 "UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
-                [attempts, retry_at, describe_failure(exc, "smtp")[1][:500], row["id"]],
+                [attempts, retry_at, errors.describe_failure(exc, "smtp")[1][:500], row["id"]],
             )
 
     def _mark_sent(self, row: dict) -> None:

@@ -39,6 +39,7 @@ class OAuthError(Exception):
     "Salesforce refused the OAuth request."
 
     code = "OAUTH_ERROR"
+    integration = "salesforce"
 
     def __init__(self, error: str = "", description: str = "", code: str | None = None):
         self.error, self.description = error, description

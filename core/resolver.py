@@ -15,21 +15,18 @@ SOQL is built only with ``simple_salesforce.format_soql`` on the constant statem
 
 from __future__ import annotations
 
+import dataclasses
 import threading
-import time
 from collections import OrderedDict
 from typing import Callable, Iterable
 
 from simple_salesforce.format import format_soql, quote_soql_value
 
+from core.display import MATCHED, NOT_REGISTERED, Contact, display_for, unmatchable_display
 from core.phone import NumberKind, PhoneNumber, parse_phone, stored_matches, stored_variants
 from core.salesforce import Connection, connection_for, raise_for_subresponse
 from core.settings import Settings, load_settings
 
-MATCHED, NOT_REGISTERED, WITHHELD, UNAVAILABLE = "matched", "not_registered", "withheld", "unavailable"
-DISPLAY_KEYS = ("status", "label", "company", "person", "object", "record_id", "record_url", "number")
-NOT_REGISTERED_MARK = "未登録"
-WITHHELD_LABEL = "非通知"
 OBJECTS = ("Contact", "Account", "Lead")   # priority order (DESIGN §3.1)
 
 # Salesforce limits that shape the queries (reference/salesforce-wire.md §3.1, §2.9).
@@ -41,47 +38,7 @@ LIVE_LIMIT = 200                  # rows per object for one live lookup (newest 
 BATCH_NUMBERS_PER_CALL = 100      # the nightly run's budget: one call per 100 numbers...
 BATCH_MIN_CALLS = 3               # ...but never fewer than this (one per object tier)
 SMALL_BATCH = 60                  # up to this many numbers may fit in one composite request
-SETTINGS_TTL_SECONDS = 5.0        # how long resolve() trusts its copy of the settings
 RECENT_MAX = 10_000               # LastModifiedDate of recent matches, kept for register()
-
-
-# ---------------------------------------------------------------------------------------------
-# the display
-# ---------------------------------------------------------------------------------------------
-
-def display_for(number: PhoneNumber, status: str, record: dict | None = None) -> dict:
-    """The DESIGN §2 display dict (every key present) for ``number`` in ``status``.
-
-    ``record`` has the shape of a registered contact (object, record_id, company, person,
-    record_url); it is used only when ``status`` is "matched".
-    """
-    record = record if status == MATCHED and record else {}
-    display = {key: None for key in DISPLAY_KEYS}
-    display.update(status=status, number=number.e164, object=record.get("object"),
-                   record_id=record.get("record_id"), company=record.get("company"),
-                   person=record.get("person"), record_url=record.get("record_url"))
-    display["label"] = _label(number, status, display)
-    return display
-
-
-def _label(number: PhoneNumber, status: str, display: dict) -> str:
-    if status == WITHHELD:
-        return WITHHELD_LABEL
-    if status == MATCHED:
-        names = " / ".join(n for n in (display["company"], display["person"]) if n)
-        return names or number.display
-    if status == NOT_REGISTERED:
-        return f"{number.display} {NOT_REGISTERED_MARK}".strip()
-    return number.display
-
-
-def unmatchable_display(number: PhoneNumber) -> dict | None:
-    """The display of a number no lookup can match (withheld, empty, invalid), else None."""
-    if number.kind in (NumberKind.WITHHELD, NumberKind.EMPTY):
-        return display_for(number, WITHHELD)
-    if number.kind != NumberKind.VALID:
-        return display_for(number, NOT_REGISTERED)
-    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -168,12 +125,12 @@ def pick(candidates: dict[str, list[dict]], number: PhoneNumber) -> tuple[str, d
     return None
 
 
-def contact_row(object_name: str, record: dict, record_url: str) -> dict:
-    """A matched record in the shape of a registered contact (company/person by DESIGN §3.4)."""
+def contact_of(object_name: str, record: dict, record_url: str) -> Contact:
+    """A matched Salesforce record as a contact (company/person by DESIGN §3.4)."""
     company, person = _names(object_name, record)
-    return {"object": object_name, "record_id": record.get("Id"), "company": company,
-            "person": person, "record_url": record_url,
-            "last_modified": record.get("LastModifiedDate")}
+    return Contact(object=object_name, record_id=record.get("Id"), company=company,
+                   person=person, record_url=record_url,
+                   last_modified=record.get("LastModifiedDate"))
 
 
 def _names(object_name: str, record: dict) -> tuple[str | None, str | None]:
@@ -200,8 +157,6 @@ class Resolver:
     def __init__(self, store, connection_factory: Callable[..., Connection] = connection_for):
         self.store = store
         self.connection_factory = connection_factory
-        self._settings: Settings | None = None
-        self._settings_at = 0.0
         self._recent: OrderedDict[str, str | None] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -209,11 +164,8 @@ class Resolver:
 
     @property
     def settings(self) -> Settings:
-        """The store's settings, re-read at most every few seconds (hot path)."""
-        now = time.monotonic()
-        if self._settings is None or now - self._settings_at > SETTINGS_TTL_SECONDS:
-            self._settings, self._settings_at = load_settings(self.store), now
-        return self._settings
+        """The store's current settings (cached by core.settings, hot path)."""
+        return load_settings(self.store)
 
     def parse(self, raw: str | None) -> PhoneNumber:
         """``raw`` parsed with the configured default region (never raises)."""
@@ -278,9 +230,9 @@ class Resolver:
                 self.store.remember_no_match(number.e164, self.settings.no_match_ttl_seconds)
             return display_for(number, NOT_REGISTERED)
         object_name, record = winner
-        row = contact_row(object_name, record, connection.record_url(object_name, record["Id"]))
-        self._remember_modified(number.e164, row["last_modified"])
-        return display_for(number, MATCHED, row)
+        contact = contact_of(object_name, record, connection.record_url(object_name, record["Id"]))
+        self._remember_modified(number.e164, contact.last_modified)
+        return display_for(number, MATCHED, contact)
 
     def _remember_modified(self, e164: str, last_modified: str | None) -> None:
         with self._lock:
@@ -291,17 +243,23 @@ class Resolver:
 
     # -- registration ----------------------------------------------------------------------------
 
-    def register(self, display: dict) -> dict | None:
-        """Register a matched display as a local contact (the plugin calls this when the
-        registration setting says so); returns the stored row, or None when not matched."""
+    def contact_for(self, display: dict) -> Contact | None:
+        """The contact a matched ``display`` names, with the record's LastModifiedDate when this
+        resolver found it; None when the display is not a match."""
         if not display or display.get("status") != MATCHED or not display.get("number"):
             return None
         with self._lock:
             last_modified = self._recent.get(display["number"])
-        return self.store.upsert_contact(
-            display["number"], object=display.get("object"), record_id=display.get("record_id"),
-            company=display.get("company"), person=display.get("person"),
-            record_url=display.get("record_url"), last_modified=last_modified)
+        return dataclasses.replace(Contact.from_mapping(display), last_modified=last_modified)
+
+    def register(self, display: dict) -> dict | None:
+        """Register a matched display as a local contact; returns the stored row, or None when
+        not matched. (The plugin registers through core.registration, which also names the
+        calls of the number.)"""
+        contact = self.contact_for(display)
+        if contact is None:
+            return None
+        return self.store.upsert_contact(display["number"], **dataclasses.asdict(contact))
 
     # -- many numbers ----------------------------------------------------------------------------
 

@@ -24,11 +24,14 @@ import threading
 import time
 from typing import Any, Callable
 
-from core import history, jobs
-from core.errors import record_failure
+from core import history, jobs, registration
+from core.alerts import AlertWorker
+from core.display import display_for, unavailable_display, unmatchable_display, UNAVAILABLE
+from core.errors import close_salesforce_incidents, report_failure
 from core.phone import parse_phone
+from core.resolver import Resolver
 from core.settings import Settings, load_settings
-from core.store import open_store
+from core.store import home_path, open_store
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +39,7 @@ MATCH_TTL = 600.0       # seconds a live match answers from memory when it is no
 SHOWN_MAX = 20_000      # displays remembered between a call's screen and its end
 LOOKUP_THREADS = 8      # requests' connection pool keeps 10 connections per host
 REGISTER_THREADS = 2
-ENV_JOBS = "SFCTI_JOBS"  # "off": no scheduler in this process (short-lived CLI hosts, tests)
-
-DISPLAY_KEYS = ("status", "label", "company", "person", "object", "record_id", "record_url",
-                "number")
+ENV_JOBS = "SFCTI_JOBS"  # "off": no scheduler nor alert sender here (one-shot CLI hosts, tests)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,12 +138,9 @@ def fallback_display(call: Any = None) -> dict:
     """The display when nothing else can be said: "unavailable" (or "withheld") with the number
     as far as it can be read. Never raises."""
     try:
-        from core.resolver import display_for, unmatchable_display
-
-        number = parse_phone(history.call_facts(call).remote_number)
-        return unmatchable_display(number) or display_for(number, "unavailable")
-    except Exception:
-        return dict.fromkeys(DISPLAY_KEYS, None) | {"status": "unavailable", "label": ""}
+        return unavailable_display(history.call_facts(call).remote_number)
+    except Exception:  # call_facts never raises; this guards the guard
+        return unavailable_display()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -162,46 +159,31 @@ class Runtime:
         self._inflight: dict[str, concurrent.futures.Future] = {}
         self._lock = threading.Lock()
         self._settings: Settings | None = None
-        self._settings_key: str | None = None
-        self._resolver = None
+        self.resolver = Resolver(self.store)
         self.scheduler = jobs.JobScheduler(self.store, lambda: self.resolver) if jobs_enabled else None
+        # alert mails must go out from a host even when no admin process runs
+        self.alert_worker = AlertWorker(self.store) if jobs_enabled else None
+        if self.alert_worker is not None:
+            self.alert_worker.start()
 
     # -- shared objects ------------------------------------------------------------------------
 
-    @property
-    def resolver(self):
-        """The resolver of this instance (made on first use)."""
-        if self._resolver is None:
-            from core.resolver import Resolver
-            self._resolver = Resolver(self.store)
-        return self._resolver
-
     def settings(self) -> Settings:
-        """The current settings; re-read only when the stored ones changed (one small query)."""
-        key = self.store.conn.execute(
-            "SELECT group_concat(name || '=' || coalesce(value, ''), char(10)) "
-            "FROM (SELECT name, value FROM settings ORDER BY name)").fetchone()[0] or ""
-        if key != self._settings_key or self._settings is None:
-            settings = load_settings(self.store)
-            self._settings, self._settings_key = settings, key
+        """The current settings (core.settings' cache); a change clears the remembered live
+        matches and reschedules the jobs."""
+        settings = load_settings(self.store)
+        if settings is not self._settings:
+            self._settings = settings
             self.matches.clear()
             self._configure_jobs(settings)
-        return self._settings
+        return settings
 
     def _configure_jobs(self, settings: Settings) -> None:
         if self.scheduler is not None:
             try:
                 self.scheduler.configure(settings)
             except Exception as exc:
-                self.record("plugin", "scheduler", exc)
-
-    def record(self, integration: str, operation: str, exc: BaseException,
-               call_id: str | None = None) -> None:
-        """Write a failure to the error log; a failure to do so is only logged."""
-        try:
-            record_failure(self.store, integration, operation, exc, call_id=call_id)
-        except Exception:
-            log.exception("cannot write the error log (%s %s)", integration, operation)
+                report_failure(self.store, "scheduler", exc)
 
     # -- screens -------------------------------------------------------------------------------
 
@@ -216,8 +198,6 @@ class Runtime:
         return display
 
     def _display(self, number, call_id: str, settings: Settings, started: float) -> dict:
-        from core.resolver import display_for, unmatchable_display
-
         unmatchable = unmatchable_display(number)
         if unmatchable is not None:
             return unmatchable
@@ -228,7 +208,7 @@ class Runtime:
         try:
             return self.lookup(number, call_id).result(timeout=max(0.0, remaining))
         except Exception:  # timed out, or failed (the lookup logged it): the number is all we know
-            return display_for(number, "unavailable")
+            return display_for(number, UNAVAILABLE)
 
     def known_display(self, number) -> dict | None:
         """The display answered without Salesforce: registered contact, recent live match, or a
@@ -248,12 +228,12 @@ class Runtime:
         try:
             display = self.resolver.lookup(number)
         except Exception as exc:
-            self.record(_integration_of(exc), "lookup", exc, call_id)
+            report_failure(self.store, "lookup", exc, call_id=call_id)
             raise
         else:
             if display.get("status") == "matched":
                 self.matches.put(number.e164, display)
-            jobs.close_incidents(self.store)
+            close_salesforce_incidents(self.store)
             return display
         finally:
             with self._lock:
@@ -268,31 +248,20 @@ class Runtime:
         facts = history.call_facts(call)
         number = parse_phone(facts.remote_number, settings.default_region)
         shown = self.shown.get(facts.call_id, pop=True) or self._display_after(number)
-        with self.store.transaction() as db:
-            row = history.record_call(self.store, facts, shown, number.display)
-            queued = self._queue(db, row, facts, settings)
-        if queued and settings.contact_fetch == jobs.AFTER_CALL:
+        row, queued = registration.record_ended_call(self.store, facts, shown, number.display, settings)
+        if queued and registration.registers_after_call(settings):
             self.background.submit(self._register_after_call, number.e164, shown, facts.call_id)
         return row
 
     def _display_after(self, number) -> dict:
         """The display for a call whose screen this process did not draw (no lookup now)."""
-        from core.resolver import display_for
-
-        return self.known_display(number) or display_for(number, "unavailable")
-
-    @staticmethod
-    def _queue(db, row: dict | None, facts, settings: Settings) -> bool:
-        if not row or not row["e164"] or row["registered_at"] or settings.contact_fetch == "never":
-            return False
-        jobs.queue_number(db, row["e164"], jobs.local_day(facts.started_at, settings.time_zone))
-        return True
+        return self.known_display(number) or display_for(number, UNAVAILABLE)
 
     def _register_after_call(self, e164: str, shown: dict, call_id: str) -> None:
         try:
-            jobs.register_after_call(self.store, self.resolver, e164, shown, call_id)
-        except Exception as exc:
-            self.record("plugin", "register", exc, call_id)
+            registration.register_after_call(self.store, self.resolver, e164, shown, call_id)
+        except Exception as exc:  # a worker thread must never die of it
+            report_failure(self.store, "register", exc, call_id=call_id)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -305,26 +274,17 @@ class Runtime:
         return True
 
     def shutdown(self) -> None:
-        """Stop the scheduler and let the worker threads end."""
+        """Stop the scheduler and the alert sender and let the worker threads end."""
         if self.scheduler is not None:
             self.scheduler.stop()
+        if self.alert_worker is not None:
+            self.alert_worker.stop()
         self.lookups.stop()
         self.background.stop()
 
 
-def _integration_of(exc: BaseException) -> str:
-    from core.salesforce import SalesforceError
-
-    return "salesforce" if isinstance(exc, SalesforceError) else "plugin"
-
-
 _RUNTIMES: dict[tuple[int, pathlib.Path], Runtime] = {}
 _RUNTIMES_LOCK = threading.Lock()
-
-
-def home_path(home: str | os.PathLike | None = None) -> pathlib.Path:
-    """The instance folder: ``home``, else ``$SFCTI_HOME``, else ``./instance``."""
-    return pathlib.Path(home or os.environ.get("SFCTI_HOME") or "instance").expanduser().absolute()
 
 
 def runtime_for(home: str | os.PathLike | None = None) -> Runtime:

@@ -33,7 +33,7 @@ from simple_salesforce import Salesforce, SalesforceLogin
 from simple_salesforce import exceptions as sfx
 
 from core import errors, oauth
-from core.settings import Settings, load_settings, save_settings
+from core.settings import SECRET_FIELDS, Settings, clean_settings, load_settings, save_settings
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ class SalesforceError(Exception):
     "Salesforce could not be used."
 
     code = "UNKNOWN"
+    integration = "salesforce"
 
     def __init__(self, code: str | None = None, detail: str | None = None):
         self.code = code or type(self).code
@@ -91,6 +92,16 @@ class AccessDenied(SalesforceError):
     "The Salesforce user lacks a permission it needs."
 
     code = "INSUFFICIENT_ACCESS"
+
+
+class ConnectionTestFailed(SalesforceError):
+    "The connection test failed; nothing was saved."
+
+    def __init__(self, entry: errors.CatalogueEntry, detail: str | None = None,
+                 problems: list[str] = ()):
+        super().__init__(entry.code, detail)
+        self.catalogue_entry = entry
+        self.problems = list(problems)
 
 
 _UNAVAILABLE = {"TIMEOUT", "CONNECTION_ERROR", "TLS_ERROR", "SERVER_ERROR"}
@@ -465,3 +476,46 @@ def forget_connection(store) -> None:
     """Drop the shared connection of ``store`` (the next connection_for logs in again)."""
     with _CONNECTIONS_LOCK:
         _CONNECTIONS.pop(str(store.home), None)
+
+
+# ---------------------------------------------------------------------------------------------
+# test the connection, then save
+# ---------------------------------------------------------------------------------------------
+
+def candidate_settings(store, values: dict, keep_blank_secrets: bool = True) -> Settings:
+    """The stored settings with ``values`` applied, as :func:`save_settings` would store them
+    (with ``keep_blank_secrets`` a blank secret keeps the stored one).
+
+    :raises core.settings.InvalidSettings: when a value is invalid
+    """
+    given = {k: v for k, v in values.items()
+             if not (keep_blank_secrets and k in SECRET_FIELDS and v in (None, ""))}
+    return dataclasses.replace(load_settings(store), **clean_settings(given))
+
+
+def connect_and_save(store, values: dict, keep_blank_secrets: bool = True) -> Connection:
+    """"Test connection and save": log in with the stored settings under ``values``, check the
+    user's permissions, and only then save ``values``; returns the tested connection. The admin
+    and `sfcti connect` both go through here.
+
+    A failure is written to the error log (operation "connection_test", never alerted: the
+    person testing sees it) and nothing is saved.
+
+    :raises core.settings.InvalidSettings: when a value is invalid
+    :raises ConnectionTestFailed: with the catalogue entry (and the permission problems)
+    """
+    settings = candidate_settings(store, values, keep_blank_secrets)
+    try:
+        connection = Connection(settings, store)
+        problems = connection.check_permissions()
+    except Exception as exc:  # any failure must end as a message, never a traceback
+        entry = errors.report_failure(store, errors.CONNECTION_TEST, exc)
+        raise ConnectionTestFailed(entry, errors.describe_failure(exc, "salesforce")[1]) from exc
+    if problems:
+        entry = errors.report_failure(store, errors.CONNECTION_TEST, "INSUFFICIENT_ACCESS",
+                                      detail="; ".join(problems))
+        raise ConnectionTestFailed(entry, problems=problems)
+    save_settings(store, values, keep_blank_secrets=keep_blank_secrets)
+    errors.record_recovery(store, "salesforce", errors.CONNECTION_TEST)
+    forget_connection(store)
+    return connection

@@ -16,8 +16,9 @@ import logging
 import math
 import os
 import re
-import unicodedata
+import threading
 import urllib.parse
+import weakref
 import zoneinfo
 from typing import Any, Callable, Mapping
 
@@ -30,15 +31,17 @@ SECRET_FIELDS = frozenset(
 )
 CREDENTIAL_FIELDS = ("username", "password", "security_token", "oauth_refresh_token")
 CONTACT_FETCH = ("nightly", "after_call", "never")
+NIGHTLY, AFTER_CALL, NEVER = CONTACT_FETCH
 SMTP_SECURITY = ("starttls", "ssl", "none")
 AUTH_METHODS = ("password", "oauth_web", "oauth_client_credentials")
 LOGIN_URL = "https://login.salesforce.com"
 SANDBOX_LOGIN_URL = "https://test.salesforce.com"
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Settings:
-    """Every setting with its default. Secrets never appear in ``repr()``."""
+    """Every setting with its default. Secrets never appear in ``repr()``. Frozen: the loaded
+    settings are shared by every thread (use ``dataclasses.replace`` for a changed copy)."""
 
     username: str = ""
     password: str = dataclasses.field(default="", repr=False)
@@ -46,7 +49,7 @@ class Settings:
     sandbox: bool = False
     login_url: str = ""
     ca_bundle: str = ""
-    contact_fetch: str = "nightly"
+    contact_fetch: str = NIGHTLY
     time_zone: str = "Asia/Tokyo"
     nightly_time: str = "22:00"
     screen_budget_ms: int = 800
@@ -72,6 +75,10 @@ class Settings:
     def zone(self) -> dt.tzinfo:
         """The configured time zone; the default one when the stored name is unknown here."""
         return zone_named(self.time_zone)
+
+    def local_day(self, at: dt.datetime) -> str:
+        """The calendar day (YYYY-MM-DD) of the aware time ``at`` in the configured time zone."""
+        return at.astimezone(self.zone()).date().isoformat()
 
     def local_time(self, value: str | dt.datetime | None, with_seconds: bool = True) -> str:
         """A stored UTC time (ISO-8601 text or datetime) in the configured time zone, as
@@ -490,15 +497,32 @@ def _from_text(name: str, text: str) -> Any:
 
 
 def load_settings(store) -> Settings:
-    """The settings stored in ``store``, defaults for the rest.
+    """The settings stored in ``store``, defaults for the rest; the one settings cache.
 
-    Unknown stored names are ignored; secrets are decrypted. A secret that cannot be decrypted
-    (the key was replaced) reads as blank, so the admin is asked for it again.
+    Freshness rule: one small query reads the stored rows on every call; the Settings are
+    rebuilt (and secrets decrypted) only when those rows changed since the last call for this
+    store, so a change made by any process is seen at once and the unchanged case costs one read.
+    Unknown stored names are ignored. A secret that cannot be decrypted (the key was replaced)
+    reads as blank, so the admin is asked for it again.
     """
+    rows = tuple(store.conn.execute("SELECT name, value, encrypted FROM settings ORDER BY name"))
+    with _CACHE_LOCK:
+        cached = _CACHE.get(store)
+    if cached is not None and cached[0] == rows:
+        return cached[1]
+    settings = _settings_from_rows(store, rows)
+    with _CACHE_LOCK:
+        _CACHE[store] = (rows, settings)
+    return settings
+
+
+_CACHE: "weakref.WeakKeyDictionary[Any, tuple[tuple, Settings]]" = weakref.WeakKeyDictionary()
+_CACHE_LOCK = threading.Lock()
+
+
+def _settings_from_rows(store, rows: tuple) -> Settings:
     values: dict[str, Any] = {}
-    for name, value, encrypted in store.conn.execute(
-        "SELECT name, value, encrypted FROM settings"
-    ):
+    for name, value, encrypted in rows:
         if name not in FIELDS or value is None:
             continue
         if encrypted:
@@ -546,9 +570,3 @@ def clear_credentials(store) -> None:
             f"DELETE FROM settings WHERE name IN ({', '.join('?' for _ in CREDENTIAL_FIELDS)})",
             list(CREDENTIAL_FIELDS),
         )
-
-
-def normalize_text(value: str) -> str:
-    """NFKC-normalised text (full-width digits to ASCII) for callers that want to be lenient
-    before validating; :func:`validate_settings` itself is strict."""
-    return unicodedata.normalize("NFKC", value)

@@ -50,6 +50,16 @@ class StoreError(Exception):
         super().__init__(message or self.__doc__)
 
 
+class InstanceNotFound(StoreError):
+    "No sfcti instance in this folder."
+
+    def __init__(self, home: pathlib.Path):
+        self.home = home
+        super().__init__(
+            f"No sfcti instance in {home} (no {DB_NAME} there). Check --home or SFCTI_HOME, or "
+            f"create one: `sfcti --home {home} connect` or `sfcti --home {home} settings set ...`.")
+
+
 class InvalidSecretKey(StoreError):
     "The secret key file (secret.key) is not a valid Fernet key; restore it from a backup or remove it and enter the secrets again."
 
@@ -59,15 +69,20 @@ class SecretNotDecryptable(StoreError):
 
 
 # ---------------------------------------------------------------------------------------------
-# time helpers
+# query and time helpers
 # ---------------------------------------------------------------------------------------------
+
+def escape_like(text: str) -> str:
+    """``text`` with LIKE's wildcards (and the escape character) escaped for ``ESCAPE '\\'``."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
 
 def substring_filter(search: str | None, columns: tuple[str, ...]) -> tuple[str, dict]:
     """A `` WHERE`` clause (and its parameters) matching ``search`` as a substring of any of
     ``columns`` (constant names), LIKE wildcards in ``search`` taken literally; ("", {}) for none."""
     if not search:
         return "", {}
-    pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    pattern = "%" + escape_like(search) + "%"
     return " WHERE " + " OR ".join(f"{column} LIKE :p ESCAPE '\\'" for column in columns), {"p": pattern}
 
 
@@ -427,6 +442,25 @@ class Store:
         where, params = self._contact_filter(search)
         return self.conn.execute(f"SELECT count(*) FROM contacts{where}", params).fetchone()[0]
 
+    def registered_numbers(self, numbers: list[str]) -> set[str]:
+        """Those of ``numbers`` that have a registered contact."""
+        found: set[str] = set()
+        numbers = list(numbers)
+        for start in range(0, len(numbers), 500):  # under SQLite's bound-parameter limit
+            chunk = numbers[start:start + 500]
+            found.update(r[0] for r in self.conn.execute(
+                f"SELECT e164 FROM contacts WHERE e164 IN ({', '.join('?' * len(chunk))})", chunk))
+        return found
+
+    def forget_contacts_linked_elsewhere(self, url_prefix: str, keep_prefix: str) -> int:
+        """Remove the contacts whose record link starts with ``url_prefix`` but not with
+        ``keep_prefix`` (links to a server that is gone); returns how many."""
+        with self.transaction() as db:
+            return db.execute(
+                "DELETE FROM contacts WHERE record_url LIKE ? ESCAPE '\\' "
+                "AND record_url NOT LIKE ? ESCAPE '\\'",
+                [escape_like(url_prefix) + "%", escape_like(keep_prefix) + "%"]).rowcount
+
     def delete_contact(self, e164: str) -> bool:
         """Remove the registered contact; True when there was one."""
         with self.transaction() as db:
@@ -514,13 +548,28 @@ _SHARED: dict[pathlib.Path, Store] = {}
 _SHARED_LOCK = threading.Lock()
 
 
-def open_store(home: str | os.PathLike | None = None) -> Store:
-    """The shared Store of this process for ``home``, else ``$SFCTI_HOME``, else ``./instance``.
+ENV_HOME = "SFCTI_HOME"
+DEFAULT_HOME = "instance"
+
+
+def home_path(home: str | os.PathLike | None = None) -> pathlib.Path:
+    """The instance folder: ``home``, else ``$SFCTI_HOME``, else ``./instance``, made absolute.
+    The one place that decides it (plugin, admin and CLI)."""
+    return pathlib.Path(home or os.environ.get(ENV_HOME) or DEFAULT_HOME).expanduser().absolute()
+
+
+def open_store(home: str | os.PathLike | None = None, create: bool = True) -> Store:
+    """The shared Store of this process for the instance folder (:func:`home_path`).
 
     Opening a Store runs the migration check; long-lived callers (the plugin's hooks, the CLI)
-    use this to open each instance folder once per process.
+    use this to open each instance folder once per process. With ``create`` False (read-only
+    commands) a folder without a database is not turned into an instance.
+
+    :raises InstanceNotFound: ``create`` is False and the folder holds no database
     """
-    path = pathlib.Path(home or os.environ.get("SFCTI_HOME") or "instance").expanduser().absolute()
+    path = home_path(home)
+    if not create and not (path / DB_NAME).is_file():
+        raise InstanceNotFound(path)
     with _SHARED_LOCK:
         store = _SHARED.get(path)
         if store is None:

@@ -118,7 +118,3 @@ class Faults:
             with self._cond:
                 while self._hang and not self._stopping:
                     self._cond.wait(0.5)
-
-    def login_fault_code(self):
-        """The forced login fault code, or None."""
-        return self._login_fault

@@ -251,7 +251,7 @@ class Emulator:
             request = soap.parse_login(body)
         except soap.SoapParseError as exc:
             return 500, soap.client_fault(str(exc))
-        code = (self.faults.login_fault_code() or (oauth.SOAP_LOGIN_DISABLED if self.soap_login_disabled else None)
+        code = (self.faults.login_fault or (oauth.SOAP_LOGIN_DISABLED if self.soap_login_disabled else None)
                 or self._credentials_fault(request))
         if code:
             return 500, soap.login_fault(code)

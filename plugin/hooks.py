@@ -9,6 +9,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from core import runtime
+from core.errors import report_failure
+from core.history import call_facts
 from plugin import hookimpl
 
 log = logging.getLogger(__name__)
@@ -30,40 +33,25 @@ def on_outgoing_call(call: Any) -> dict:
 def on_call_ended(call: Any) -> None:
     """Record the call in the history (once per call id) and queue its contact registration."""
     try:
-        from core.runtime import runtime_for
-
-        runtime_for().end_call(call)
+        runtime.runtime_for().end_call(call)
     except Exception as exc:
-        _record_failure("on_call_ended", exc, call)
+        _report(exc, "on_call_ended", call)
 
 
 def _screen(call: Any, direction: str, operation: str) -> dict:
     try:
-        from core.runtime import runtime_for
-
-        return runtime_for().screen(call, direction)
+        return runtime.runtime_for().screen(call, direction)
     except Exception as exc:
-        _record_failure(operation, exc, call)
-        return _fallback(call)
+        _report(exc, operation, call)
+        return runtime.fallback_display(call)
 
 
-def _fallback(call: Any) -> dict:
+def _report(exc: Exception, operation: str, call: Any) -> None:
+    """The error-log row of a hook's failure (report_failure never raises; opening the instance
+    folder may, and then the host's log is all that is left)."""
     try:
-        from core.runtime import fallback_display
-
-        return fallback_display(call)
-    except Exception:  # core itself cannot be imported: still a well-formed display
-        keys = ("status", "label", "company", "person", "object", "record_id", "record_url", "number")
-        return dict.fromkeys(keys) | {"status": "unavailable", "label": ""}
-
-
-def _record_failure(operation: str, exc: Exception, call: Any) -> None:
-    try:
-        from core.errors import record_failure
-        from core.history import call_facts
-        from core.runtime import runtime_for
-
-        record_failure(runtime_for().store, "plugin", operation, exc,
-                       call_id=call_facts(call).call_id)
+        store = runtime.runtime_for().store
     except Exception:
-        log.exception("sfcti: %s failed and the error log cannot be written", operation)
+        log.exception("sfcti: %s failed and the instance folder cannot be opened", operation)
+        return
+    report_failure(store, operation, exc, call_id=call_facts(call).call_id)

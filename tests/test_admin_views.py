@@ -374,7 +374,7 @@ def test_pages_forbid_framing_and_scripts(client):
 def test_login_wait_doubles_with_each_failure_up_to_a_ceiling(store):
     import datetime as dt
 
-    from admin.auth import accounts
+    from core import accounts
 
     keys = ["user:someone", "ip:192.0.2.1"]
     waits = []

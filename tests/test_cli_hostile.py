@@ -18,6 +18,14 @@ from test_hooks import home  # noqa: F401 (fixture: a fresh $SFCTI_HOME, no sche
 
 pytestmark = pytest.mark.timeout(60)
 
+
+@pytest.fixture(autouse=True)
+def instance(home):
+    """The instance folder with its database, as after the first `sfcti connect`."""
+    from core.store import Store
+
+    Store(home)
+
 HUGE = "9" * 100_000
 CONTROL = "\x00\x1b[2J\r\n\x7f"
 INJECTIONS = ["' OR '1'='1", "x' OR Id != null --", "FIND {*} IN ALL FIELDS RETURNING Contact",

@@ -79,15 +79,16 @@ def test_record_call_once(store):
 
 
 def test_names_come_from_the_registered_contact(store):
-    from core import history, jobs
+    from core import history, registration
+    from core.settings import Settings
 
     facts = [history.call_facts(Call(call_id=f"c{i}", started_at=T0 + dt.timedelta(minutes=i)))
              for i in range(3)]
     for f in facts[:2]:
         history.record_call(store, f, _display(status="not_registered"))
-    jobs.register_contact(store, "+81312345678", _display(company="社", person="人", object="Contact"))
+    registration.register(store, "+81312345678", _display(company="社", person="人", object="Contact"))
     assert [history.get_call(store, f"c{i}")["person"] for i in range(2)] == ["人", "人"]
-    history.record_call(store, facts[2], _display(status="unavailable"))
+    registration.record_ended_call(store, facts[2], _display(status="unavailable"), None, Settings())
     row = history.get_call(store, "c2")
     assert (row["company"], row["person"], row["status"]) == ("社", "人", "unavailable")
     assert row["registered_at"]
@@ -99,12 +100,12 @@ def test_names_come_from_the_registered_contact(store):
     ("' OR 1=1 --", []), ("", ["c1", "c0"]),
 ])
 def test_list_calls_searches_as_a_literal_substring(store, search, expected):
-    from core import history, jobs
+    from core import history, registration
 
     for i in range(2):
         history.record_call(store, history.call_facts(
             Call(call_id=f"c{i}", started_at=T0 + dt.timedelta(minutes=i))), _display(status="not_registered"))
-    jobs.register_contact(store, "+81312345678", _display(company="社", person="人", object="Contact"))
+    registration.register(store, "+81312345678", _display(company="社", person="人", object="Contact"))
     assert [r["call_id"] for r in history.list_calls(store, search=search)] == expected
     assert history.count_calls(store, search=search) == len(expected)
 
@@ -118,62 +119,62 @@ def test_get_call_raises_call_not_found(store):
 
 
 def test_refetch_is_limited_to_once_per_15_seconds_per_number(store):
-    from core import history
+    from core import history, registration
 
-    history.claim_refetch(store, "+81312345678", now=T0)
-    with pytest.raises(history.RefetchLocked) as info:
-        history.claim_refetch(store, "+81312345678", now=T0 + dt.timedelta(seconds=5))
+    registration.claim_refetch(store, "+81312345678", now=T0)
+    with pytest.raises(registration.RefetchLocked) as info:
+        registration.claim_refetch(store, "+81312345678", now=T0 + dt.timedelta(seconds=5))
     assert info.value.seconds == pytest.approx(10)
-    history.claim_refetch(store, "+81999999999", now=T0 + dt.timedelta(seconds=5))
-    history.claim_refetch(store, "+81312345678", now=T0 + dt.timedelta(seconds=15))
+    registration.claim_refetch(store, "+81999999999", now=T0 + dt.timedelta(seconds=5))
+    registration.claim_refetch(store, "+81312345678", now=T0 + dt.timedelta(seconds=15))
 
 
 def test_refetch_call_registers_the_record_now(connected, host, emulator):
-    from core import history
+    from core import history, registration
 
     connected.upsert_contact("+81312345678", object="Account", record_id="001OLD", company="古い社名")
     call, display, _ = ring(host, "03-1234-5678")
     assert display["company"] == "古い社名"
     host.hook.on_call_ended(call=call.end())
-    fresh = history.refetch_call(connected, call.call_id)
+    fresh = registration.refetch_call(connected, call.call_id)
     assert (fresh["company"], fresh["person"]) == ("株式会社サンプル", "山田 太郎")
     assert history.get_call(connected, call.call_id)["company"] == "株式会社サンプル"
     assert connected.get_contact("+81312345678")["person"] == "山田 太郎"
     assert emulator.api_calls["composite"] == 1
-    with pytest.raises(history.RefetchLocked):
-        history.refetch_call(connected, call.call_id)
+    with pytest.raises(registration.RefetchLocked):
+        registration.refetch_call(connected, call.call_id)
     with pytest.raises(history.CallNotFound):
-        history.refetch_call(connected, "no-such-call")
+        registration.refetch_call(connected, "no-such-call")
 
 
 def test_refetch_in_never_mode_names_only_that_call(connected, host):
-    from core import history
+    from core import history, registration
     from core.settings import save_settings
 
     save_settings(connected, {"contact_fetch": "never"})
     call = Call(remote_number="06-1111-2222").end()
     host.hook.on_call_ended(call=call)
-    display = history.refetch_call(connected, call.call_id)
+    display = registration.refetch_call(connected, call.call_id)
     assert display["person"] == "田中 次郎"
     assert history.get_call(connected, call.call_id)["person"] == "田中 次郎"
     assert connected.count_contacts() == 0
 
 
 def test_refetch_of_a_withheld_call_costs_nothing(connected, host, emulator):
-    from core import history
+    from core import history, registration
 
     call = Call(remote_number="anonymous").end()
     host.hook.on_call_ended(call=call)
-    assert history.refetch_call(connected, call.call_id)["status"] == "withheld"
+    assert registration.refetch_call(connected, call.call_id)["status"] == "withheld"
     assert sum(emulator.api_calls.values()) == 0
 
 
 def test_refetch_raises_when_salesforce_is_down(connected, host, emulator):
-    from core import history
+    from core import history, registration
     from core.salesforce import SalesforceError
 
     call = Call(remote_number="06-1111-2222").end()
     host.hook.on_call_ended(call=call)
     emulator.faults.http_status = 503
     with pytest.raises(SalesforceError):
-        history.refetch_call(connected, call.call_id)
+        registration.refetch_call(connected, call.call_id)

@@ -64,7 +64,7 @@ def test_hanging_salesforce_in_after_call_mode_registers_once_it_is_back(connect
     assert runtime().wait_idle(15)
     row = history.get_call(connected, call.call_id)
     assert (row["company"], row["person"]) == ("田中工業", "田中 次郎")
-    assert jobs.queue_size(connected) == 0
+    assert registration.queue_size(connected) == 0
 
 
 def test_an_expired_session_is_renewed_without_an_error(connected, host, emulator):
@@ -87,12 +87,12 @@ def test_a_failure_in_after_call_registration_stays_queued_and_is_retried(connec
     for call in calls:
         end(host, call)
     runtime().wait_idle(10)
-    assert jobs.queue_size(connected) == 2
+    assert registration.queue_size(connected) == 2
     [lookup] = [r for r in error_rows(connected) if r["operation"] == "lookup"]
     [register] = [r for r in error_rows(connected) if r["operation"] == "register"]
     assert lookup["count"] == 2 and register["count"] == 2
     emulator.reset()
-    assert jobs.register_pending(connected, runtime().resolver) == 2  # the scheduler's retry
+    assert registration.drain_queue(connected, runtime().resolver, "register").registered == 2  # the scheduler's retry
     assert all(r["person"] for r in history.list_calls(connected) if r["e164"] != "+81399991111")
 
 

@@ -13,6 +13,8 @@ import time
 
 import pytest
 
+from core import registration
+from core.settings import Settings
 from plugin.call import Call
 from test_hooks import end, ring, runtime
 from test_hooks import connected, home, host, store  # noqa: F401 (fixtures)
@@ -79,7 +81,7 @@ def test_after_call_registers_the_shown_match_without_another_api_call(connected
     assert (contact["company"], contact["person"]) == ("田中工業", "田中 次郎")
     assert contact["last_modified"] == "2024-02-02T10:00:00.000+0000"
     assert history.get_call(connected, call.call_id)["person"] == "田中 次郎"
-    assert jobs.queue_size(connected) == 0 and emulator.api_calls["composite"] == 1
+    assert registration.queue_size(connected) == 0 and emulator.api_calls["composite"] == 1
 
 
 def test_after_call_registration_runs_off_the_hosts_thread(connected, host, emulator):
@@ -126,7 +128,7 @@ def test_never_writes_no_contacts_but_screens_still_look_up(connected, host, emu
     end(host, call)
     end_unscreened(host, ["03-1234-5678"])
     runtime().wait_idle(5)
-    assert connected.count_contacts() == 0 and jobs.queue_size(connected) == 0
+    assert connected.count_contacts() == 0 and registration.queue_size(connected) == 0
     assert jobs.register_contacts_for_day(connected, force=True).skipped == "never"
     assert connected.count_contacts() == 0
     assert history.get_call(connected, call.call_id)["label"] == "田中工業 / 田中 次郎"
@@ -141,11 +143,11 @@ def test_nightly_registers_the_days_numbers_in_few_api_calls(connected, host, em
 
     numbers = [bulk_number(i) for i in range(1, 121)] + ["03-9876-0000"]
     end_unscreened(host, numbers)
-    assert jobs.queue_size(connected) == len(numbers)
+    assert registration.queue_size(connected) == len(numbers)
     report = jobs.register_contacts_for_day(connected)
     assert (report.registered, report.unmatched, report.failed) == (120, 1, None)
     assert emulator.api_calls["composite"] <= 2
-    assert jobs.queue_size(connected) == 0 and connected.count_contacts() == 120
+    assert registration.queue_size(connected) == 0 and connected.count_contacts() == 120
     assert all(r["person"] for r in history.list_calls(connected, limit=500) if r["e164"] != "+81398760000")
     again = jobs.register_contacts_for_day(connected)
     assert again.skipped == "already done"
@@ -188,7 +190,7 @@ def test_a_salesforce_failure_stops_the_run_and_keeps_the_rest(connected, host, 
     end_unscreened(host, [bulk_number(i) for i in range(1, 6)])
     emulator.faults.http_status = 503
     report = jobs.register_contacts_for_day(connected)
-    assert report.failed == "SERVER_ERROR" and jobs.queue_size(connected) == 5
+    assert report.failed == "SERVER_ERROR" and registration.queue_size(connected) == 5
     assert jobs.missed_day(connected, _settings(connected)) is not None or True
     emulator.reset()
     resumed = jobs.register_contacts_for_day(connected)
@@ -281,7 +283,7 @@ def test_a_nightly_run_killed_half_way_loses_nothing_and_repeats_nothing(connect
 
     numbers = [bulk_number(i) for i in range(1, 61)]
     end_unscreened(host, numbers)
-    day = jobs.local_day(dt.datetime.now(dt.timezone.utc), "Asia/Tokyo")
+    day = Settings().local_day(dt.datetime.now(dt.timezone.utc))
     child = subprocess.Popen([sys.executable, "-c", KILLABLE_RUN, str(home), day], cwd=ROOT,
                              stdout=subprocess.PIPE, text=True,
                              env=dict(os.environ, PYTHONPATH=ROOT, SFCTI_JOBS="off"))
@@ -291,7 +293,7 @@ def test_a_nightly_run_killed_half_way_loses_nothing_and_repeats_nothing(connect
         child.send_signal(signal.SIGKILL)
         child.wait()
     first = {c["e164"]: c["fetched_at"] for c in connected.list_contacts(limit=1000)}
-    assert len(first) == 20 and jobs.queue_size(connected) == 40
+    assert len(first) == 20 and registration.queue_size(connected) == 40
     emulator.reset_counters()
 
     report = jobs.register_contacts_for_day(connected, day)   # the restart
@@ -303,4 +305,4 @@ def test_a_nightly_run_killed_half_way_loses_nothing_and_repeats_nothing(connect
     assert "03-5000-0021" in asked
     rows = history.list_calls(connected, limit=1000)
     assert len(rows) == 60 and all(r["person"] for r in rows)
-    assert jobs.queue_size(connected) == 0
+    assert registration.queue_size(connected) == 0

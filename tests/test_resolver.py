@@ -13,8 +13,8 @@ import time
 import pytest
 
 from core.phone import parse_phone
-from core.resolver import (MATCHED, NOT_REGISTERED, UNAVAILABLE, WITHHELD, Resolver, build_query,
-                           display_for)
+from core.display import MATCHED, NOT_REGISTERED, UNAVAILABLE, WITHHELD, display_for
+from core.resolver import Resolver, build_query
 from core.salesforce import LimitExceeded, LoginFailed, Unavailable
 from core.settings import save_settings
 from test_salesforce import (_healthy, plain_store, rest_calls, sf_emu, sf_plain_emu,  # noqa: F401

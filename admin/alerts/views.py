@@ -49,6 +49,6 @@ def _send_test(store, settings) -> dict | None:
         return {"code": "", "message": _("Enter the recipients and the SMTP host first."),
                 "remedy": ""}
     except Exception as exc:
-        return failure_shown(errors.record_failure(store, "smtp", OPERATION, exc))
+        return failure_shown(errors.report_failure(store, OPERATION, exc, expected="smtp"))
     errors.record_recovery(store, "smtp", OPERATION)
     return None

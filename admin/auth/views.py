@@ -9,8 +9,9 @@ from flask import current_app, flash, g, redirect, render_template, request, ses
 from flask_babel import gettext as _
 
 from admin import get_store
-from admin.auth import accounts, bp
+from admin.auth import bp
 from admin.auth.forms import LoginForm, LogoutForm
+from core import accounts
 
 
 def login_required(view):

@@ -11,7 +11,9 @@ from admin.calls import bp
 from admin.calls.forms import CallSearchForm, RefetchForm
 from admin.helpers import page_number, paginate
 from admin.i18n import current_lang
-from core import history as call_history
+from core import history as call_history, registration
+from core.errors import report_failure
+
 
 def status_label(status: str | None) -> str:
     """The screen status in the page's language."""
@@ -55,16 +57,14 @@ def _same_site(url: str | None) -> bool:
 
 def _refetch(call_id: str) -> None:
     try:
-        result = call_history.refetch_call(get_store(), call_id)
-    except call_history.RefetchLocked as exc:
+        result = registration.refetch_call(get_store(), call_id)
+    except registration.RefetchLocked as exc:
         flash(_("This number was re-fetched a moment ago. Try again in %(seconds)d seconds.",
                 seconds=max(1, int(getattr(exc, "seconds", 15)))), "error")
-    except LookupError:
+    except call_history.CallNotFound:
         flash(_("This call is not in the history."), "error")
     except Exception as exc:  # Salesforce down: say what to do, never a 500
-        from core.errors import record_failure
-
-        entry = record_failure(get_store(), "salesforce", "refetch", exc, call_id=call_id)
+        entry = report_failure(get_store(), "refetch", exc, call_id=call_id)
         lang = current_lang()
         flash(f"{entry.message(lang)} {entry.remedy(lang)}", "error")
     else:

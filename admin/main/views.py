@@ -10,6 +10,8 @@ from admin.auth.views import safe_next
 from admin.i18n import LANGUAGES
 from admin.main import bp
 from core.errors import count_errors
+from core.history import count_calls
+from core.mail import Outbox
 from core.settings import load_settings
 
 
@@ -23,10 +25,9 @@ def index():
     return render_template(
         "main/index.html", settings=settings, usage=usage,
         open_errors=count_errors(store, open=True),
-        calls_total=store.conn.execute("SELECT count(*) FROM calls").fetchone()[0],
+        calls_total=count_calls(store),
         contacts_total=store.count_contacts(),
-        outbox_waiting=store.conn.execute(
-            "SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetchone()[0],
+        outbox_waiting=Outbox(store).waiting_count(),
     )
 
 

@@ -13,18 +13,19 @@ every redirect a form submission follows.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import secrets
 
 from flask import flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
+from simple_salesforce import format_soql
 
 from admin import get_store
 from admin.auth import login_required
 from admin.helpers import failure_shown
 from admin.settings import bp
 from core import errors, oauth
+from core.salesforce import ConnectionTestFailed, connect_and_save
 from core.settings import Settings, load_settings, save_settings
 
 log = logging.getLogger(__name__)
@@ -66,9 +67,10 @@ def oauth_callback():
     try:
         token = _token_from_callback(store, pending, request.args)
         _connect(store, token)
+    except ConnectionTestFailed as exc:  # logged by the test
+        session["oauth_failure"] = failure_shown(exc.catalogue_entry, exc.problems)
     except Exception as exc:  # every failure ends as a message with its remedy, never a 500
-        entry = errors.record_failure(store, "salesforce", OPERATION, exc)
-        session["oauth_failure"] = failure_shown(entry)
+        session["oauth_failure"] = failure_shown(errors.report_failure(store, OPERATION, exc))
     else:
         flash(_("Connected to Salesforce. The authorization is stored."), "success")
     return redirect(url_for("settings.salesforce"))
@@ -88,35 +90,25 @@ def _token_from_callback(store, pending, args) -> oauth.Token:
 
 
 def _connect(store, token: oauth.Token) -> None:
-    """Test the new grant (login, permissions); store it only when the test passes."""
-    from core.salesforce import AccessDenied, Connection
-
+    """Test the new grant (login, permissions) and store it only when the test passes; the
+    grant it replaces is revoked, a grant that fails the test too."""
     if not token.refresh_token:
         raise oauth.OAuthError("invalid_scope", "no refresh token: the connected app needs the "
                                                 "refresh_token scope")
     stored = load_settings(store)
-    candidate = dataclasses.replace(stored, auth_method="oauth_web",
-                                    oauth_refresh_token=token.refresh_token)
     try:
-        connection = Connection(candidate, store)
-        problems = connection.check_permissions()
-        if problems:
-            raise AccessDenied("INSUFFICIENT_ACCESS", "; ".join(problems))
-        username = _user_name(connection, token.user_id)
+        connection = connect_and_save(store, {"auth_method": "oauth_web",
+                                              "oauth_refresh_token": token.refresh_token})
     except Exception:
-        _revoke_quietly(candidate, token.refresh_token)  # a grant we do not keep must not linger
+        _revoke_quietly(stored, token.refresh_token)  # a grant we do not keep must not linger
         raise
+    save_settings(store, {"username": _user_name(connection, token.user_id)})
     forget_oauth_grant(store, stored, keep=token.refresh_token)
-    save_settings(store, {"auth_method": "oauth_web", "oauth_refresh_token": token.refresh_token,
-                          "username": username})
-    for operation in (OPERATION, "connection_test"):
-        errors.record_recovery(store, "salesforce", operation)
+    errors.record_recovery(store, "salesforce", OPERATION)
 
 
 def _user_name(connection, user_id: str) -> str:
     """The Salesforce user name the grant acts for (shown as "Connected as"); "" if unknown."""
-    from simple_salesforce import format_soql
-
     try:
         rows = connection.query(format_soql("SELECT Username FROM User WHERE Id = {}", user_id))
         return str(rows["records"][0]["Username"])[:80]

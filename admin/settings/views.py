@@ -13,10 +13,8 @@ from admin.helpers import failure_shown
 from admin.settings import bp
 from admin.settings.forms import DisconnectForm, SalesforceSettingsForm
 from admin.settings.oauth_views import callback_url, forget_oauth_grant
-from core import errors
+from core.salesforce import ConnectionTestFailed, connect_and_save
 from core.settings import clear_credentials, load_settings, save_settings
-
-OPERATION = "connection_test"
 
 
 @bp.route("/", methods=("GET", "POST"))
@@ -33,10 +31,11 @@ def salesforce():
             # the refresh token comes from the callback; until then only the app settings change
             save_settings(store, form.values(), keep_blank_secrets=True)
             return redirect(url_for("settings.oauth_start"))
-        failure = _test_connection(store, candidate)
-        if failure is None:
-            save_settings(store, form.values(), keep_blank_secrets=True)
-            errors.record_recovery(store, "salesforce", OPERATION)
+        try:
+            connect_and_save(store, form.values(), keep_blank_secrets=True)
+        except ConnectionTestFailed as exc:
+            failure = failure_shown(exc.catalogue_entry, exc.problems)
+        else:
             flash(_("Connected to Salesforce. The settings are saved."), "success")
             return redirect(url_for("settings.salesforce"))
     elif not form.is_submitted():
@@ -53,23 +52,6 @@ def _needs_browser_sign_in(form, candidate) -> bool:
     if candidate.auth_method != "oauth_web":
         return False
     return bool(form.connect.data) or not candidate.oauth_refresh_token
-
-
-def _test_connection(store, settings) -> dict | None:
-    """None when the login and the permission check pass; else what to show the admin."""
-    from core.salesforce import Connection
-
-    try:
-        connection = Connection(settings, store)
-        problems = connection.check_permissions()
-    except Exception as exc:  # every failure, known or not, must end as a message, not a 500
-        entry = errors.record_failure(store, "salesforce", OPERATION, exc)
-        return failure_shown(entry)
-    if problems:
-        entry = errors.record_failure(store, "salesforce", OPERATION, "INSUFFICIENT_ACCESS",
-                                      detail="; ".join(problems))
-        return failure_shown(entry, problems)
-    return None
 
 
 @bp.route("/disconnect", methods=("POST",))

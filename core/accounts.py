@@ -1,4 +1,4 @@
-"""Admin accounts (``admin_users``) and the failed-login brake (``login_attempts``).
+"""The admin app's accounts (``admin_users``) and the failed-login brake (``login_attempts``).
 
 Passwords are stored as werkzeug hashes. Failed logins are slowed down per user name and per
 client address: after a few free failures each further attempt must wait twice as long as the
