@@ -448,6 +448,13 @@ class JobScheduler:
         self._scheduler = self._build(settings)
         self._scheduler.start()
 
+    def scheduled(self, job_id: str) -> tuple[dt.datetime, str] | None:
+        """(next run time in the job's time zone, trigger description such as
+        ``cron[hour='22', minute='0']``) of job ``job_id`` ("nightly", "catch_up", "retry",
+        "alerts"), or None when it is not scheduled."""
+        job = self._scheduler.get_job(job_id) if self._scheduler is not None else None
+        return (job.next_run_time, str(job.trigger)) if job is not None else None
+
     def _build(self, settings):
         from apscheduler.schedulers.background import BackgroundScheduler
         from apscheduler.triggers.cron import CronTrigger

@@ -7,8 +7,7 @@ import datetime as dt
 import pytest
 
 from plugin.call import Call
-from test_hooks import DISPLAY_KEYS, connect, end, error_rows, ring, runtime
-from test_hooks import connected, home, host, store  # noqa: F401 (fixtures)
+from helpers import DISPLAY_KEYS, connect, end, error_rows, ring, runtime
 
 
 def _fail(emu, kind):
