@@ -262,11 +262,12 @@ class JobScheduler:
             self._scheduler = self._build(settings)
             self._scheduler.start()
 
-    def scheduled(self) -> dict[str, str]:
-        """``{job id: its trigger, as APScheduler describes it}`` of the jobs scheduled now."""
-        if self._scheduler is None:
-            return {}
-        return {job.id: str(job.trigger) for job in self._scheduler.get_jobs()}
+    def scheduled(self, job_id: str) -> tuple[dt.datetime, str] | None:
+        """(next run time in the job's time zone, trigger description such as
+        ``cron[hour='22', minute='0']``) of job ``job_id`` ("nightly", "catch_up", "retry"),
+        or None when it is not scheduled."""
+        job = self._scheduler.get_job(job_id) if self._scheduler is not None else None
+        return (job.next_run_time, str(job.trigger)) if job is not None else None
 
     def _build(self, settings):
         # APScheduler is imported only by processes that schedule: a one-shot host never does

@@ -273,11 +273,16 @@ class Org:
         return PREFIX_OBJECTS.get(record_id[:3]) if isinstance(record_id, str) else None
 
     def add_record(self, obj, fields):
-        """Insert a record of `obj`, filling Id, system fields and Name; returns the new Id."""
+        """Insert a record of `obj`, filling Id, system fields and Name; returns the new Id.
+        A person account gets its hidden Contact at once, as Salesforce creates one with it."""
         if obj not in self.schema:
             raise UnknownObject(obj)
         self._adopt_fields(obj, fields)
-        return self._insert(obj, dict(fields))
+        with self._lock:
+            record_id = self._insert(obj, dict(fields))
+            if self.person_accounts and obj == "Account" and fields.get("IsPersonAccount"):
+                self._add_person_contacts()
+        return record_id
 
     def update_record(self, obj, record_id, fields):
         """Change fields of an existing record (indexes follow); returns the record."""

@@ -1,57 +1,20 @@
-"""Shared fixtures. The emulator's come first: a small hand-built org served over real HTTPS, reset
-between tests, and real simple-salesforce clients that trust only the emulator's CA."""
+"""Every shared fixture, by what it gives: the local Salesforce emulator over real HTTPS; an
+instance folder and the plugin as a host loads it; the admin app, its test client and the app
+served to a real browser; a real SMTP server on loopback. Plain helpers are in tests/helpers.py.
+
+Servers that are slow to start live for the session (or the module, when tests change their org)
+and are made healthy again around each test.
+"""
+
 import pytest
-import requests
+
+from helpers import (SmtpServer, admin_login, build_org, client_for, connect, make_app, make_host,
+                     save_emu_settings)
+
 
 # ---------------------------------------------------------------------------------------------
-# emulator
+# the emulator: the sample org, shared by the session
 # ---------------------------------------------------------------------------------------------
-
-SAMPLE_ACCOUNT_ID = "0015g000001SAMP"     # 15 characters: the org stores the 18-character form
-BULK_CONTACTS = 4500          # more than two 2,000-record pages of one query
-
-
-def sample_records(person_accounts=False):
-    """A small org people can reason about: names, companies and phones typed several ways."""
-    accounts = [
-        {"Id": SAMPLE_ACCOUNT_ID, "Name": "株式会社サンプル", "Phone": "03-1234-5678",
-         "LastModifiedDate": "2024-05-20T20:49:32.000+0000"},
-        {"Name": "山田商事", "Phone": "0312345678", "LastModifiedDate": "2024-04-01T09:00:00.000+0000"},
-        {"Name": "Acme Inc", "Phone": "+1 415-555-1212", "LastModifiedDate": "2023-01-01T00:00:00.000+0000"},
-    ]
-    sample_id = accounts[0]["Id"]
-    contacts = [
-        {"LastName": "山田", "FirstName": "太郎", "Phone": "03-1234-5678", "MobilePhone": "090-1111-2222",
-         "AccountId": sample_id, "Email": "taro@example.jp",
-         "LastModifiedDate": "2024-05-21T10:00:00.000+0000"},
-        {"LastName": "佐藤", "FirstName": "花子", "Phone": "(03) 1234-5678", "AccountId": sample_id,
-         "LastModifiedDate": "2024-03-01T10:00:00.000+0000"},
-        {"LastName": "鈴木", "FirstName": "一郎", "MobilePhone": "０９０-３３３３-４４４４",
-         "LastModifiedDate": "2024-06-01T10:00:00.000+0000"},
-        {"LastName": "Smith", "FirstName": "John", "Phone": "+1 (415) 555-1212",
-         "LastModifiedDate": "2022-12-01T10:00:00.000+0000"},
-    ]
-    contacts += [{"LastName": f"一括{i:04d}", "Phone": f"050-0000-{i:04d}", "Department": "bulk",
-                  "LastModifiedDate": "2021-01-01T00:00:00.000+0000"} for i in range(BULK_CONTACTS)]
-    leads = [
-        {"LastName": "田中", "FirstName": "次郎", "Company": "田中工業", "Phone": "06-1111-2222",
-         "LastModifiedDate": "2024-02-02T10:00:00.000+0000"},
-        {"LastName": "高橋", "FirstName": "三郎", "Company": "高橋物産", "Phone": "03-1234-5678",
-         "IsConverted": True, "LastModifiedDate": "2024-01-01T10:00:00.000+0000"},
-    ]
-    if person_accounts:
-        accounts.append({"IsPersonAccount": True, "FirstName": "健", "LastName": "伊藤",
-                         "Phone": "045-111-2222", "PersonMobilePhone": "080-5555-6666",
-                         "LastModifiedDate": "2024-07-07T07:07:07.000+0000"})
-    return {"Account": accounts, "Contact": contacts, "Lead": leads}
-
-
-def build_org(person_accounts=False, name="サンプル組織"):
-    """An emulator Org of sample_records()."""
-    from emulator import Org
-
-    return Org(records=sample_records(person_accounts), person_accounts=person_accounts, name=name)
-
 
 @pytest.fixture(scope="session")
 def emulator_server(tmp_path_factory):
@@ -94,33 +57,6 @@ def pa_emulator(pa_emulator_server):
     _healthy(pa_emulator_server)
 
 
-def trusting_session(emu):
-    """A requests.Session that trusts only the emulator's CA and ignores proxy/CA env variables."""
-    session = requests.Session()
-    session.trust_env = False
-    session.verify = emu.ca_path
-    return session
-
-
-def login(emu, session=None, password=None, token=None):
-    """SalesforceLogin against the emulator: (session_id, sf_instance)."""
-    from simple_salesforce import SalesforceLogin
-
-    return SalesforceLogin(username=emu.username,
-                           password=emu.password if password is None else password,
-                           security_token=emu.security_token if token is None else token,
-                           session=session or trusting_session(emu), scratch_url=emu.login_url)
-
-
-def client_for(emu):
-    """A logged-in simple_salesforce.Salesforce client talking to `emu`."""
-    from simple_salesforce import Salesforce
-
-    session = trusting_session(emu)
-    session_id, instance = login(emu, session)
-    return Salesforce(session_id=session_id, instance=instance, session=session)
-
-
 @pytest.fixture
 def sf(emulator):
     """A simple-salesforce client logged in to the session emulator (login not in the counters)."""
@@ -138,7 +74,145 @@ def pa_sf(pa_emulator):
 
 
 # ---------------------------------------------------------------------------------------------
-# browser (one Chromium for every browser test file: Playwright's sync API allows one at a time)
+# the emulator: empty orgs a module's tests add their own records to
+# ---------------------------------------------------------------------------------------------
+
+def _empty_org_emulator(person_accounts: bool):
+    from emulator import Emulator, Org
+
+    name = "sfcti test org (person accounts)" if person_accounts else "sfcti test org"
+    return Emulator(Org(person_accounts=person_accounts, name=name))
+
+
+@pytest.fixture(scope="module")
+def sf_emu_server():
+    """An emulator whose org has person accounts and no sample records, shared by a module (its
+    tests add records with numbers nobody else uses)."""
+    with _empty_org_emulator(person_accounts=True) as emu:
+        yield emu
+
+
+@pytest.fixture(scope="module")
+def sf_plain_emu_server():
+    """An emulator whose org has no person accounts and no sample records, shared by a module."""
+    with _empty_org_emulator(person_accounts=False) as emu:
+        yield emu
+
+
+@pytest.fixture
+def sf_emu(sf_emu_server):
+    """The module's person-account emulator, healthy (its records are kept between tests)."""
+    _healthy(sf_emu_server)
+    yield sf_emu_server
+    _healthy(sf_emu_server)
+
+
+@pytest.fixture
+def sf_plain_emu(sf_plain_emu_server):
+    """The module's emulator without person accounts, healthy."""
+    _healthy(sf_plain_emu_server)
+    yield sf_plain_emu_server
+    _healthy(sf_plain_emu_server)
+
+
+@pytest.fixture
+def sf_store(store, sf_emu):
+    """The instance folder connected to ``sf_emu`` (short timeouts)."""
+    from core.salesforce import forget_connection
+
+    save_emu_settings(store, sf_emu)
+    yield store
+    forget_connection(store)
+
+
+@pytest.fixture
+def plain_store(tmp_path, sf_plain_emu):
+    """A second instance folder, connected to ``sf_plain_emu`` (no person accounts)."""
+    from core.salesforce import forget_connection
+    from core.store import Store
+
+    store = Store(tmp_path / "plain")
+    save_emu_settings(store, sf_plain_emu)
+    yield store
+    forget_connection(store)
+    store.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# an instance folder, and the plugin as a host loads it
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A fresh instance folder as $SFCTI_HOME; no scheduler unless a test starts one."""
+    from core.runtime import shutdown_all
+
+    path = tmp_path / "instance"
+    monkeypatch.setenv("SFCTI_HOME", str(path))
+    monkeypatch.setenv("SFCTI_JOBS", "off")
+    yield path
+    shutdown_all()
+
+
+@pytest.fixture
+def store(home):
+    """The instance folder's Store: the one the plugin and the CLI share in this process."""
+    from core.store import open_store
+
+    store = open_store(home)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def connected(store, emulator):
+    """The instance connected to the session emulator (registration: nightly, the default)."""
+    connect(store, emulator)
+    emulator.reset_counters()
+    return store
+
+
+@pytest.fixture
+def host():
+    """The plugin in a real PluginManager, loaded through its entry point."""
+    return make_host()
+
+
+# ---------------------------------------------------------------------------------------------
+# the admin app
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def app(home):
+    """The admin app on the instance folder, in testing mode, with the test admin account."""
+    return make_app(home, TESTING=True, SMTP_TIMEOUT=3.0)
+
+
+@pytest.fixture
+def client(app):
+    """Flask's test client of ``app``, not logged in."""
+    return app.test_client()
+
+
+@pytest.fixture
+def admin_client(client):
+    """Flask's test client, logged in as the test admin."""
+    response = admin_login(client)
+    assert response.status_code == 302, response.get_data(as_text=True)
+    return client
+
+
+@pytest.fixture
+def smtp_server():
+    """A real SMTP server on loopback that keeps the messages it receives."""
+    server = SmtpServer().start()
+    yield server
+    server.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# the admin in a real browser (one Chromium for every browser test file: Playwright's sync API
+# allows one at a time)
 # ---------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
@@ -152,3 +226,28 @@ def browser():
         browser = launch_chromium(pw)
         yield browser
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def served_app(tmp_path_factory):
+    """An admin app on its own instance folder, one per test module (a server thread serves one
+    app for the whole module)."""
+    return make_app(tmp_path_factory.mktemp("served") / "instance")
+
+
+@pytest.fixture(scope="module")
+def admin_server(served_app):
+    """``served_app`` served by a real HTTP server thread; its address is ``admin_server.url``."""
+    from admin.liveserver import LiveServer
+
+    with LiveServer(served_app) as server:
+        yield server
+
+
+@pytest.fixture
+def served_store(served_app):
+    """The Store of ``served_app``'s instance folder."""
+    from admin import get_store
+
+    with served_app.app_context():
+        return get_store()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from conftest_admin import admin_client, app, client, home, post_form, smtp_server, store  # noqa: F401
 from core.settings import Settings, load_settings
+from helpers import post_form
 
 SETTINGS_FORM = {"username": "integration@example.com", "password": "", "security_token": "",
                  "contact_fetch": "nightly", "login_url": "", "ca_bundle": "",

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from markupsafe import escape
 
-from conftest_admin import admin_client, app, client, csrf_token, home, post_form, store  # noqa: F401
 from core import errors
 from core.settings import Settings, load_settings, save_settings
+from helpers import connect, csrf_token, post_form
 
 
 @pytest.fixture(scope="module")
@@ -115,10 +115,9 @@ def test_disconnect_removes_the_stored_credentials(admin_client, store, emu):
 # -- re-fetch from the call history (needs a connected emulator) ------------------------------
 
 @pytest.fixture
-def connected(store, emu):
-    save_settings(store, {"username": emu.username, "password": emu.password,
-                          "security_token": emu.security_token, "login_url": emu.login_url,
-                          "ca_bundle": str(emu.ca_path), "contact_fetch": "after_call"})
+def emu_connected(store, emu):
+    """The instance connected to this module's emulator, registering after each call."""
+    connect(store, emu, contact_fetch="after_call")
     return store
 
 
@@ -128,34 +127,34 @@ def _call(store, call_id, remote):
                               "started_at": "2024-05-20T01:00:00+00:00"})
 
 
-def test_refetch_registers_the_record_and_is_locked_for_15_seconds(admin_client, connected, emu):
+def test_refetch_registers_the_record_and_is_locked_for_15_seconds(admin_client, emu_connected, emu):
     account = emu.add_record("Account", {"Name": "株式会社リフェッチ", "Phone": "03-5555-0101"})
     assert account
-    _call(connected, "c-refetch", "+81355550101")
+    _call(emu_connected, "c-refetch", "+81355550101")
     admin_client.get("/lang/ja")
     token = csrf_token(admin_client, "/calls/")
     first = admin_client.post("/calls/c-refetch/refetch", data={"csrf_token": token},
                               follow_redirects=True).get_data(as_text=True)
     assert "再取得しました" in first and "株式会社リフェッチ" in first
-    assert connected.get_contact("+81355550101")["company"] == "株式会社リフェッチ"
+    assert emu_connected.get_contact("+81355550101")["company"] == "株式会社リフェッチ"
     second = admin_client.post("/calls/c-refetch/refetch", data={"csrf_token": token},
                                follow_redirects=True).get_data(as_text=True)
     assert "この番号は直前に再取得されました" in second
 
 
-def test_refetch_while_salesforce_fails_shows_the_remedy_and_logs_it(admin_client, connected, emu):
-    _call(connected, "c-down", "+81355550199")
+def test_refetch_while_salesforce_fails_shows_the_remedy_and_logs_it(admin_client, emu_connected, emu):
+    _call(emu_connected, "c-down", "+81355550199")
     emu.faults.set(http_status=503)
     token = csrf_token(admin_client, "/calls/")
     html = admin_client.post("/calls/c-down/refetch", data={"csrf_token": token},
                              follow_redirects=True).get_data(as_text=True)
     assert response_ok(html)
-    rows = errors.list_errors(connected, integration="salesforce")
+    rows = errors.list_errors(emu_connected, integration="salesforce")
     assert [(r["operation"], r["call_id"]) for r in rows] == [("refetch", "c-down")]
     assert str(escape(errors.entry_for(rows[0]["code"]).remedy_ja)) in html
 
 
-def test_refetch_of_an_unknown_call(admin_client, connected):
+def test_refetch_of_an_unknown_call(admin_client, emu_connected):
     token = csrf_token(admin_client, "/calls/")
     html = admin_client.post("/calls/nope/refetch", data={"csrf_token": token},
                              follow_redirects=True).get_data(as_text=True)

@@ -7,10 +7,10 @@ import re
 import pytest
 from markupsafe import escape
 
-from conftest_admin import (ADMIN_PASSWORD, ADMIN_USER, admin_client, app, client, csrf_token,  # noqa: F401
-                            home, login, make_app, post_form, smtp_server, store)
 from core import errors
 from core.settings import load_settings, save_settings
+from helpers import (ADMIN_PASSWORD, ADMIN_USER, SmtpServer, admin_login, csrf_token, free_port, make_app,
+                     post_form)
 
 PAGES = ["/", "/settings/", "/alerts/", "/errors/", "/errors/common", "/calls/", "/contacts/"]
 
@@ -49,7 +49,7 @@ def test_login_redirects_to_next_but_never_off_site(client):
 
 
 def test_wrong_password_is_refused(client):
-    response = login(client, password="wrong")
+    response = admin_login(client, password="wrong")
     assert response.status_code == 200
     assert "Wrong user name or password." in response.get_data(as_text=True) or \
         "ユーザー名またはパスワードが正しくありません" in response.get_data(as_text=True)
@@ -59,15 +59,15 @@ def test_wrong_password_is_refused(client):
 def test_failed_logins_are_slowed_down(app, client, store):
     app.config["LOGIN_FIRST_DELAY_SECONDS"] = 60  # so a slow machine cannot outwait it
     for _ in range(5):
-        login(client, password="wrong")
+        admin_login(client, password="wrong")
     # the right password is refused too while the client must wait
-    response = login(client)
+    response = admin_login(client)
     assert response.status_code == 200
     assert re.search(r"(60|59) (seconds|秒)", response.get_data(as_text=True))
     assert client.get("/").status_code == 302
     with store.transaction() as db:  # the wait has passed
         db.execute("UPDATE login_attempts SET last_at = '2000-01-01T00:00:00+00:00'")
-    assert login(client).status_code == 302
+    assert admin_login(client).status_code == 302
 
 
 def test_logout(admin_client):
@@ -77,12 +77,12 @@ def test_logout(admin_client):
 
 
 def test_session_cookie_is_httponly_and_samesite(client):
-    response = login(client)
+    response = admin_login(client)
     cookie = response.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
 
 
-def test_password_is_stored_hashed(store):
+def test_password_is_stored_hashed(app, store):  # the app creates the admin account
     (row,) = store.conn.execute("SELECT password_hash FROM admin_users").fetchall()
     assert ADMIN_PASSWORD not in row[0] and row[0].startswith(("scrypt:", "pbkdf2:"))
 
@@ -94,7 +94,7 @@ def test_admin_created_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("SFCTI_ADMIN_PASSWORD", "from the env")
     monkeypatch.setenv("SFCTI_HOME", str(tmp_path / "env-home"))
     client = create_app().test_client()
-    assert login(client, "boss", "from the env").status_code == 302
+    assert admin_login(client, "boss", "from the env").status_code == 302
 
 
 def test_generated_password_is_printed_once(tmp_path, capsys):
@@ -103,7 +103,7 @@ def test_generated_password_is_printed_once(tmp_path, capsys):
     config = {"SFCTI_HOME": str(tmp_path / "gen"), "ADMIN_USERNAME": "admin", "ADMIN_PASSWORD": None}
     app = create_app(config)
     password = re.search(r"password '([^']+)'", capsys.readouterr().err).group(1)
-    assert login(app.test_client(), "admin", password).status_code == 302
+    assert admin_login(app.test_client(), "admin", password).status_code == 302
     create_app(config)
     assert "password" not in capsys.readouterr().err
 
@@ -329,7 +329,6 @@ def test_send_test_email_reaches_the_smtp_server_and_saves_nothing(admin_client,
 
 
 def test_send_test_email_with_smtp_down_shows_the_remedy(admin_client, store):
-    from conftest_admin import SmtpServer, free_port
 
     down = SmtpServer(free_port())
     admin_client.get("/lang/en")
@@ -360,8 +359,8 @@ def test_reset_password_command(app, home):
     assert result.exit_code == 0, result.output
     new_password = result.output.rsplit(": ", 1)[1].strip()
     client = app.test_client()
-    assert login(client, ADMIN_USER, ADMIN_PASSWORD).status_code == 200  # the old one is gone
-    assert login(client, ADMIN_USER, new_password).status_code == 302
+    assert admin_login(client, ADMIN_USER, ADMIN_PASSWORD).status_code == 200  # the old one is gone
+    assert admin_login(client, ADMIN_USER, new_password).status_code == 302
 
 
 def test_pages_forbid_framing_and_scripts(client):

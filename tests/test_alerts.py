@@ -9,12 +9,12 @@ import threading
 
 import pytest
 
-from conftest_admin import SmtpServer, free_port, smtp_server  # noqa: F401  (fixture)
 from core import errors
 from core.alerts import Alerts, compose, error_log_link
 from core.mail import Outbox, build_message
 from core.settings import Settings, save_settings
 from core.store import Store
+from helpers import SmtpServer, free_port
 
 
 class Clock:
@@ -28,11 +28,6 @@ class Clock:
 
     def advance(self, **delta) -> None:
         self.now += dt.timedelta(**delta)
-
-
-@pytest.fixture
-def store(tmp_path):
-    return Store(tmp_path / "instance")
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from conftest_admin import ADMIN_PASSWORD, ADMIN_USER, make_app, server, store  # noqa: F401  (fixtures)
+from helpers import ADMIN_PASSWORD, ADMIN_USER, browser_login
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/usr/bin/chromium"),
                                 reason="Debian's chromium is not installed (make test installs it)")
@@ -21,13 +21,8 @@ def emu():
         yield emu
 
 
-@pytest.fixture(scope="module")
-def app(tmp_path_factory):
-    return make_app(tmp_path_factory.mktemp("browser") / "instance")
-
-
 @pytest.fixture
-def page(browser, server):
+def page(browser, admin_server):
     context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="ja-JP",
                                   extra_http_headers={"Accept-Language": "ja"})
     context.set_default_timeout(10_000)
@@ -36,13 +31,6 @@ def page(browser, server):
     page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
     yield page
     context.close()
-
-
-def log_in(page, base: str) -> None:
-    page.goto(base + "/auth/login")
-    page.fill("#username", ADMIN_USER)
-    page.fill("#password", ADMIN_PASSWORD)
-    page.click("#submit")
 
 
 def fill_salesforce(page, emu, password: str) -> None:
@@ -57,48 +45,48 @@ def fill_salesforce(page, emu, password: str) -> None:
     page.click("#submit")
 
 
-def test_a_page_opened_without_login_redirects_to_login(page, server):
-    page.goto(server.url + "/settings/")
+def test_a_page_opened_without_login_redirects_to_login(page, admin_server):
+    page.goto(admin_server.url + "/settings/")
     assert "/auth/login" in page.url
     log_in_form = page.locator("form #username")
     assert log_in_form.is_visible()
 
 
-def test_log_in_and_out(page, server):
-    page.goto(server.url + "/errors/")
+def test_log_in_and_out(page, admin_server):
+    page.goto(admin_server.url + "/errors/")
     page.fill("#username", ADMIN_USER)
     page.fill("#password", ADMIN_PASSWORD)
     page.click("#submit")
-    assert page.url == server.url + "/errors/"
+    assert page.url == admin_server.url + "/errors/"
     assert page.locator("h1").inner_text() == "外部連携エラーログ"
     page.click("text=ログアウト")
     assert "/auth/login" in page.url
-    page.goto(server.url + "/")
+    page.goto(admin_server.url + "/")
     assert "/auth/login" in page.url
 
 
-def test_wrong_password_shows_the_remedy_and_saves_nothing(page, server, emu, store):
+def test_wrong_password_shows_the_remedy_and_saves_nothing(page, admin_server, emu, served_store):
     from core.errors import entry_for
     from core.settings import load_settings
 
-    log_in(page, server.url)
-    before = load_settings(store)
+    browser_login(page, admin_server.url)
+    before = load_settings(served_store)
     fill_salesforce(page, emu, "wrong-password")
     failure = page.locator(".failure")
     assert failure.is_visible()
     assert entry_for("INVALID_LOGIN").remedy_ja in failure.inner_text()
     assert "設定は保存されていません" in failure.inner_text()
-    assert load_settings(store) == before
+    assert load_settings(served_store) == before
 
 
-def test_settings_against_the_emulator_show_the_success_message(page, server, emu, store):
+def test_settings_against_the_emulator_show_the_success_message(page, admin_server, emu, served_store):
     from core.settings import load_settings
 
-    log_in(page, server.url)
+    browser_login(page, admin_server.url)
     fill_salesforce(page, emu, emu.password)
     assert page.locator(".flash.success").inner_text() == \
         "Salesforce との接続に成功しました。設定を保存しました。"
-    saved = load_settings(store)
+    saved = load_settings(served_store)
     assert (saved.username, saved.password, saved.security_token, saved.login_url,
             saved.contact_fetch) == (emu.username, emu.password, emu.security_token,
                                      emu.login_url, "after_call")
@@ -107,54 +95,54 @@ def test_settings_against_the_emulator_show_the_success_message(page, server, em
     assert page.locator(".badge.ok", has_text="保存済みです").count() == 2
 
 
-def test_stored_secrets_never_appear_in_any_page_html(page, server, emu, store):
+def test_stored_secrets_never_appear_in_any_page_html(page, admin_server, emu, served_store):
     from core.settings import save_settings
 
-    save_settings(store, {"username": emu.username, "password": emu.password,
+    save_settings(served_store, {"username": emu.username, "password": emu.password,
                           "security_token": emu.security_token, "smtp_password": "smtp-secret-XYZ",
                           "smtp_host": "smtp.example.com"})
-    log_in(page, server.url)
+    browser_login(page, admin_server.url)
     for path in ("/", "/settings/", "/alerts/", "/errors/", "/errors/common", "/calls/", "/contacts/"):
-        page.goto(server.url + path)
+        page.goto(admin_server.url + path)
         html = page.content()
         for secret in (emu.password, emu.security_token, "smtp-secret-XYZ"):
             assert secret not in html, path
 
 
-def test_error_log_shows_script_text_escaped(page, server, store):
-    with store.transaction() as db:
+def test_error_log_shows_script_text_escaped(page, admin_server, served_store):
+    with served_store.transaction() as db:
         db.execute("INSERT INTO error_log (first_at, last_at, integration, operation, code, "
                    "message, detail, count, open) VALUES ('2999-01-01T00:00:00+00:00', "
                    "'2999-01-01T00:00:00+00:00', 'salesforce', 'lookup', 'UNKNOWN', "
                    "'<script>alert(\"xss\")</script>', '<script>alert(\"detail\")</script>', 1, 1)")
-    log_in(page, server.url)
-    page.goto(server.url + "/errors/")
+    browser_login(page, admin_server.url)
+    page.goto(admin_server.url + "/errors/")
     assert page.locator("text=<script>alert(\"xss\")</script>").count() == 1
     assert page.evaluate("document.scripts.length") == 0
     assert page.dialogs == []
 
 
-def test_a_form_posted_without_its_csrf_token_is_rejected(page, server, store):
+def test_a_form_posted_without_its_csrf_token_is_rejected(page, admin_server, served_store):
     from core.settings import load_settings
 
-    log_in(page, server.url)
-    page.goto(server.url + "/alerts/")
+    browser_login(page, admin_server.url)
+    page.goto(admin_server.url + "/alerts/")
     page.evaluate("document.querySelector('#smtp_host').form.querySelector('[name=csrf_token]').remove()")
     page.fill("#smtp_host", "attacker.example.com")
     page.click("#save")
     assert "フォームを受け付けられませんでした" in page.content()
-    assert load_settings(store).smtp_host != "attacker.example.com"
+    assert load_settings(served_store).smtp_host != "attacker.example.com"
 
 
-def test_the_language_switch(page, server):
-    log_in(page, server.url)
-    page.goto(server.url + "/settings/")
+def test_the_language_switch(page, admin_server):
+    browser_login(page, admin_server.url)
+    page.goto(admin_server.url + "/settings/")
     assert page.locator("#submit").input_value() == "接続をテストして保存"
     page.click("#lang-en")
-    assert page.url == server.url + "/settings/"
+    assert page.url == admin_server.url + "/settings/"
     assert page.locator("#submit").input_value() == "Test connection and save"
     assert page.locator("html").get_attribute("lang") == "en"
-    page.goto(server.url + "/calls/")
+    page.goto(admin_server.url + "/calls/")
     assert page.locator("h1").inner_text() == "Call history"
     page.click("#lang-ja")
     assert page.locator("h1").inner_text() == "応対履歴一覧"

@@ -8,15 +8,13 @@ import sys
 
 import pytest
 
-from test_hooks import connect
-from test_hooks import home, store  # noqa: F401 (fixtures)
+from helpers import ROOT, connect
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def sfcti(home, *args, check=True):
     """Run `sfcti ARGS` in a fresh process on the instance folder ``home``."""
-    env = dict(os.environ, SFCTI_HOME=str(home), PYTHONPATH=ROOT)
+    env = dict(os.environ, SFCTI_HOME=str(home), PYTHONPATH=str(ROOT))
     env.pop("SFCTI_JOBS", None)
     done = subprocess.run([sys.executable, "-c", "from cli import main; main()", *map(str, args)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)

@@ -14,7 +14,6 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from test_hooks import home  # noqa: F401 (fixture: a fresh $SFCTI_HOME, no scheduler)
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -11,17 +11,12 @@ from click.testing import CliRunner
 from cli import main
 from core.settings import load_settings
 from core.store import Store
-from test_resolver import DISPLAY_KEYS, HOSTILE, fresh
-from test_salesforce import _healthy, rest_calls, sf_emu  # noqa: F401
-
-
-@pytest.fixture
-def home(tmp_path):
-    return str(tmp_path / "instance")
+from helpers import DISPLAY_KEYS, HOSTILE, fresh, rest_calls
 
 
 def run(home, *args, input=None):
-    result = CliRunner().invoke(main, ["--home", home, *args], input=input, catch_exceptions=True)
+    """`sfcti --home HOME ARGS` in this process."""
+    result = CliRunner().invoke(main, ["--home", str(home), *args], input=input, catch_exceptions=True)
     # a hostile argument may end a command with a message and an exit code, never a traceback
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exc_info
     assert "Traceback" not in result.output
@@ -40,7 +35,8 @@ def connect_args(emu, **overrides):
 
 
 @pytest.fixture
-def connected(sf_emu, home):
+def connected_home(sf_emu, home):
+    """The instance folder after a successful `sfcti connect` to ``sf_emu``."""
     assert run(home, *connect_args(sf_emu)).exit_code == 0
     sf_emu.reset_counters()
     return home
@@ -109,21 +105,21 @@ def test_connect_rejects_invalid_values(sf_emu, home, overrides):
 # sfcti lookup
 # ---------------------------------------------------------------------------------------------
 
-def test_lookup_prints_the_screen(sf_emu, connected):
+def test_lookup_prints_the_screen(sf_emu, connected_home):
     national, e164 = fresh()
     account = sf_emu.add_record("Account", {"Name": "株式会社表示"})
     sf_emu.add_record("Contact", {"LastName": "表示", "FirstName": "太郎", "AccountId": account,
                                   "Phone": national})
-    result = run(connected, "lookup", national.replace("-", ""))
+    result = run(connected_home, "lookup", national.replace("-", ""))
     assert result.exit_code == 0
     assert result.output.splitlines()[0] == "株式会社表示 / 表示 太郎"
     assert "status: matched" in result.output and f"number: {e164}" in result.output
     assert rest_calls(sf_emu) == 1
 
 
-def test_lookup_json(sf_emu, connected):
+def test_lookup_json(sf_emu, connected_home):
     national, e164 = fresh()
-    result = run(connected, "lookup", "--json", e164)
+    result = run(connected_home, "lookup", "--json", e164)
     display = json.loads(result.output)
     assert set(display) == DISPLAY_KEYS
     assert display["status"] == "not_registered" and display["label"] == f"{national} 未登録"
@@ -131,8 +127,8 @@ def test_lookup_json(sf_emu, connected):
 
 @pytest.mark.parametrize("raw, status", [(r, s) for r, s in HOSTILE if r is not None]
                          + [("０３－１２３４－５６７８", "not_registered"), ("-1", None), ("--", None)])
-def test_lookup_hostile_numbers(sf_emu, connected, raw, status):
-    result = run(connected, "lookup", "--json", "--", raw)
+def test_lookup_hostile_numbers(sf_emu, connected_home, raw, status):
+    result = run(connected_home, "lookup", "--json", "--", raw)
     assert result.exit_code == 0, result.output
     display = json.loads(result.output)
     assert set(display) == DISPLAY_KEYS
@@ -142,9 +138,9 @@ def test_lookup_hostile_numbers(sf_emu, connected, raw, status):
         assert not sf_emu.request_log  # no API call, nothing sent at all
 
 
-def test_lookup_hostile_text_output(sf_emu, connected):
+def test_lookup_hostile_text_output(sf_emu, connected_home):
     for raw in ("03-1234-5678\x00' OR 1=1", "\x1b[2J", "<b>x</b>", "1" * 5000):
-        result = run(connected, "lookup", raw)
+        result = run(connected_home, "lookup", raw)
         assert result.exit_code == 0
         assert "\x00" not in result.output and "\x1b" not in result.output
         assert len(result.output.splitlines()[0]) <= 60
@@ -158,9 +154,9 @@ def test_lookup_not_connected(home):
     assert "status: unavailable" in result.output and "NOT_CONFIGURED" in result.output
 
 
-def test_lookup_salesforce_down(sf_emu, connected):
+def test_lookup_salesforce_down(sf_emu, connected_home):
     sf_emu.faults.http_status = 503
-    result = run(connected, "lookup", fresh()[1])
+    result = run(connected_home, "lookup", fresh()[1])
     assert result.exit_code == 1
     assert "status: unavailable" in result.output and "SERVER_ERROR" in result.output
     assert "status.salesforce.com" in result.output
@@ -181,9 +177,9 @@ def test_status_not_connected(home):
     assert "own calls: 0" in result.output
 
 
-def test_status_connected(sf_emu, connected):
-    run(connected, "lookup", fresh()[1])
-    result = run(connected, "status")
+def test_status_connected(sf_emu, connected_home):
+    run(connected_home, "lookup", fresh()[1])
+    result = run(connected_home, "status")
     assert result.exit_code == 0, result.output
     assert sf_emu.org.name in result.output and "person accounts: yes" in result.output
     assert "own calls: 2" in result.output  # the connection test's composite and the lookup
@@ -191,12 +187,12 @@ def test_status_connected(sf_emu, connected):
     assert sf_emu.password not in result.output
 
 
-def test_status_connection_failing(sf_emu, connected):
+def test_status_connection_failing(sf_emu, connected_home):
     sf_emu.faults.login_fault = "API_DISABLED_FOR_ORG"
     from core.salesforce import forget_connection
 
-    forget_connection(Store(connected))
-    result = run(connected, "status")
+    forget_connection(Store(connected_home))
+    result = run(connected_home, "status")
     assert result.exit_code == 1 and "API_DISABLED_FOR_ORG" in result.output
 
 

@@ -8,10 +8,8 @@ import sys
 import textwrap
 import time
 
-from test_hooks import SAMPLE, UNKNOWN, connect
-from test_hooks import home, store  # noqa: F401 (fixtures)
+from helpers import ROOT, SAMPLE, UNKNOWN, connect
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROCESSES, THREADS, CALLS = 2, 25, 20
 
 # (number as dialled, E.164) - several formats of each sample number, one unknown, one withheld
@@ -69,7 +67,7 @@ def test_two_processes_25_threads_20_calls_share_one_instance_folder(store, home
 
     connect(store, emulator, contact_fetch="after_call")
     save_settings(store, {"screen_budget_ms": 5000})  # correctness here; the budget has its own tests
-    env = dict(os.environ, PYTHONPATH=ROOT, SFCTI_HOME=str(home), SFCTI_JOBS="off")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), SFCTI_HOME=str(home), SFCTI_JOBS="off")
     started = time.monotonic()
     hosts = [subprocess.Popen([sys.executable, "-c", HOST, f"p{p}", str(THREADS), str(CALLS),
                                json.dumps(DIALLED)], cwd=ROOT, env=env,

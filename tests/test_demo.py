@@ -4,11 +4,11 @@ import os
 import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import ROOT
 
 
 def run_demo(home):
-    env = dict(os.environ, PYTHONPATH=ROOT)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("SFCTI_HOME", None)
     done = subprocess.run([sys.executable, "-c", "from cli import main; main()", "--home", str(home),
                            "demo", "--no-wait"], cwd=ROOT, env=env, capture_output=True, text=True,

@@ -6,7 +6,7 @@ import pytest
 from simple_salesforce.exceptions import (SalesforceMalformedRequest, SalesforceRefusedRequest,
                                           SalesforceResourceNotFound)
 
-from conftest import SAMPLE_ACCOUNT_ID
+from helpers import SAMPLE_ACCOUNT_ID
 
 
 def query_url(soql):

@@ -9,7 +9,7 @@ import pytest
 import requests
 from simple_salesforce.exceptions import SalesforceGeneralError
 
-from conftest import client_for, login, trusting_session
+from helpers import client_for, login, trusting_session
 
 LOOKUP = "SELECT Id, Name FROM Contact WHERE Phone IN ('03-1234-5678') OR MobilePhone IN ('03-1234-5678')"
 

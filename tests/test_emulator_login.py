@@ -8,7 +8,7 @@ import requests
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceAuthenticationFailed, SalesforceExpiredSession
 
-from conftest import client_for, login, trusting_session
+from helpers import client_for, login, trusting_session
 
 
 def test_login_returns_a_session_and_the_emulator_as_instance(emulator):

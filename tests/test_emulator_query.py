@@ -3,7 +3,7 @@ import pytest
 from simple_salesforce import format_soql
 from simple_salesforce.exceptions import SalesforceError, SalesforceMalformedRequest
 
-from conftest import BULK_CONTACTS, SAMPLE_ACCOUNT_ID
+from helpers import BULK_CONTACTS, SAMPLE_ACCOUNT_ID
 
 
 def names(result):
@@ -193,6 +193,18 @@ def test_person_accounts_have_their_hidden_contact(pa_sf):
                          "WHERE MobilePhone = '080-5555-6666'")
     record = result["records"][0]
     assert (record["Name"], record["IsPersonAccount"], record["Account"]["Name"]) == ("伊藤 健", True, "伊藤 健")
+
+
+def test_a_person_account_added_later_gets_its_hidden_contact():
+    from emulator import Org
+
+    org = Org(person_accounts=True)
+    account_id = org.add_record("Account", {"LastName": "追加", "FirstName": "個人", "IsPersonAccount": True,
+                                            "PersonMobilePhone": "080-7777-8888"})
+    (contact,) = org.lookup("Contact", "AccountId", [account_id])
+    assert (contact["Name"], contact["IsPersonAccount"], contact["MobilePhone"]) == ("追加 個人", True,
+                                                                                    "080-7777-8888")
+    assert org.get(account_id)[1]["PersonContactId"] == contact["Id"]
 
 
 def test_urls_over_16384_bytes_get_414(sf, emulator):

@@ -169,13 +169,6 @@ def server():
     httpd.server_close()
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "instance")
-    yield s
-    s.close()
-
-
 def raised(fn, *args, **kwargs):
     try:
         fn(*args, **kwargs)

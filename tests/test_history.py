@@ -6,8 +6,7 @@ import datetime as dt
 import pytest
 
 from plugin.call import Call
-from test_hooks import ring
-from test_hooks import connected, home, host, store  # noqa: F401 (fixtures)
+from helpers import ring
 
 T0 = dt.datetime(2024, 5, 20, 1, 2, 3, tzinfo=dt.timezone.utc)
 

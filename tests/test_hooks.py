@@ -1,123 +1,21 @@
 """The hooks as a host sees them: loaded through the real entry point into a real PluginManager,
 answering from the emulator over real HTTPS, recording into a real SQLite instance folder.
-
-The fixtures and helpers at the top are shared by the other tests/test_hooks_*.py files.
 """
 
 import inspect
-import pathlib
 import re
-import time
 
-import pluggy
 import pytest
 
 import plugin.hookspecs
+from helpers import DISPLAY_KEYS, ROOT, SAMPLE, end, ring, runtime
 from plugin.call import Call
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-DISPLAY_KEYS = {"status", "label", "company", "person", "object", "record_id", "record_url", "number"}
-
-# numbers of tests/conftest.py's sample org, and what the screen must show for them
-SAMPLE = {
-    "+81312345678": ("株式会社サンプル", "山田 太郎", "Contact"),
-    "+819011112222": ("株式会社サンプル", "山田 太郎", "Contact"),
-    "+819033334444": (None, "鈴木 一郎", "Contact"),
-    "+81611112222": ("田中工業", "田中 次郎", "Lead"),
-    "+14155551212": (None, "Smith John", "Contact"),
-}
-UNKNOWN = "+81398760000"
-
-
-# ---------------------------------------------------------------------------------------------
-# shared fixtures and helpers
-# ---------------------------------------------------------------------------------------------
 
 def hook_names() -> list[str]:
     """The hooks plugin/hookspecs.py specifies."""
     return [name for name, fn in inspect.getmembers(plugin.hookspecs, inspect.isfunction)
             if hasattr(fn, "telephony_spec")]
-
-
-def make_host() -> pluggy.PluginManager:
-    """A PluginManager built exactly as a host builds it."""
-    pm = pluggy.PluginManager("telephony")
-    pm.add_hookspecs(plugin.hookspecs)
-    pm.load_setuptools_entrypoints("telephony")
-    pm.check_pending()
-    return pm
-
-
-def connect(store, emu, **settings):
-    """Point the instance at the emulator (plus any other settings)."""
-    from core.settings import save_settings
-
-    save_settings(store, dict(username=emu.username, password=emu.password,
-                              security_token=emu.security_token, login_url=emu.login_url,
-                              ca_bundle=emu.ca_path, **settings))
-
-
-def ring(host, number, direction="inbound", **fields):
-    """Ring (or dial) a call through the host; returns (call, display, seconds taken)."""
-    call = Call(direction=direction, remote_number=number, **fields)
-    hook = host.hook.on_incoming_call if direction == "inbound" else host.hook.on_outgoing_call
-    started = time.perf_counter()
-    display = hook(call=call)
-    return call, display, time.perf_counter() - started
-
-
-def end(host, call, answered=True, duration=30.0):
-    """End a call through the host."""
-    call.end(answered=answered, duration=duration)
-    return host.hook.on_call_ended(call=call)
-
-
-def runtime():
-    """This process's plugin runtime for $SFCTI_HOME."""
-    from core.runtime import runtime_for
-
-    return runtime_for()
-
-
-def error_rows(store, code=None):
-    """Error-log rows (optionally of one code)."""
-    from core.errors import list_errors
-
-    return list_errors(store, code=code, limit=1000)
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    """A fresh instance folder as $SFCTI_HOME; no scheduler unless a test starts one."""
-    from core.runtime import shutdown_all
-
-    path = tmp_path / "instance"
-    monkeypatch.setenv("SFCTI_HOME", str(path))
-    monkeypatch.setenv("SFCTI_JOBS", "off")
-    yield path
-    shutdown_all()
-
-
-@pytest.fixture
-def store(home):
-    """The instance folder's Store."""
-    from core.store import open_store
-
-    return open_store(home)
-
-
-@pytest.fixture
-def connected(store, emulator):
-    """The instance connected to the session emulator (registration: nightly, the default)."""
-    connect(store, emulator)
-    emulator.reset_counters()
-    return store
-
-
-@pytest.fixture
-def host():
-    """The plugin in a real PluginManager."""
-    return make_host()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -165,18 +63,13 @@ def test_plugin_is_found_through_its_entry_point(host):
         assert [i.plugin_name for i in impls] == ["salesforce"], name
 
 
-def test_a_misspelt_hook_would_fail_check_pending():
-    pm = pluggy.PluginManager("telephony")
-    pm.add_hookspecs(plugin.hookspecs)
+def test_the_plugin_implements_exactly_the_specified_hooks():
+    import plugin.hooks
 
-    class Misspelt:
-        @plugin.hookimpl
-        def on_incomming_call(self, call):
-            return None
-
-    pm.register(Misspelt())
-    with pytest.raises(pluggy.PluginValidationError):
-        pm.check_pending()
+    implemented = [name for name, fn in inspect.getmembers(plugin.hooks, callable)
+                   if hasattr(fn, "telephony_impl")]
+    # a misspelt or extra hook implementation would never be called by a host
+    assert sorted(implemented) == sorted(hook_names())
 
 
 def test_screen_hooks_are_firstresult():

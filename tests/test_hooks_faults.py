@@ -6,9 +6,9 @@ import datetime as dt
 
 import pytest
 
+from core import registration
+from helpers import DISPLAY_KEYS, connect, end, error_rows, ring, runtime
 from plugin.call import Call
-from test_hooks import DISPLAY_KEYS, connect, end, error_rows, ring, runtime
-from test_hooks import connected, home, host, store  # noqa: F401 (fixtures)
 
 
 def _fail(emu, kind):

@@ -10,19 +10,17 @@ import subprocess
 import sys
 import textwrap
 import time
+import zoneinfo
 
 import pytest
 
 from core import registration
 from core.settings import Settings
+from helpers import ROOT, end, ring, runtime, sample_records
 from plugin.call import Call
-from test_hooks import end, ring, runtime
-from test_hooks import connected, home, host, store  # noqa: F401 (fixtures)
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 
 BULK = 200
+TOKYO = zoneinfo.ZoneInfo("Asia/Tokyo")
 
 
 def bulk_number(i):
@@ -32,8 +30,7 @@ def bulk_number(i):
 
 @pytest.fixture(scope="module")
 def jobs_emulator(tmp_path_factory):
-    """conftest's sample org plus BULK contacts with real Tokyo numbers."""
-    from conftest import sample_records
+    """The sample org (helpers.sample_records) plus BULK contacts with real Tokyo numbers."""
     from emulator import Emulator, Org
 
     records = sample_records()
@@ -46,7 +43,7 @@ def jobs_emulator(tmp_path_factory):
 
 @pytest.fixture
 def emulator(jobs_emulator):
-    """This module's emulator, healthy."""
+    """This module's emulator, healthy; it stands in for conftest's, so ``connected`` uses it."""
     jobs_emulator.reset()
     yield jobs_emulator
     jobs_emulator.reset()
@@ -187,14 +184,18 @@ def test_a_dead_holders_lease_is_taken_over(connected, host):
 def test_a_salesforce_failure_stops_the_run_and_keeps_the_rest(connected, host, emulator):
     from core import jobs
 
+    day = dt.datetime.now(TOKYO).date().isoformat()     # the default time zone's today
+    tonight = dt.datetime.fromisoformat(f"{day}T23:00:00+09:00")   # after the 22:00 run
     end_unscreened(host, [bulk_number(i) for i in range(1, 6)])
     emulator.faults.http_status = 503
-    report = jobs.register_contacts_for_day(connected)
+    report = jobs.register_contacts_for_day(connected, day)
     assert report.failed == "SERVER_ERROR" and registration.queue_size(connected) == 5
-    assert jobs.missed_day(connected, _settings(connected)) is not None or True
+    # the run stays unfinished, so the catch-up still sees the day as missed
+    assert jobs.missed_day(connected, _settings(connected), tonight) == day
     emulator.reset()
-    resumed = jobs.register_contacts_for_day(connected)
+    resumed = jobs.register_contacts_for_day(connected, day)
     assert resumed.resumed and resumed.registered == 5
+    assert jobs.missed_day(connected, _settings(connected), tonight) is None
 
 
 def _settings(store):
@@ -232,11 +233,11 @@ def test_the_scheduler_runs_nightly_at_22_tokyo_and_catches_up_at_start(connecte
     scheduler = jobs.JobScheduler(connected, lambda: runtime().resolver)
     scheduler.configure(_settings(connected))
     try:
-        job = scheduler._scheduler.get_job("nightly")
-        assert str(job.trigger.timezone) == "Asia/Tokyo"
-        fields = {f.name: str(f) for f in job.trigger.fields}
-        assert (fields["hour"], fields["minute"]) == ("22", "0")
-        assert (job.next_run_time.hour, job.next_run_time.minute) == (22, 0)
+        next_run, trigger = scheduler.scheduled("nightly")
+        assert str(next_run.tzinfo) == "Asia/Tokyo"
+        assert (next_run.hour, next_run.minute, next_run.second) == (22, 0, 0)
+        assert next_run > dt.datetime.now(TOKYO)
+        assert trigger == "cron[hour='22', minute='0']"
         deadline = time.monotonic() + 10
         while connected.count_contacts() == 0:  # the catch-up at start
             assert time.monotonic() < deadline
@@ -252,15 +253,16 @@ def test_the_scheduler_follows_the_settings(connected):
     try:
         set_mode(connected, "nightly", nightly_time="03:15", time_zone="America/New_York")
         scheduler.configure(_settings(connected))
-        trigger = scheduler._scheduler.get_job("nightly").trigger
-        assert str(trigger.timezone) == "America/New_York"
+        next_run, trigger = scheduler.scheduled("nightly")
+        assert str(next_run.tzinfo) == "America/New_York"
+        assert (next_run.hour, next_run.minute, trigger) == (3, 15, "cron[hour='3', minute='15']")
         set_mode(connected, "after_call")
         scheduler.configure(_settings(connected))
-        assert scheduler._scheduler.get_job("nightly") is None
-        assert scheduler._scheduler.get_job("retry") is not None
+        assert scheduler.scheduled("nightly") is None
+        assert scheduler.scheduled("retry") is not None
         set_mode(connected, "never")
         scheduler.configure(_settings(connected))
-        assert scheduler._scheduler is None
+        assert [scheduler.scheduled(job) for job in ("nightly", "catch_up", "retry")] == [None] * 3
     finally:
         scheduler.stop()
 
@@ -286,7 +288,7 @@ def test_a_nightly_run_killed_half_way_loses_nothing_and_repeats_nothing(connect
     day = Settings().local_day(dt.datetime.now(dt.timezone.utc))
     child = subprocess.Popen([sys.executable, "-c", KILLABLE_RUN, str(home), day], cwd=ROOT,
                              stdout=subprocess.PIPE, text=True,
-                             env=dict(os.environ, PYTHONPATH=ROOT, SFCTI_JOBS="off"))
+                             env=dict(os.environ, PYTHONPATH=str(ROOT), SFCTI_JOBS="off"))
     try:
         assert child.stdout.readline().strip() == "batch 20"
     finally:

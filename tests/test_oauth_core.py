@@ -4,15 +4,12 @@ error row, a revoked refresh token gives an error row with the remedy and an ale
 on loopback), client credentials, and an org whose SOAP login() is disabled."""
 import pytest
 
-from conftest import trusting_session
-from conftest_admin import smtp_server  # noqa: F401  (fixture)
 from core import errors, oauth
 from core.resolver import Resolver
 from core.salesforce import Connection, LoginFailed, connection_for, forget_connection
 from core.settings import Settings, load_settings, save_settings
 from emulator.oauth import DEMO_CALLBACK
-from test_hooks import end, error_rows, home, host, make_host, ring, store  # noqa: F401
-from test_oauth_emulator import authorize
+from helpers import authorize, end, error_rows, ring, trusting_session
 
 NUMBER = "+81312345678"
 
@@ -144,7 +141,7 @@ def test_soap_disabled_org_refuses_password_but_takes_oauth(emulator):
 # ---------------------------------------------------------------------------------------------
 
 @pytest.fixture
-def oauth_connected(store, emulator):  # noqa: F811
+def oauth_connected(store, emulator):
     settings, _ = connect_web(emulator)
     save_settings(store, {k: getattr(settings, k) for k in (
         "auth_method", "oauth_client_id", "oauth_client_secret", "oauth_refresh_token", "login_url",
@@ -194,7 +191,7 @@ def test_lookup_through_the_plugin_survives_access_token_expiry(oauth_connected,
 
 
 def test_revoked_refresh_token_gives_error_row_remedy_and_mail(oauth_connected, emulator, host,
-                                                                 smtp_server):  # noqa: F811
+                                                                 smtp_server):
     from core.alerts import Alerts
 
     save_settings(oauth_connected, smtp_server.settings())

@@ -3,37 +3,15 @@
 answers, access tokens as Bearer tokens on REST, and an org whose SOAP login() is disabled."""
 import re
 import secrets
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceAuthenticationFailed, SalesforceExpiredSession
 
-from conftest import login, trusting_session
-from emulator.oauth import DEMO_CALLBACK, s256
+from emulator.oauth import DEMO_CALLBACK
+from helpers import authorize, login, trusting_session
 
 CALLBACK = DEMO_CALLBACK
-
-
-def authorize(emu, session, verifier="v" * 50, state="st-1", redirect_uri=CALLBACK, decision="allow",
-              password=None):
-    """Drive the login and consent pages like a browser; returns the redirect's query dict."""
-    params = {"response_type": "code", "client_id": emu.oauth_client_id, "redirect_uri": redirect_uri,
-              "state": state, "code_challenge": s256(verifier), "code_challenge_method": "S256",
-              "scope": "api refresh_token"}
-    page = session.get(emu.login_url + "/services/oauth2/authorize", params=params)
-    assert page.status_code == 200, page.text
-    ticket = re.search(r"name='ticket' value='([^']+)'", page.text).group(1)
-    url = emu.login_url + "/services/oauth2/authorize"
-    consent = session.post(url, data={"step": "login", "ticket": ticket, "username": emu.username,
-                                      "password": password or emu.password})
-    assert "oaapprove" in consent.text, consent.text
-    answer = session.post(url, data={"step": "consent", "ticket": ticket, "decision": decision},
-                          allow_redirects=False)
-    assert answer.status_code == 302
-    location = answer.headers["Location"]
-    assert location.startswith(redirect_uri + "?")
-    return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
 
 
 def token(emu, session, **form):

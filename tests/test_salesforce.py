@@ -1,12 +1,7 @@
-"""core/salesforce.py against the emulator over HTTPS, through the real simple-salesforce.
-
-The fixtures here (``sf_emu``, ``sf_plain_emu``, ``sf_store``...) are also imported by
-test_resolver.py and test_cli_salesforce.py.
-"""
+"""core/salesforce.py against the emulator over HTTPS, through the real simple-salesforce."""
 
 from __future__ import annotations
 
-import dataclasses
 import socket
 import threading
 import time
@@ -17,80 +12,10 @@ import pytest
 from core import errors
 from core.salesforce import (AccessDenied, Connection, LimitExceeded, LoginFailed, NotConfigured,
                              SalesforceError, Unavailable, _permission_problems, connection_for,
-                             forget_connection, request_kind)
+                             request_kind)
 from core.settings import Settings, load_settings, save_settings
 from core.store import Store
-
-
-# ---------------------------------------------------------------------------------------------
-# fixtures (shared with the resolver and CLI tests)
-# ---------------------------------------------------------------------------------------------
-
-def _emulator(person_accounts: bool):
-    from emulator import Emulator, Org
-
-    name = "sfcti test org (person accounts)" if person_accounts else "sfcti test org"
-    return Emulator(Org(person_accounts=person_accounts, name=name))
-
-
-@pytest.fixture(scope="module")
-def sf_emu():
-    """An emulator whose org has person accounts, shared by a module; healthy at each test."""
-    with _emulator(person_accounts=True) as emu:
-        yield emu
-
-
-@pytest.fixture(scope="module")
-def sf_plain_emu():
-    """An emulator whose org has no person accounts."""
-    with _emulator(person_accounts=False) as emu:
-        yield emu
-
-
-@pytest.fixture(autouse=True)
-def _healthy(request):
-    """Every emulator a test uses starts healthy, with empty counters and its default limits."""
-    emus = [request.getfixturevalue(name) for name in ("sf_emu", "sf_plain_emu")
-            if name in request.fixturenames]
-    for emu in emus:
-        emu.reset()
-        emu.session_seconds = 7200
-    yield
-    for emu in emus:
-        emu.faults.clear()
-        emu.session_seconds = 7200
-
-
-def emu_settings(emu, **changes) -> Settings:
-    """Settings that log in to ``emu``."""
-    values = dict(username=emu.username, password=emu.password, security_token=emu.security_token,
-                  login_url=emu.login_url, ca_bundle=emu.ca_path, connect_timeout=2.0,
-                  read_timeout=2.0)
-    values.update(changes)
-    return Settings(**values)
-
-
-@pytest.fixture
-def sf_store(tmp_path, sf_emu):
-    """An instance folder connected to ``sf_emu``."""
-    store = Store(tmp_path / "instance")
-    save_settings(store, dataclasses.asdict(emu_settings(sf_emu)))
-    yield store
-    forget_connection(store)
-
-
-@pytest.fixture
-def plain_store(tmp_path, sf_plain_emu):
-    """An instance folder connected to ``sf_plain_emu`` (no person accounts)."""
-    store = Store(tmp_path / "plain")
-    save_settings(store, dataclasses.asdict(emu_settings(sf_plain_emu)))
-    yield store
-    forget_connection(store)
-
-
-def rest_calls(emu) -> int:
-    """Requests Salesforce would count against the daily limit (everything but login)."""
-    return sum(n for kind, n in emu.api_calls.items() if kind != "login")
+from helpers import emu_settings, rest_calls
 
 
 # ---------------------------------------------------------------------------------------------

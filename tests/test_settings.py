@@ -11,13 +11,6 @@ from core.settings import (
 from core.store import Store
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "instance")
-    yield s
-    s.close()
-
-
 DEFAULTS = {
     "username": "", "password": "", "security_token": "", "sandbox": False, "login_url": "",
     "ca_bundle": "", "contact_fetch": "nightly", "time_zone": "Asia/Tokyo", "nightly_time": "22:00",

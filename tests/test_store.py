@@ -45,13 +45,6 @@ PRIMARY_KEYS = {
 }
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "instance")
-    yield s
-    s.close()
-
-
 def raw(path):
     """A plain sqlite3 connection, not the store's."""
     return sqlite3.connect(str(path / "sfcti.db"))
