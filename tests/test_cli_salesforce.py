@@ -147,7 +147,7 @@ def test_lookup_hostile_text_output(sf_emu, connected_home):
     assert not sf_emu.request_log
 
 
-def test_lookup_not_connected(home):
+def test_lookup_not_connected(store, home):
     result = run(home, "lookup", "03-1234-5678")
     assert result.exit_code == 1
     assert result.output.splitlines()[0] == "03-1234-5678"
@@ -162,7 +162,7 @@ def test_lookup_salesforce_down(sf_emu, connected_home):
     assert "status.salesforce.com" in result.output
 
 
-def test_lookup_withheld_works_without_connection(home):
+def test_lookup_withheld_works_without_connection(store, home):
     result = run(home, "lookup", "anonymous")
     assert result.exit_code == 0 and result.output.splitlines()[0] == "非通知"
 
@@ -171,7 +171,7 @@ def test_lookup_withheld_works_without_connection(home):
 # sfcti status
 # ---------------------------------------------------------------------------------------------
 
-def test_status_not_connected(home):
+def test_status_not_connected(store, home):
     result = run(home, "status")
     assert result.exit_code == 0 and "not connected" in result.output
     assert "own calls: 0" in result.output

@@ -155,9 +155,7 @@ def test_blank_clears_secret_when_asked(store, secret):
 
 def test_blank_keeps_secret_from_a_dataclass(store):
     save_settings(store, {"password": "stored-value-1"})
-    settings = load_settings(store)
-    settings.password = ""
-    settings.username = "x@example.com"
+    settings = dataclasses.replace(load_settings(store), password="", username="x@example.com")
     assert save_settings(store, settings).password == "stored-value-1"
 
 
