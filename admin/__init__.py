@@ -11,7 +11,7 @@ import hashlib
 import os
 import sys
 
-from flask import Flask, current_app
+from flask import Flask, current_app, redirect, url_for
 from flask_wtf.csrf import CSRFProtect
 
 from core.store import Store
@@ -45,6 +45,8 @@ def create_app(test_config: dict | None = None, *, home: str | None = None,
     i18n.init_app(app)
     _register_blueprints(app)
     _register_template_helpers(app)
+    # browsers ask for /favicon.ico whatever the page links; no login needed for an icon
+    app.add_url_rule("/favicon.ico", "favicon", _favicon)
     app.after_request(_security_headers)
     return app
 
@@ -59,6 +61,10 @@ def _security_headers(response):
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")
     return response
+
+
+def _favicon():
+    return redirect(url_for("static", filename="favicon.svg"))
 
 
 def _home(test_config: dict | None, home: str | None) -> str:

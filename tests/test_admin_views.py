@@ -82,6 +82,37 @@ def test_session_cookie_is_httponly_and_samesite(client):
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
 
 
+def _input_tag(html: str, input_id: str) -> str:
+    match = re.search(rf'<input[^>]*\bid="{input_id}"[^>]*>', html)
+    assert match, input_id
+    return match.group(0)
+
+
+def test_login_form_lets_password_managers_fill_it(client):
+    html = client.get("/auth/login").get_data(as_text=True)
+    assert 'autocomplete="username"' in _input_tag(html, "username")
+    assert 'autocomplete="current-password"' in _input_tag(html, "password")
+
+
+def test_settings_secrets_are_not_filled_with_the_admin_password(admin_client):
+    html = admin_client.get("/settings/").get_data(as_text=True)
+    for secret in ("password", "security_token", "oauth_client_secret"):
+        assert 'autocomplete="new-password"' in _input_tag(html, secret), secret
+
+
+def test_favicon_is_served_without_login(client):
+    response = client.get("/favicon.ico", follow_redirects=True)
+    assert response.status_code == 200
+    assert response.mimetype == "image/svg+xml" and b"<svg" in response.data
+
+
+def test_pages_link_an_icon_that_loads(client, admin_client):
+    for url in ("/auth/login", "/settings/"):
+        html = admin_client.get(url).get_data(as_text=True)
+        href = re.search(r'<link rel="icon"[^>]*href="([^"]+)"', html).group(1)
+        assert client.get(href).status_code == 200, url
+
+
 def test_password_is_stored_hashed(store):
     (row,) = store.conn.execute("SELECT password_hash FROM admin_users").fetchall()
     assert ADMIN_PASSWORD not in row[0] and row[0].startswith(("scrypt:", "pbkdf2:"))
