@@ -19,7 +19,8 @@ import jinja2
 from emulator.soap import USER_TIME_ZONE
 
 PREFIX = "/lightning/"
-_RECORD_PATH = re.compile(r"^/lightning/r/([A-Za-z][A-Za-z0-9_]*)/([A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?)/view/?$")
+_RECORD_PATH = re.compile(r"^/lightning/r/([A-Za-z][A-Za-z0-9_]*)/"
+                          r"([A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?)/view/?$")
 _HTML = "text/html;charset=UTF-8"
 # inline styles only, no scripts, nothing fetched from elsewhere
 _HEADERS = {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "

@@ -20,7 +20,8 @@ def emu(tmp_path_factory):
     """An emulator whose records this module knows by the Ids ``add_record`` gave back."""
     from emulator import Emulator, Org
 
-    org = Org(records={"User": [{"Username": "owner@example.jp", "LastName": "管理", "FirstName": "花子"}]})
+    owner = {"Username": "owner@example.jp", "LastName": "管理", "FirstName": "花子"}
+    org = Org(records={"User": [owner]})
     with Emulator(org, cert_dir=str(tmp_path_factory.mktemp("record-page-ca"))) as emu:
         ids = emu.ids = {}
         ids["account"] = emu.add_record("Account", {
