@@ -11,8 +11,10 @@ import hashlib
 import os
 import sys
 
-from flask import Flask, current_app
+from flask import Flask, current_app, redirect, request, url_for
+from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from core.store import Store
 
@@ -35,6 +37,8 @@ def create_app(test_config: dict | None = None, *, home: str | None = None,
         app.config.from_pyfile("admin.cfg", silent=True)
     else:
         app.config.from_mapping(test_config)
+    _trust_proxies(app)
+    app.session_interface = HttpsSessionInterface()
     store = Store(app.config["SFCTI_HOME"])
     app.extensions["sfcti_store"] = store
     if not app.config.get("SECRET_KEY"):
@@ -45,6 +49,8 @@ def create_app(test_config: dict | None = None, *, home: str | None = None,
     i18n.init_app(app)
     _register_blueprints(app)
     _register_template_helpers(app)
+    # browsers ask for /favicon.ico whatever the page links; no login needed for an icon
+    app.add_url_rule("/favicon.ico", "favicon", _favicon)
     app.after_request(_security_headers)
     return app
 
@@ -61,6 +67,31 @@ def _security_headers(response):
     return response
 
 
+class HttpsSessionInterface(SecureCookieSessionInterface):
+    """Flask's signed cookie sessions, with ``Secure`` on the cookie whenever the request came
+    over HTTPS (directly, or through a trusted proxy: see ``TRUSTED_PROXIES``)."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        """``SESSION_COOKIE_SECURE``, or this request is HTTPS."""
+        return super().get_cookie_secure(app) or request.is_secure
+
+
+def _trust_proxies(app: Flask) -> None:
+    """Behind the reverse proxies the operator declares (``TRUSTED_PROXIES`` in admin.cfg), take
+    the client's address, scheme and host from their X-Forwarded-For/-Proto/-Host headers.
+    Without it those headers are ignored: any client could send them."""
+    hops = app.config["TRUSTED_PROXIES"]
+    if not isinstance(hops, int) or hops < 0:
+        raise ValueError(f"TRUSTED_PROXIES in admin.cfg must be the number of reverse proxies in "
+                         f"front of the admin (0: none), not {hops!r}")
+    if hops:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+
+
+def _favicon():
+    return redirect(url_for("static", filename="favicon.svg"))
+
+
 def _home(test_config: dict | None, home: str | None) -> str:
     home = ((test_config or {}).get("SFCTI_HOME") or home or os.environ.get("SFCTI_HOME")
             or "instance")
@@ -73,8 +104,10 @@ def _defaults(home: str) -> dict:
         "SECRET_KEY": None,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
-        # set to True behind HTTPS (admin.cfg); plain http on 127.0.0.1 is the default deployment
+        # the cookie is Secure on every HTTPS request anyway (HttpsSessionInterface); True forces it
         "SESSION_COOKIE_SECURE": False,
+        # reverse proxies whose X-Forwarded-* headers are believed; 0: none (direct clients)
+        "TRUSTED_PROXIES": 0,
         "PERMANENT_SESSION_LIFETIME": 8 * 3600,
         "WTF_CSRF_TIME_LIMIT": 8 * 3600,
         "MAX_CONTENT_LENGTH": 256 * 1024,

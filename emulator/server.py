@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import trustme
 
-from emulator import oauth, soap
+from emulator import oauth, record_page, soap
 from emulator.faults import Faults
 from emulator.org import Org
 from emulator.rest import Call, RestApi, SUPPORTED_VERSIONS, classify, split_url
@@ -326,7 +326,7 @@ class _Handler(BaseHTTPRequestHandler):
         emu = self.server.emulator
         started = time.perf_counter()
         path, params = split_url(self.path)
-        kind = oauth.classify(path) or classify(self.command, path, params)
+        kind = oauth.classify(path) or record_page.classify(path) or classify(self.command, path, params)
         entry = {"time": datetime.now(timezone.utc).isoformat(), "method": self.command, "path": path,
                  "kind": kind, "status": None}
         body = self._read_body()
@@ -359,6 +359,9 @@ class _Handler(BaseHTTPRequestHandler):
         if kind.startswith("oauth_"):
             status, content_type, data, headers = emu.oauth.handle(
                 self.command, path, params, body, self.headers.get("Content-Type", ""))
+            return self._send(status, data, content_type, headers)
+        if kind == "record_page":
+            status, content_type, data, headers = record_page.handle(emu.org, self.command, path)
             return self._send(status, data, content_type, headers)
         if kind == "versions":
             return self._json(200, _versions())

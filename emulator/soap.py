@@ -43,6 +43,9 @@ def _decode(body):
         return body.decode("latin-1")
 
 
+USER_TIME_ZONE = "Asia/Tokyo"    # every emulator user's time zone (login result, record pages)
+
+
 def login_response(session_id, server_url, metadata_url, password_expired, user, org, session_seconds):
     """The 200 loginResponse body, with unprefixed sessionId/serverUrl as simple-salesforce parses them."""
     user_info = {
@@ -54,7 +57,7 @@ def login_response(session_id, server_url, metadata_url, password_expired, user,
         "organizationName": org.name, "profileId": "00e5g000000AbCdAAK",
         "sessionSecondsValid": str(session_seconds), "userEmail": user.get("Email") or "",
         "userFullName": user.get("Name") or "", "userId": user["Id"], "userLanguage": "ja",
-        "userLocale": "ja_JP", "userName": user.get("Username") or "", "userTimeZone": "Asia/Tokyo",
+        "userLocale": "ja_JP", "userName": user.get("Username") or "", "userTimeZone": USER_TIME_ZONE,
         "userType": "Standard", "userUiSkin": "Theme3",
     }
     info = "".join(f"<{k}>{escape(v)}</{k}>" for k, v in user_info.items())

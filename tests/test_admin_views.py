@@ -82,6 +82,37 @@ def test_session_cookie_is_httponly_and_samesite(client):
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
 
 
+def _input_tag(html: str, input_id: str) -> str:
+    match = re.search(rf'<input[^>]*\bid="{input_id}"[^>]*>', html)
+    assert match, input_id
+    return match.group(0)
+
+
+def test_login_form_lets_password_managers_fill_it(client):
+    html = client.get("/auth/login").get_data(as_text=True)
+    assert 'autocomplete="username"' in _input_tag(html, "username")
+    assert 'autocomplete="current-password"' in _input_tag(html, "password")
+
+
+def test_settings_secrets_are_not_filled_with_the_admin_password(admin_client):
+    html = admin_client.get("/settings/").get_data(as_text=True)
+    for secret in ("password", "security_token", "oauth_client_secret"):
+        assert 'autocomplete="new-password"' in _input_tag(html, secret), secret
+
+
+def test_favicon_is_served_without_login(client):
+    response = client.get("/favicon.ico", follow_redirects=True)
+    assert response.status_code == 200
+    assert response.mimetype == "image/svg+xml" and b"<svg" in response.data
+
+
+def test_pages_link_an_icon_that_loads(client, admin_client):
+    for url in ("/auth/login", "/settings/"):
+        html = admin_client.get(url).get_data(as_text=True)
+        href = re.search(r'<link rel="icon"[^>]*href="([^"]+)"', html).group(1)
+        assert client.get(href).status_code == 200, url
+
+
 def test_password_is_stored_hashed(app, store):  # the app creates the admin account
     (row,) = store.conn.execute("SELECT password_hash FROM admin_users").fetchall()
     assert ADMIN_PASSWORD not in row[0] and row[0].startswith(("scrypt:", "pbkdf2:"))
@@ -267,6 +298,49 @@ def test_contacts_page(admin_client, store):
     html = admin_client.get("/contacts/").get_data(as_text=True)
     assert "+81312345678" in html and "株式会社サンプル" in html
     assert "株式会社サンプル" not in admin_client.get("/contacts/?q=nothing").get_data(as_text=True)
+
+
+EMPTY_LISTS = {
+    # page: (language, nothing yet, nothing matched the term)
+    "/calls/": [("en", "No calls yet.", "No call matches “{}”."),
+                ("ja", "応対履歴はまだありません。", "「{}」に一致する応対履歴はありません。")],
+    "/contacts/": [("en", "No contacts registered yet.", "No contact matches “{}”."),
+                   ("ja", "登録された連絡先はまだありません。", "「{}」に一致する連絡先はありません。")],
+}
+EMPTY_CASES = [(url, *texts) for url, cases in EMPTY_LISTS.items() for texts in cases]
+
+
+def _one_call_and_contact(store):
+    _call(store, "c1")
+    store.upsert_contact("+81312345678", object="Contact", company="株式会社サンプル", person="山田 太郎",
+                         record_url="https://example.lightning.force.com/lightning/r/Contact/003/view")
+
+
+@pytest.mark.parametrize("url,lang,nothing_yet,no_match", EMPTY_CASES)
+def test_a_search_without_result_says_nothing_matched_the_term(admin_client, store, url, lang,
+                                                               nothing_yet, no_match):
+    _one_call_and_contact(store)
+    admin_client.get(f"/lang/{lang}")
+    term = '<b>"zz"</b>&'
+    html = admin_client.get(url, query_string={"q": term}).get_data(as_text=True)
+    assert no_match.format(escape(term)) in html
+    assert "<b>" not in html and nothing_yet not in html
+
+
+@pytest.mark.parametrize("url,lang,nothing_yet,no_match", EMPTY_CASES)
+def test_an_empty_list_without_search_says_nothing_yet(admin_client, url, lang, nothing_yet, no_match):
+    admin_client.get(f"/lang/{lang}")
+    html = admin_client.get(url).get_data(as_text=True)
+    assert nothing_yet in html
+    assert no_match.split("{}")[1] not in html
+
+
+@pytest.mark.parametrize("url", EMPTY_LISTS)
+def test_an_oversized_search_is_ignored_and_the_list_shown(admin_client, store, url):
+    _one_call_and_contact(store)
+    admin_client.get("/lang/en")
+    html = admin_client.get(url, query_string={"q": "x" * 101}).get_data(as_text=True)
+    assert "株式会社サンプル" in html and "matches" not in html
 
 
 def test_overview_shows_api_usage_today(admin_client, store):

@@ -146,3 +146,73 @@ def test_the_language_switch(page, admin_server):
     assert page.locator("h1").inner_text() == "Call history"
     page.click("#lang-ja")
     assert page.locator("h1").inner_text() == "応対履歴一覧"
+
+
+OAUTH_FIELDS = ("#oauth_client_id", "#oauth_client_secret")
+OAUTH_WEB_ONLY = ("#callback_url", "#connect")
+LEGACY_FIELDS = ("#username", "#password", "#security_token")
+
+
+def shown(page, selectors) -> list[str]:
+    """The selectors whose element the admin can see."""
+    return [s for s in selectors if page.locator(s).is_visible()]
+
+
+def choose_method(page, method: str) -> None:
+    page.check(f"input[name=auth_method][value={method}]")
+
+
+def test_settings_show_only_the_chosen_authentication_methods_fields(page, server):
+    log_in(page, server.url)
+    page.goto(server.url + "/settings/")
+    choose_method(page, "password")
+    assert shown(page, OAUTH_FIELDS + OAUTH_WEB_ONLY) == []
+    assert shown(page, LEGACY_FIELDS) == list(LEGACY_FIELDS)
+    connect = page.get_by_role("button", name="Salesforce ID で認証", include_hidden=True)
+    assert connect.count() == 1 and not connect.is_visible()       # in the page, not shown
+    choose_method(page, "oauth_web")
+    assert shown(page, LEGACY_FIELDS) == []
+    assert shown(page, OAUTH_FIELDS + OAUTH_WEB_ONLY) == list(OAUTH_FIELDS + OAUTH_WEB_ONLY)
+    choose_method(page, "oauth_client_credentials")
+    assert shown(page, LEGACY_FIELDS + OAUTH_WEB_ONLY) == []
+    assert shown(page, OAUTH_FIELDS) == list(OAUTH_FIELDS)
+    # the common options stay, numbered on from the method: 1 method, 2 its fields, 3, 4
+    common = ("#sandbox", "#contact_fetch-0", "#submit")
+    assert shown(page, common) == list(common)
+    assert page.locator("form.settings ol.items > li").count() == 4
+    assert page.locator("form.settings ol").count() == 1
+
+
+def test_after_a_validation_error_the_chosen_method_still_decides(page, server, store):
+    from core.settings import load_settings
+
+    log_in(page, server.url)
+    page.goto(server.url + "/settings/")
+    before = load_settings(store)
+    choose_method(page, "oauth_web")
+    page.fill("#oauth_client_id", "")
+    page.click("#submit")
+    page.wait_for_load_state()
+    assert page.locator("input[name=auth_method][value=oauth_web]").is_checked()
+    assert page.locator(".field.has-error #oauth_client_id").is_visible()
+    assert "コンシューマー鍵" in page.locator(".field.has-error").inner_text()
+    assert shown(page, LEGACY_FIELDS) == []
+    assert load_settings(store) == before
+
+
+def test_an_error_in_the_other_methods_fields_is_not_hidden(page, server, store):
+    from core.settings import load_settings
+
+    log_in(page, server.url)
+    page.goto(server.url + "/settings/")
+    before = load_settings(store)
+    choose_method(page, "oauth_web")
+    page.fill("#oauth_client_id", "k" * 1100)        # over the 1,024 characters a key may have
+    choose_method(page, "password")
+    page.click("#submit")
+    page.wait_for_load_state()
+    assert page.locator("input[name=auth_method][value=password]").is_checked()
+    assert shown(page, LEGACY_FIELDS) == list(LEGACY_FIELDS)
+    assert page.locator(".field.has-error #oauth_client_id").is_visible()
+    assert shown(page, OAUTH_WEB_ONLY) == []
+    assert load_settings(store) == before

@@ -37,7 +37,7 @@ def history():
     size = current_app.config["PAGE_SIZE"]
     pages = paginate(call_history.count_calls(store, search), page_number(), size)
     rows = call_history.list_calls(store, limit=size, offset=pages["offset"], search=search)
-    return render_template("calls/history.html", rows=rows, pages=pages, form=form,
+    return render_template("calls/history.html", rows=rows, pages=pages, form=form, search=search,
                            refetch_form=RefetchForm(), status_label=status_label,
                            direction_label=direction_label)
 

@@ -19,4 +19,5 @@ def index():
     size = current_app.config["PAGE_SIZE"]
     pages = paginate(store.count_contacts(search), page_number(), size)
     rows = store.list_contacts(limit=size, offset=pages["offset"], search=search)
-    return render_template("contacts/index.html", rows=rows, pages=pages, form=form)
+    return render_template("contacts/index.html", rows=rows, pages=pages, form=form,
+                           search=search)

@@ -9,6 +9,11 @@ from admin.forms_common import SettingsFormBase, choice
 
 
 class SalesforceSettingsForm(SettingsFormBase):
+    # The parts of the page each authentication method uses, as CSS classes of its radio:
+    # style.css shows only those parts (the page has no JavaScript).
+    METHOD_PARTS = {"oauth_web": "method uses-oauth uses-oauth-web",
+                    "oauth_client_credentials": "method uses-oauth",
+                    "password": "method uses-legacy"}
     setting_names = ("auth_method", "oauth_client_id", "oauth_client_secret",
                      "username", "password", "security_token", "sandbox", "contact_fetch",
                      "login_url", "ca_bundle", "time_zone", "nightly_time", "screen_budget_ms")
