@@ -13,6 +13,8 @@ import click
 
 OPERATION_TEST = "connection_test"
 OPERATION_LOOKUP = "lookup"
+# the usage kind core/store.py leaves out of the calls counted against the daily limit
+LOGIN_KIND = "login"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -139,12 +141,19 @@ def _lookup(ctx, number: str, as_json: bool) -> None:
 # ---------------------------------------------------------------------------------------------
 
 def _usage_lines(store) -> list[str]:
+    """Today's API usage: the calls Salesforce counts against the daily limit (with their
+    kinds, which add up to the total), then the logins, which it does not count."""
     usage = store.api_usage()
-    kinds = ", ".join(f"{k} {v}" for k, v in sorted(usage["by_kind"].items())) or "none"
+    counted = {k: v for k, v in usage["by_kind"].items() if k != LOGIN_KIND}
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(counted.items()))
     org = (f"{usage['org_used']} / {usage['org_max']}" if usage["org_max"] else "unknown")
-    return [f"API usage today ({usage['day']}, UTC):",
-            f"  own calls: {usage['own_calls']} ({kinds})",
-            f"  org usage: {org}"]
+    lines = [f"API usage today ({usage['day']}, UTC):",
+             f"  API calls today: {usage['own_calls']}" + (f" ({kinds})" if kinds else "")]
+    if usage["by_kind"].get(LOGIN_KIND):
+        lines.append(f"  logins: {usage['by_kind'][LOGIN_KIND]}"
+                     " (not counted against the daily limit)")
+    lines.append(f"  org usage (all integrations): {org}")
+    return lines
 
 
 def _status(ctx) -> None:
