@@ -131,6 +131,8 @@ def free_port(preferred: int = 5000) -> int:
     """``preferred`` when free on loopback, else any free port."""
     for port in (preferred, 0):
         with socket.socket() as sock:
+            # as waitress binds: the last run's connections in TIME_WAIT do not hold the port
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:

@@ -1,8 +1,13 @@
 """`sfcti demo --no-wait` (what `make demo` runs) on a fresh instance folder, and again."""
 
 import os
+import socket
 import subprocess
 import sys
+
+import pytest
+
+from cli.demo_cmd import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,3 +35,33 @@ def test_the_demo_runs_on_a_fresh_instance_and_again(tmp_path):
     assert history.count("株式会社デモ商事") >= 3
     again = run_demo(home)
     assert "株式会社デモ商事 / 山田 花子" in again and "Traceback" not in again
+
+
+def time_wait_port() -> int:
+    """A loopback port whose last connection is in TIME_WAIT, as after a demo's admin stopped."""
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            served, _ = listener.accept()
+            served.close()  # the side that closes first keeps the port in TIME_WAIT
+            assert client.recv(1) == b""
+    return port
+
+
+def test_free_port_offers_a_port_in_time_wait():
+    port = time_wait_port()
+    with socket.socket() as plain, pytest.raises(OSError):
+        plain.bind(("127.0.0.1", port))  # what a bind without SO_REUSEADDR meets
+    assert free_port(port) == port
+
+
+def test_free_port_passes_over_a_port_in_use():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        other = free_port(port)
+        assert other != port and other > 0
