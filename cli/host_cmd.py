@@ -62,11 +62,14 @@ def load_host():
 
 
 def place_call(pm, direction: str, number: str, agent: str | None = None, missed: bool = False,
-               duration: float = 0.0):
-    """Ring (or dial) one call through the hooks, then end it; returns (call, display)."""
+               duration: float = 0.0, call_id: str | None = None):
+    """Ring (or dial) one call through the hooks, then end it; returns (call, display).
+    ``call_id`` replaces the fresh id a call gets (the history records a call id once)."""
     from plugin.call import Call
 
     call = Call(direction=direction, remote_number=number, agent_id=agent)
+    if call_id:
+        call.call_id = call_id
     hook = pm.hook.on_incoming_call if direction == "inbound" else pm.hook.on_outgoing_call
     display = hook(call=call)
     call.end(answered=not missed, duration=0.0 if missed else duration)

@@ -1,5 +1,6 @@
 """`sfcti demo --no-wait` (what `make demo` runs) on a fresh instance folder, and again."""
 
+import json
 import os
 import socket
 import subprocess
@@ -22,19 +23,38 @@ def run_demo(home):
     return done.stdout
 
 
+def history(home) -> list[dict]:
+    """The instance's call history, read with `sfcti history --json`."""
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    env.pop("SFCTI_HOME", None)
+    done = subprocess.run([sys.executable, "-c", "from cli import main; main()", "--home", str(home),
+                           "history", "--json", "--limit", "1000"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
 def test_the_demo_runs_on_a_fresh_instance_and_again(tmp_path):
     home = tmp_path / "fresh"
     out = run_demo(home)
+    assert "株式会社サンプル / 山田 太郎" in out            # the README's example, stored 03-1234-5678
     assert "株式会社デモ商事" in out                      # dialled +81..., stored 03-5555-0101
     assert "株式会社デモ商事 / 山田 花子" in out           # full-width dialled, mobile stored
     assert "サンプル工業 / 見込 一郎" in out               # a Lead
     assert "非通知" in out and "status=withheld" in out
     assert "03-9876-0000 未登録" in out
-    assert "'registered': 5" in out
-    history = out.split("Call history")[1]
-    assert history.count("株式会社デモ商事") >= 3
+    assert "'registered': 6" in out
+    assert "Recorded today's 9 demo calls" in out
+    history_part = out.split("Call history")[1]
+    assert history_part.count("株式会社デモ商事") >= 3
+    assert "03-1234-5678" in history_part and "株式会社サンプル / 山田 太郎" in history_part
+    first = history(home)
+    assert len(first) == 9
     again = run_demo(home)
     assert "株式会社デモ商事 / 山田 花子" in again and "Traceback" not in again
+    assert "already in the call history" in again and "nothing was recorded twice" in again
+    second = history(home)
+    assert sorted(r["call_id"] for r in second) == sorted(r["call_id"] for r in first)
 
 
 def time_wait_port() -> int:
