@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -34,10 +35,20 @@ def history(home) -> list[dict]:
     return json.loads(done.stdout)
 
 
+def readme_screen() -> str:
+    """The agent screen the README says `make demo` shows first, as a pattern ("…" is anything)."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    block = re.search(r"```text\n(.*?┌ 着信.*?)```", readme, re.S).group(1)
+    lines = [line.strip() for line in block.strip().splitlines()]
+    return "\n".join(re.escape(line).replace("…", ".+?") for line in lines)
+
+
 def test_the_demo_runs_on_a_fresh_instance_and_again(tmp_path):
     home = tmp_path / "fresh"
     out = run_demo(home)
     assert "株式会社サンプル / 山田 太郎" in out            # the README's example, stored 03-1234-5678
+    assert re.search(readme_screen(), out), "the README's first screen is not what the demo shows"
     assert "株式会社デモ商事" in out                      # dialled +81..., stored 03-5555-0101
     assert "株式会社デモ商事 / 山田 花子" in out           # full-width dialled, mobile stored
     assert "サンプル工業 / 見込 一郎" in out               # a Lead
