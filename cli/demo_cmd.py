@@ -116,7 +116,8 @@ def recorded(store, call_ids: list[str]) -> set[str]:
     found = set()
     for call_id in call_ids:
         with contextlib.suppress(history.CallNotFound):
-            found.add(history.get_call(store, call_id)["call_id"])
+            history.get_call(store, call_id)
+            found.add(call_id)
     return found
 
 

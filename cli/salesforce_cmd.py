@@ -102,7 +102,7 @@ def _connect(ctx, values: dict) -> None:
 # ---------------------------------------------------------------------------------------------
 
 class NotAPhoneNumber(ValueError):
-    """The text given to look up is no phone number (nor a withheld-caller word such as anonymous)."""
+    """The text to look up is no phone number (nor a withheld-caller word such as anonymous)."""
 
 
 def lookup_display(store, raw: str) -> tuple[dict, object | None]:
@@ -176,10 +176,11 @@ def _usage_lines(store) -> list[str]:
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(counted.items()))
     org = (f"{usage['org_used']} / {usage['org_max']}" if usage["org_max"] else "unknown")
     lines = [f"API usage today ({usage['day']}, UTC):",
-             f"  API calls today: {usage['own_calls']}" + (f" ({kinds})" if kinds else "")]
+             f"  API calls: {usage['own_calls']}" + (f" ({kinds})" if kinds else "")
+             + ", counted against the daily limit"]
     if usage["by_kind"].get(LOGIN_KIND):
-        lines.append(f"  logins: {usage['by_kind'][LOGIN_KIND]}"
-                     " (not counted against the daily limit)")
+        lines.append(f"  logins: {usage['by_kind'][LOGIN_KIND]},"
+                     " not counted against the daily limit")
     lines.append(f"  org usage (all integrations): {org}")
     return lines
 

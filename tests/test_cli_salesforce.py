@@ -219,7 +219,8 @@ def test_lookup_withheld_works_without_connection(home):
 def test_status_not_connected(home):
     result = run(home, "status")
     assert result.exit_code == 0 and "not connected" in result.output
-    assert "API calls today: 0\n" in result.output and "logins" not in result.output
+    assert "API calls: 0, counted against the daily limit\n" in result.output
+    assert "logins" not in result.output
 
 
 def test_status_connected(sf_emu, connected):
@@ -227,7 +228,7 @@ def test_status_connected(sf_emu, connected):
     result = run(connected, "status")
     assert result.exit_code == 0, result.output
     assert sf_emu.org.name in result.output and "person accounts: yes" in result.output
-    assert "API calls today: 2 (composite 2)" in result.output  # the connection test, the lookup
+    assert "API calls: 2 (composite 2), counted" in result.output  # the connection test, the lookup
     assert "org usage (all integrations): " in result.output and "unknown" not in result.output
     assert sf_emu.password not in result.output
 
@@ -243,8 +244,9 @@ def test_status_usage_adds_up_and_says_logins_are_not_counted(sf_emu, home):
     assert result.exit_code == 0, result.output
     counted, logins = rest_calls(sf_emu), sf_emu.api_calls["login"]
     assert counted >= 4 and logins >= 2  # the connection test and 3 lookups; a login or more
-    assert f"API calls today: {counted} (composite {counted})\n" in result.output
-    assert f"logins: {logins} (not counted against the daily limit)" in result.output
+    assert f"API calls: {counted} (composite {counted}), counted against the daily limit\n" \
+        in result.output
+    assert f"logins: {logins}, not counted against the daily limit" in result.output
 
 
 def test_status_connection_failing(sf_emu, connected):

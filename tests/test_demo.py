@@ -14,25 +14,24 @@ from cli.demo_cmd import free_port
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_demo(home):
+def sfcti(home, *args, timeout=60) -> str:
+    """`sfcti --home HOME ARGS` in a fresh process: its output, after checking it succeeded."""
     env = dict(os.environ, PYTHONPATH=ROOT)
     env.pop("SFCTI_HOME", None)
     done = subprocess.run([sys.executable, "-c", "from cli import main; main()", "--home", str(home),
-                           "demo", "--no-wait"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=240)
+                           *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
 
+def run_demo(home):
+    return sfcti(home, "demo", "--no-wait", timeout=240)
+
+
 def history(home) -> list[dict]:
     """The instance's call history, read with `sfcti history --json`."""
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    env.pop("SFCTI_HOME", None)
-    done = subprocess.run([sys.executable, "-c", "from cli import main; main()", "--home", str(home),
-                           "history", "--json", "--limit", "1000"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+    return json.loads(sfcti(home, "history", "--json", "--limit", "1000"))
 
 
 def readme_screen() -> str:
