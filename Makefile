@@ -1,33 +1,42 @@
 # Everything a fresh machine needs: `make demo` and `make test` create .venv and install what is missing.
+# `make demo` installs the package only; `make test` adds the test extras (pytest, Playwright, ...).
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-stamp
+PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
+STAMP      := $(VENV)/.installed-stamp
+TEST_STAMP := $(VENV)/.test-extras-stamp
 
 .PHONY: demo test bench screenshots chromium clean
 
 $(STAMP): setup.cfg pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
-	touch $(STAMP)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "Installing sfcti and its dependencies into $(VENV)..."
+	@$(PIP) --upgrade pip
+	@$(PIP) -e .
+	@touch $(STAMP)
 
-# Browser tests drive Debian's Chromium; install it only when missing.
+$(TEST_STAMP): $(STAMP)
+	@echo "Installing the test extras into $(VENV)..."
+	@$(PIP) -e '.[test]'
+	@touch $(TEST_STAMP)
+
+# Browser tests drive Debian's Chromium; install it only when missing (needs root for apt-get).
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 demo: $(STAMP)
 	$(VENV)/bin/sfcti demo
 
-test: $(STAMP) chromium
+test: $(TEST_STAMP) chromium
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP)
 	$(PY) bench/resolve.py
 	$(PY) bench/hooks.py
 
-# Japanese text in screenshots needs a CJK font.
-screenshots: $(STAMP) chromium
+# Japanese text in screenshots needs a CJK font; the screenshots are taken with Playwright.
+screenshots: $(TEST_STAMP) chromium
 	@dpkg -s fonts-ipafont-gothic >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-ipafont-gothic; }
 	$(PY) -m admin.screenshots docs/screenshots
 

@@ -3,11 +3,13 @@
 Starts the emulator with a sample org, connects the instance to it, places simulated calls through
 the reference host (the plugin loaded by its entry point), registers the contacts, prints the
 annotated history, then leaves the emulator (and the admin, when present) running until Ctrl-C.
-Safe to run again on the same instance folder.
+Safe to run again on the same instance folder: the calls of one day are recorded once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import importlib
 import os
 import socket
@@ -16,15 +18,19 @@ import time
 
 import click
 
-DEMO_RECORDS = {
-    # stored the way people type them; the demo dials them in other formats
-    "Account": [{"Name": "株式会社デモ商事", "Phone": "03-5555-0101",
-                 "LastModifiedDate": "2024-05-01T09:00:00.000+0000"}],
-    "Lead": [{"LastName": "見込", "FirstName": "一郎", "Company": "サンプル工業",
-              "Phone": "(06) 6666-0202", "LastModifiedDate": "2024-05-02T09:00:00.000+0000"}],
-}
-DEMO_CONTACT = {"LastName": "山田", "FirstName": "花子", "MobilePhone": "090-1234-5678",
-                "LastModifiedDate": "2024-05-03T09:00:00.000+0000"}
+# (object, fields, contacts of that account): stored the way people type them; the demo dials
+# them in other formats. The first is the README's example.
+DEMO_RECORDS = [
+    ("Account", {"Name": "株式会社サンプル", "LastModifiedDate": "2024-05-01T09:00:00.000+0000"},
+     [{"LastName": "山田", "FirstName": "太郎", "Phone": "03-1234-5678",
+       "LastModifiedDate": "2024-05-01T09:00:00.000+0000"}]),
+    ("Account", {"Name": "株式会社デモ商事", "Phone": "03-5555-0101",
+                 "LastModifiedDate": "2024-05-01T09:00:00.000+0000"},
+     [{"LastName": "山田", "FirstName": "花子", "MobilePhone": "090-1234-5678",
+       "LastModifiedDate": "2024-05-03T09:00:00.000+0000"}]),
+    ("Lead", {"LastName": "見込", "FirstName": "一郎", "Company": "サンプル工業",
+              "Phone": "(06) 6666-0202", "LastModifiedDate": "2024-05-02T09:00:00.000+0000"}, []),
+]
 
 
 def sample_org():
@@ -42,12 +48,10 @@ def sample_org():
 
 def add_demo_records(emu) -> None:
     """The records whose numbers the demo dials in a different format than stored."""
-    account_id = None
-    for object_name, records in DEMO_RECORDS.items():
-        for record in records:
-            new_id = emu.add_record(object_name, dict(record))
-            account_id = account_id or new_id
-    emu.add_record("Contact", dict(DEMO_CONTACT, AccountId=account_id))
+    for object_name, fields, contacts in DEMO_RECORDS:
+        record_id = emu.add_record(object_name, dict(fields))
+        for contact in contacts:
+            emu.add_record("Contact", dict(contact, AccountId=record_id))
 
 
 def org_numbers(org, count: int = 2) -> list[tuple[str, str]]:
@@ -64,6 +68,7 @@ def org_numbers(org, count: int = 2) -> list[tuple[str, str]]:
 def demo_calls(org) -> list[tuple[str, str, dict]]:
     """(direction, number as dialled, options) for each simulated call."""
     calls = [
+        ("inbound", "+81312345678", {"agent": "agent-01"}),          # stored 03-1234-5678
         ("inbound", "+81355550101", {"agent": "agent-01"}),          # stored 03-5555-0101
         ("inbound", "０９０－１２３４－５６７８", {"agent": "agent-02"}),   # full-width, stored 090-1234-5678
         ("outbound", "06-6666-0202", {"agent": "agent-01"}),          # stored (06) 6666-0202
@@ -92,20 +97,52 @@ def forget_old_emulator_contacts(store, emu) -> None:
     store.forget_contacts_linked_elsewhere("https://127.0.0.1:", emu.login_url + "/")
 
 
-def place_calls(calls) -> list[str]:
-    """Place ``calls`` through the reference host, printing each screen; returns the call ids."""
+def demo_call_ids(store, count: int) -> list[str]:
+    """Ids for today's demo calls: the same on every run of one (local) day, so a re-run records
+    nothing twice (the history keeps the first row of a call id)."""
+    from core.settings import load_settings
+
+    day = load_settings(store).local_day(dt.datetime.now(dt.timezone.utc))
+    return [f"demo-{day}-{n:02d}" for n in range(1, count + 1)]
+
+
+def recorded(store, call_ids: list[str]) -> set[str]:
+    """Those of ``call_ids`` already in the history."""
+    from core import history
+
+    found = set()
+    for call_id in call_ids:
+        with contextlib.suppress(history.CallNotFound):
+            history.get_call(store, call_id)
+            found.add(call_id)
+    return found
+
+
+def place_calls(calls, call_ids: list[str]) -> None:
+    """Place ``calls`` through the reference host with ``call_ids``, printing each screen."""
     from cli.host_cmd import load_host, place_call, screen_text
 
     pm = load_host()
-    ids = []
-    for direction, number, options in calls:
+    for (direction, number, options), call_id in zip(calls, call_ids):
         started = time.perf_counter()
-        call, display = place_call(pm, direction, number, options.get("agent"),
-                                   options.get("missed", False), duration=42.0)
+        _, display = place_call(pm, direction, number, options.get("agent"),
+                                options.get("missed", False), duration=42.0, call_id=call_id)
         elapsed = (time.perf_counter() - started) * 1000
         click.echo(screen_text(direction, number, display) + f"  ({elapsed:.0f} ms)")
-        ids.append(call.call_id)
-    return ids
+
+
+def say_what_was_recorded(call_ids: list[str], before: set[str]) -> None:
+    """Tell whether this run added calls to the history or found today's already there."""
+    new = len(call_ids) - len(before & set(call_ids))
+    if new == len(call_ids):
+        click.echo(f"\nRecorded today's {new} demo calls in the call history.")
+    elif new == 0:
+        click.echo(f"\nToday's {len(call_ids)} demo calls were already in the call history (an"
+                   " earlier run today): nothing was recorded twice. A run on another day adds"
+                   " that day's calls.")
+    else:
+        click.echo(f"\nRecorded {new} demo calls; {len(call_ids) - new} were already in the call"
+                   " history from an earlier run today.")
 
 
 def print_history(store, call_ids: list[str]) -> None:
@@ -129,6 +166,8 @@ def free_port(preferred: int = 5000) -> int:
     """``preferred`` when free on loopback, else any free port."""
     for port in (preferred, 0):
         with socket.socket() as sock:
+            # as waitress binds: the last run's connections in TIME_WAIT do not hold the port
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
@@ -174,9 +213,13 @@ def run_demo(home: str, wait: bool) -> None:
         add_demo_records(emu)
         connect(store, emu)
         click.echo(f"Connected {home} to {emu.login_url} as {emu.username}\n")
-        ids = place_calls(demo_calls(org))
+        calls = demo_calls(org)
+        ids = demo_call_ids(store, len(calls))
+        before = recorded(store, ids)
+        place_calls(calls, ids)
         from core.runtime import runtime_for
         runtime_for().wait_idle(timeout=30)
+        say_what_was_recorded(ids, before)
         click.echo("\nRegistering today's contacts (the nightly job, run now)...")
         report = jobs.register_contacts_for_day(store, force=True)
         click.echo(f"  {report.as_dict()}")

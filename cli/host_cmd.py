@@ -9,11 +9,9 @@ import json
 import math
 import os
 import re
+import unicodedata
 
 import click
-
-CALL_FIELDS = ("started_at", "direction", "display_number", "status", "label", "company",
-               "person", "answered", "duration_seconds", "agent_id", "call_id")
 
 
 class Seconds(click.FloatRange):
@@ -64,11 +62,14 @@ def load_host():
 
 
 def place_call(pm, direction: str, number: str, agent: str | None = None, missed: bool = False,
-               duration: float = 0.0):
-    """Ring (or dial) one call through the hooks, then end it; returns (call, display)."""
+               duration: float = 0.0, call_id: str | None = None):
+    """Ring (or dial) one call through the hooks, then end it; returns (call, display).
+    ``call_id`` replaces the fresh id a call gets (the history records a call id once)."""
     from plugin.call import Call
 
     call = Call(direction=direction, remote_number=number, agent_id=agent)
+    if call_id:
+        call.call_id = call_id
     hook = pm.hook.on_incoming_call if direction == "inbound" else pm.hook.on_outgoing_call
     display = hook(call=call)
     call.end(answered=not missed, duration=0.0 if missed else duration)
@@ -97,14 +98,52 @@ def _store(ctx):
     return open_store(ctx.obj["home"], create=False)
 
 
-def _table(rows: list[dict], fields: tuple[str, ...]) -> str:
+def display_width(text: str) -> int:
+    """Columns ``text`` takes in a terminal: East Asian wide and full-width characters take two,
+    combining marks and format characters none."""
+    width = 0
+    for ch in text:
+        if unicodedata.combining(ch) or unicodedata.category(ch) in ("Mn", "Me", "Cf"):
+            continue
+        width += 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+    return width
+
+
+def _pad(text: str, width: int, right: bool = False) -> str:
+    gap = " " * max(0, width - display_width(text))
+    return gap + text if right else text + gap
+
+
+def _table(headers: list[str], rows: list[list[str]], right: tuple[int, ...] = ()) -> str:
+    """Rows of text under ``headers``, columns aligned by display width; ``right`` lists the
+    columns aligned to the right (numbers)."""
     if not rows:
         return "(none)"
-    text = [[str(r.get(f) if r.get(f) is not None else "") for f in fields] for r in rows]
-    widths = [max(len(f), *(len(t[i]) for t in text)) for i, f in enumerate(fields)]
-    lines = ["  ".join(f.ljust(w) for f, w in zip(fields, widths))]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(t, widths)) for t in text]
-    return "\n".join(lines)
+    widths = [max(display_width(cell) for cell in column) for column in zip(headers, *rows)]
+    lines = [[_pad(cell, w, i in right) for i, (cell, w) in enumerate(zip(line, widths))]
+             for line in [headers, *rows]]
+    return "\n".join("  ".join(cells).rstrip() for cells in lines)
+
+
+def _answered(value) -> str:
+    return {None: "", 0: "no", 1: "yes"}.get(value, str(value))
+
+
+def _seconds(value) -> str:
+    return "" if value is None else f"{round(value):d} s"
+
+
+def history_table(rows: list[dict], settings) -> str:
+    """The call history as an aligned table: times in the configured zone, answered as yes/no,
+    durations in whole seconds."""
+    headers = [f"started ({settings.zone()})", "direction", "number", "status", "label",
+               "company", "person", "answered", "duration", "agent", "call id"]
+    cells = [[settings.local_time(row["started_at"]), row["direction"] or "",
+              row["display_number"] or row["remote_number"] or "", row["status"] or "",
+              row["label"] or "", row["company"] or "", row["person"] or "",
+              _answered(row["answered"]), _seconds(row["duration_seconds"]),
+              row["agent_id"] or "", row["call_id"]] for row in rows]
+    return _table(headers, cells, right=(headers.index("duration"),))
 
 
 def register(group: click.Group) -> None:
@@ -141,12 +180,14 @@ def register(group: click.Group) -> None:
     def history_command(ctx, as_json, limit):
         """Show the call history, newest first."""
         from core import history
+        from core.settings import load_settings
 
-        rows = history.list_calls(_store(ctx), limit=limit)
+        store = _store(ctx)
+        rows = history.list_calls(store, limit=limit)
         if as_json:
             click.echo(json.dumps(rows, ensure_ascii=False, indent=1))
         else:
-            click.echo(_table(rows, CALL_FIELDS))
+            click.echo(history_table(rows, load_settings(store)))
 
     @group.command("fetch-contacts")
     @click.option("--date", "day", default=None, type=LocalDay(),

@@ -12,6 +12,8 @@ import json
 import click
 
 OPERATION_LOOKUP = "lookup"
+# the usage kind core/store.py leaves out of the calls counted against the daily limit
+LOGIN_KIND = "login"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -67,18 +69,42 @@ def _connect(ctx, values: dict) -> None:
 # sfcti lookup
 # ---------------------------------------------------------------------------------------------
 
+class NotAPhoneNumber(ValueError):
+    """The text to look up is no phone number (nor a withheld-caller word such as anonymous)."""
+
+
 def lookup_display(store, raw: str) -> tuple[dict, object | None]:
-    """(display, exception or None): what the agent's screen would show for ``raw``."""
+    """(display, exception or None): what the agent's screen would show for ``raw``.
+
+    :raises NotAPhoneNumber: when ``raw`` is empty or not a phone number (no lookup is made)
+    """
     from core import errors
     from core.display import UNAVAILABLE, display_for
+    from core.phone import NumberKind
     from core.resolver import Resolver
 
     resolver = Resolver(store)
+    number = resolver.parse(raw)
+    if number.kind in (NumberKind.INVALID, NumberKind.EMPTY):
+        raise NotAPhoneNumber(raw)
     try:
         return resolver.resolve(raw), None
     except Exception as exc:  # Salesforce failing: the screen still shows the number
-        errors.record_failure(store, "salesforce", OPERATION_LOOKUP, exc)
-        return display_for(resolver.parse(raw), UNAVAILABLE), exc
+        errors.report_failure(store, OPERATION_LOOKUP, exc)
+        return display_for(number, UNAVAILABLE), exc
+
+
+def echo_not_a_number(raw: str, shown_chars: int = 40) -> None:
+    """Say on stderr (ja, then en) that ``raw`` is no phone number, with its control characters
+    escaped and at most ``shown_chars`` of it shown."""
+    shown = repr(raw[:shown_chars]) + ("…" if len(raw) > shown_chars else "")
+    click.echo("\n".join([
+        f"エラー / Error: 電話番号ではありません / not a phone number: {shown}",
+        "  電話番号を数字で指定してください（例: 03-1234-5678、+81 3 1234 5678。全角数字も使えます）。",
+        "  Give a phone number in digits (e.g. 03-1234-5678 or +81 3 1234 5678; full-width digits"
+        " work too).",
+        "  非通知の着信は anonymous で試せます。 / For a withheld caller, give anonymous.",
+    ]), err=True)
 
 
 def format_display(display: dict) -> str:
@@ -93,7 +119,11 @@ def format_display(display: dict) -> str:
 def _lookup(ctx, number: str, as_json: bool) -> None:
     from core.errors import describe_failure
 
-    display, failure = lookup_display(_store(ctx), number)
+    try:
+        display, failure = lookup_display(_store(ctx), number)
+    except NotAPhoneNumber:
+        echo_not_a_number(number)
+        ctx.exit(2)
     if as_json:
         click.echo(json.dumps(display, ensure_ascii=False, indent=2))
     else:
@@ -108,12 +138,20 @@ def _lookup(ctx, number: str, as_json: bool) -> None:
 # ---------------------------------------------------------------------------------------------
 
 def _usage_lines(store) -> list[str]:
+    """Today's API usage: the calls Salesforce counts against the daily limit (with their
+    kinds, which add up to the total), then the logins, which it does not count."""
     usage = store.api_usage()
-    kinds = ", ".join(f"{k} {v}" for k, v in sorted(usage["by_kind"].items())) or "none"
+    counted = {k: v for k, v in usage["by_kind"].items() if k != LOGIN_KIND}
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(counted.items()))
     org = (f"{usage['org_used']} / {usage['org_max']}" if usage["org_max"] else "unknown")
-    return [f"API usage today ({usage['day']}, UTC):",
-            f"  own calls: {usage['own_calls']} ({kinds})",
-            f"  org usage: {org}"]
+    lines = [f"API usage today ({usage['day']}, UTC):",
+             f"  API calls: {usage['own_calls']}" + (f" ({kinds})" if kinds else "")
+             + ", counted against the daily limit"]
+    if usage["by_kind"].get(LOGIN_KIND):
+        lines.append(f"  logins: {usage['by_kind'][LOGIN_KIND]},"
+                     " not counted against the daily limit")
+    lines.append(f"  org usage (all integrations): {org}")
+    return lines
 
 
 def _status(ctx) -> None:

@@ -1,10 +1,13 @@
 """The reference host in the CLI: `sfcti call`, `history`, `fetch-contacts`, `errors`, `refetch`,
 each run as a real process, as an operator runs them."""
 
+import datetime as dt
 import json
 import os
 import subprocess
 import sys
+import unicodedata
+import zoneinfo
 
 import pytest
 
@@ -38,6 +41,45 @@ def test_call_prints_the_screen_and_records_the_call(cli_home):
     assert [(r["direction"], r["answered"], r["agent_id"]) for r in rows] == [
         ("outbound", 0, None), ("inbound", 1, "a1")]
     assert "山田 太郎" in sfcti(cli_home, "history").stdout
+
+
+def columns(text: str) -> int:
+    """Terminal columns of ``text``: wide and full-width characters take two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def test_history_reads_like_the_admin(cli_home, store):
+    from core.settings import save_settings
+
+    save_settings(store, {"time_zone": "America/Sao_Paulo"})  # UTC-3, unlike the host and Tokyo
+    sfcti(cli_home, "call", "inbound", "+81312345678", "--agent", "山田", "--duration", "41.6")
+    sfcti(cli_home, "call", "outbound", "06-1111-2222", "--agent", "a1", "--missed")
+    rows = json.loads(sfcti(cli_home, "history", "--json").stdout)
+    assert [r["answered"] for r in rows] == [0, 1]  # --json stays raw
+    assert rows[1]["duration_seconds"] == 41.6
+    header, *lines = sfcti(cli_home, "history").stdout.splitlines()
+    assert "America/Sao_Paulo" in header and len(lines) == 2
+    sao_paulo = zoneinfo.ZoneInfo("America/Sao_Paulo")
+    for row, line in zip(rows, lines):
+        utc = dt.datetime.fromisoformat(row["started_at"])
+        assert line.startswith(utc.astimezone(sao_paulo).strftime("%Y-%m-%d %H:%M:%S  "))
+    missed, answered = (line.split() for line in lines)
+    assert "no" in missed and "yes" not in missed and missed[missed.index("s") - 1] == "0"
+    assert "yes" in answered and answered[answered.index("s") - 1] == "42"
+    assert "41.6" not in "".join(lines) and "山田 太郎" in lines[1]
+    # wide characters (label, company, person, agent) do not push the columns after them
+    for name, cells in [("answered", ["no", "yes"]), ("agent", ["a1", "山田"]),
+                        ("call id", [r["call_id"] for r in rows])]:
+        at = columns(header[:header.index(name)])
+        assert [from_column(line, at).split()[0] for line in lines] == cells
+
+
+def from_column(line: str, column: int) -> str:
+    """The rest of ``line`` from terminal column ``column`` ("" when no character starts there)."""
+    for i in range(len(line) + 1):
+        if columns(line[:i]) == column:
+            return line[i:]
+    return ""
 
 
 def test_call_json_and_withheld(cli_home):

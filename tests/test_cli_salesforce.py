@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
+from core.display import NOT_REGISTERED, WITHHELD
 from core.settings import load_settings
 from core.store import Store
 from helpers import DISPLAY_KEYS, HOSTILE, fresh, rest_calls
@@ -125,26 +126,66 @@ def test_lookup_json(sf_emu, connected_home):
     assert display["status"] == "not_registered" and display["label"] == f"{national} 未登録"
 
 
-@pytest.mark.parametrize("raw, status", [(r, s) for r, s in HOSTILE if r is not None]
-                         + [("０３－１２３４－５６７８", "not_registered"), ("-1", None), ("--", None)])
-def test_lookup_hostile_numbers(sf_emu, connected_home, raw, status):
-    result = run(connected_home, "lookup", "--json", "--", raw)
+WITHHELD_WORDS = [raw for raw, status in HOSTILE if status == WITHHELD and raw and raw.strip()]
+NOT_NUMBERS = list(dict.fromkeys(
+    ["", "   ", "\u3000", "garbage-xyz", "-1", "--", "12", "１２", "9" * 100_000, "\x00",
+     "\x1b[2J", "03-1234-5678\x00' OR 1=1", "03\u202e1234-5678", "<b>x</b>"]
+    + [raw for raw, status in HOSTILE if status == NOT_REGISTERED]))
+
+
+def short(raw: str) -> str:
+    """A test id for a possibly huge, unprintable argument."""
+    return ascii(raw[:24])
+
+
+@pytest.mark.parametrize("raw", NOT_NUMBERS, ids=short)
+def test_lookup_refuses_what_is_not_a_phone_number(sf_emu, connected_home, raw):
+    from core.errors import list_errors
+
+    for args in (["lookup", "--", raw], ["lookup", "--json", "--", raw]):
+        result = run(connected_home, *args)
+        assert result.exit_code == 2 and result.stdout == ""
+        assert "電話番号ではありません" in result.stderr and "not a phone number" in result.stderr
+        assert "03-1234-5678" in result.stderr  # how to write one
+        assert not any(ch in result.stderr for ch in "\x00\x1b\r\u202e")
+        assert len(result.stderr) < 1000
+    assert not sf_emu.request_log
+    assert list_errors(Store(connected_home)) == []  # a typing mistake is no integration failure
+
+
+def test_lookup_garbage_is_not_shown_as_an_unknown_caller(sf_emu, connected_home):
+    result = run(connected_home, "lookup", "garbage-xyz")
+    assert result.exit_code == 2 and "未登録" not in result.output
+    assert "'garbage-xyz'" in result.stderr
+
+
+@pytest.mark.parametrize("raw", WITHHELD_WORDS)
+def test_lookup_withheld_words_show_the_withheld_screen(sf_emu, connected_home, raw):
+    result = run(connected_home, "lookup", "--", raw)
+    assert result.exit_code == 0 and result.output.splitlines()[0] == "非通知"
+    assert "status: withheld" in result.output
+    assert not sf_emu.request_log
+
+
+@pytest.mark.parametrize("shape", ["full-width", "full-width with ideographic spaces",
+                                   "half-width katakana dashes"])
+def test_lookup_full_width_digits_are_a_number(sf_emu, connected_home, shape):
+    national, e164 = fresh()
+    sf_emu.add_record("Contact", {"LastName": "全角", "FirstName": "一郎", "Phone": national})
+    full = national.translate(str.maketrans("0123456789-", "０１２３４５６７８９－"))
+    typed = {"full-width": full, "full-width with ideographic spaces": full.replace("－", "\u3000"),
+             "half-width katakana dashes": national.replace("-", "ｰ")}[shape]
+    result = run(connected_home, "lookup", typed)
+    assert result.exit_code == 0, result.output
+    assert "全角 一郎" in result.output.splitlines()[0] and f"number: {e164}" in result.output
+    assert rest_calls(sf_emu) == 1
+
+
+def test_lookup_json_of_a_valid_number(sf_emu, connected_home):
+    result = run(connected_home, "lookup", "--json", "--", "０３－１２３４－５６７８")
     assert result.exit_code == 0, result.output
     display = json.loads(result.output)
-    assert set(display) == DISPLAY_KEYS
-    if status:
-        assert display["status"] == status
-    if status != "not_registered" or display["number"] is None:
-        assert not sf_emu.request_log  # no API call, nothing sent at all
-
-
-def test_lookup_hostile_text_output(sf_emu, connected_home):
-    for raw in ("03-1234-5678\x00' OR 1=1", "\x1b[2J", "<b>x</b>", "1" * 5000):
-        result = run(connected_home, "lookup", raw)
-        assert result.exit_code == 0
-        assert "\x00" not in result.output and "\x1b" not in result.output
-        assert len(result.output.splitlines()[0]) <= 60
-    assert not sf_emu.request_log
+    assert set(display) == DISPLAY_KEYS and display["number"] == "+81312345678"
 
 
 def test_lookup_not_connected(store, home):
@@ -174,7 +215,8 @@ def test_lookup_withheld_works_without_connection(store, home):
 def test_status_not_connected(store, home):
     result = run(home, "status")
     assert result.exit_code == 0 and "not connected" in result.output
-    assert "own calls: 0" in result.output
+    assert "API calls: 0, counted against the daily limit\n" in result.output
+    assert "logins" not in result.output
 
 
 def test_status_connected(sf_emu, connected_home):
@@ -182,9 +224,25 @@ def test_status_connected(sf_emu, connected_home):
     result = run(connected_home, "status")
     assert result.exit_code == 0, result.output
     assert sf_emu.org.name in result.output and "person accounts: yes" in result.output
-    assert "own calls: 2" in result.output  # the connection test's composite and the lookup
-    assert "org usage: " in result.output and "unknown" not in result.output
+    assert "API calls: 2 (composite 2), counted" in result.output  # the connection test, the lookup
+    assert "org usage (all integrations): " in result.output and "unknown" not in result.output
     assert sf_emu.password not in result.output
+
+
+def test_status_usage_adds_up_and_says_logins_are_not_counted(sf_emu, home):
+    run(home, *connect_args(sf_emu))
+    for _ in range(3):
+        run(home, "lookup", fresh()[1])
+    from core.salesforce import forget_connection
+
+    forget_connection(Store(home))  # the next command logs in again
+    result = run(home, "status")
+    assert result.exit_code == 0, result.output
+    counted, logins = rest_calls(sf_emu), sf_emu.api_calls["login"]
+    assert counted >= 4 and logins >= 2  # the connection test and 3 lookups; a login or more
+    assert f"API calls: {counted} (composite {counted}), counted against the daily limit\n" \
+        in result.output
+    assert f"logins: {logins}, not counted against the daily limit" in result.output
 
 
 def test_status_connection_failing(sf_emu, connected_home):

@@ -1,32 +1,96 @@
 """`sfcti demo --no-wait` (what `make demo` runs) on a fresh instance folder, and again."""
 
+import json
 import os
+import re
+import socket
 import subprocess
 import sys
 
+import pytest
+
+from cli.demo_cmd import free_port
 from helpers import ROOT
 
 
-def run_demo(home):
+def sfcti(home, *args, timeout=60) -> str:
+    """`sfcti --home HOME ARGS` in a fresh process: its output, after checking it succeeded."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("SFCTI_HOME", None)
     done = subprocess.run([sys.executable, "-c", "from cli import main; main()", "--home", str(home),
-                           "demo", "--no-wait"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=240)
+                           *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+def run_demo(home):
+    return sfcti(home, "demo", "--no-wait", timeout=240)
+
+
+def history(home) -> list[dict]:
+    """The instance's call history, read with `sfcti history --json`."""
+    return json.loads(sfcti(home, "history", "--json", "--limit", "1000"))
+
+
+def readme_screen() -> str:
+    """The agent screen the README says `make demo` shows first, as a pattern ("…" is anything)."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    block = re.search(r"```text\n(.*?┌ 着信.*?)```", readme, re.S).group(1)
+    lines = [line.strip() for line in block.strip().splitlines()]
+    return "\n".join(re.escape(line).replace("…", ".+?") for line in lines)
 
 
 def test_the_demo_runs_on_a_fresh_instance_and_again(tmp_path):
     home = tmp_path / "fresh"
     out = run_demo(home)
+    assert "株式会社サンプル / 山田 太郎" in out            # the README's example, stored 03-1234-5678
+    assert re.search(readme_screen(), out), "the README's first screen is not what the demo shows"
     assert "株式会社デモ商事" in out                      # dialled +81..., stored 03-5555-0101
     assert "株式会社デモ商事 / 山田 花子" in out           # full-width dialled, mobile stored
     assert "サンプル工業 / 見込 一郎" in out               # a Lead
     assert "非通知" in out and "status=withheld" in out
     assert "03-9876-0000 未登録" in out
-    assert "'registered': 5" in out
-    history = out.split("Call history")[1]
-    assert history.count("株式会社デモ商事") >= 3
+    assert "'registered': 6" in out
+    assert "Recorded today's 9 demo calls" in out
+    history_part = out.split("Call history")[1]
+    assert history_part.count("株式会社デモ商事") >= 3
+    assert "03-1234-5678" in history_part and "株式会社サンプル / 山田 太郎" in history_part
+    first = history(home)
+    assert len(first) == 9
     again = run_demo(home)
     assert "株式会社デモ商事 / 山田 花子" in again and "Traceback" not in again
+    assert "already in the call history" in again and "nothing was recorded twice" in again
+    second = history(home)
+    assert sorted(r["call_id"] for r in second) == sorted(r["call_id"] for r in first)
+
+
+def time_wait_port() -> int:
+    """A loopback port whose last connection is in TIME_WAIT, as after a demo's admin stopped."""
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            served, _ = listener.accept()
+            served.close()  # the side that closes first keeps the port in TIME_WAIT
+            assert client.recv(1) == b""
+    return port
+
+
+def test_free_port_offers_a_port_in_time_wait():
+    port = time_wait_port()
+    with socket.socket() as plain, pytest.raises(OSError):
+        plain.bind(("127.0.0.1", port))  # what a bind without SO_REUSEADDR meets
+    assert free_port(port) == port
+
+
+def test_free_port_passes_over_a_port_in_use():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        other = free_port(port)
+        assert other != port and other > 0
