@@ -162,9 +162,9 @@ def choose_method(page, method: str) -> None:
     page.check(f"input[name=auth_method][value={method}]")
 
 
-def test_settings_show_only_the_chosen_authentication_methods_fields(page, server):
-    log_in(page, server.url)
-    page.goto(server.url + "/settings/")
+def test_settings_show_only_the_chosen_authentication_methods_fields(page, admin_server):
+    browser_login(page, admin_server.url)
+    page.goto(admin_server.url + "/settings/")
     choose_method(page, "password")
     assert shown(page, OAUTH_FIELDS + OAUTH_WEB_ONLY) == []
     assert shown(page, LEGACY_FIELDS) == list(LEGACY_FIELDS)
@@ -183,12 +183,12 @@ def test_settings_show_only_the_chosen_authentication_methods_fields(page, serve
     assert page.locator("form.settings ol").count() == 1
 
 
-def test_after_a_validation_error_the_chosen_method_still_decides(page, server, store):
+def test_after_a_validation_error_the_chosen_method_still_decides(page, admin_server, served_store):
     from core.settings import load_settings
 
-    log_in(page, server.url)
-    page.goto(server.url + "/settings/")
-    before = load_settings(store)
+    browser_login(page, admin_server.url)
+    page.goto(admin_server.url + "/settings/")
+    before = load_settings(served_store)
     choose_method(page, "oauth_web")
     page.fill("#oauth_client_id", "")
     page.click("#submit")
@@ -197,15 +197,15 @@ def test_after_a_validation_error_the_chosen_method_still_decides(page, server, 
     assert page.locator(".field.has-error #oauth_client_id").is_visible()
     assert "コンシューマー鍵" in page.locator(".field.has-error").inner_text()
     assert shown(page, LEGACY_FIELDS) == []
-    assert load_settings(store) == before
+    assert load_settings(served_store) == before
 
 
-def test_an_error_in_the_other_methods_fields_is_not_hidden(page, server, store):
+def test_an_error_in_the_other_methods_fields_is_not_hidden(page, admin_server, served_store):
     from core.settings import load_settings
 
-    log_in(page, server.url)
-    page.goto(server.url + "/settings/")
-    before = load_settings(store)
+    browser_login(page, admin_server.url)
+    page.goto(admin_server.url + "/settings/")
+    before = load_settings(served_store)
     choose_method(page, "oauth_web")
     page.fill("#oauth_client_id", "k" * 1100)        # over the 1,024 characters a key may have
     choose_method(page, "password")
@@ -215,4 +215,4 @@ def test_an_error_in_the_other_methods_fields_is_not_hidden(page, server, store)
     assert shown(page, LEGACY_FIELDS) == list(LEGACY_FIELDS)
     assert page.locator(".field.has-error #oauth_client_id").is_visible()
     assert shown(page, OAUTH_WEB_ONLY) == []
-    assert load_settings(store) == before
+    assert load_settings(served_store) == before
