@@ -76,7 +76,7 @@ def register(group: click.Group) -> None:
 
         name = _setting_name(name)
         if name not in FIELDS:
-            raise click.UsageError(f"不明な設定項目です / unknown setting: {name!r}. "
+            raise click.UsageError(f"不明な設定項目です / unknown setting: {name[:40]!r}. "
                                    f"Settings: {', '.join(sorted(FIELDS))}")
         if name in SECRET_FIELDS:
             if value is not None:

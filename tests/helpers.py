@@ -351,3 +351,21 @@ class SmtpServer:
         return {"alert_recipients": "ops@example.com, admin@example.com", "smtp_host": "127.0.0.1",
                 "smtp_port": self.port, "smtp_security": "none", "smtp_sender": "sfcti@example.com",
                 "admin_base_url": "http://admin.example.com:5000", **extra}
+
+
+# ---------------------------------------------------------------------------------------------
+# the command line, in this process
+# ---------------------------------------------------------------------------------------------
+
+def run_cli(home, *args, input=None):
+    """`sfcti --home HOME ARGS` through click's CliRunner: the result, after checking the command
+    ended with a message and an exit code, never a traceback."""
+    from click.testing import CliRunner
+
+    from cli import main
+
+    result = CliRunner().invoke(main, ["--home", str(home), *map(str, args)], input=input,
+                                catch_exceptions=True)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exc_info
+    assert "Traceback" not in result.output
+    return result

@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
+from helpers import run_cli
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -23,12 +24,7 @@ INJECTIONS = ["' OR '1'='1", "x' OR Id != null --", "FIND {*} IN ALL FIELDS RETU
               "<script>alert(1)</script>", "\"><img src=x onerror=alert(1)>"]
 
 
-def run(home, *args):
-    """`sfcti --home HOME ARGS`: the result, after checking it ended without a traceback."""
-    result = CliRunner().invoke(main, ["--home", str(home), *args], catch_exceptions=True)
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exc_info
-    assert "Traceback" not in result.output
-    return result
+run = run_cli   # `sfcti --home HOME ARGS`, in this process
 
 
 def refused(home, *args, code=2, says=""):
@@ -167,9 +163,18 @@ def test_refetch_unknown_calls(store, home, call_id):
 
 
 def test_refetch_a_call_while_not_connected(home):
+    from core.errors import list_errors
+    from core.store import Store
+
     call_id = json.loads(run(home, "call", "inbound", "03-1234-5678", "--json").output)["call_id"]
-    result = refused(home, "refetch", call_id, code=1)
-    assert "Salesforce" in result.output
+    result = run(home, "refetch", call_id)
+    assert result.exit_code == 1
+    # both languages, as every other command says a failure
+    assert "Salesforce への接続が設定されていません" in result.output
+    assert "Salesforce is not connected" in result.output
+    rows = list_errors(Store(home), code="NOT_CONFIGURED")
+    assert [(r["integration"], r["operation"], r["call_id"]) for r in rows
+            if r["operation"] == "refetch"] == [("salesforce", "refetch", call_id)]
 
 
 # ---------------------------------------------------------------------------------------------

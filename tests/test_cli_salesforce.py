@@ -6,22 +6,14 @@ import dataclasses
 import json
 
 import pytest
-from click.testing import CliRunner
 
-from cli import main
 from core.display import NOT_REGISTERED, WITHHELD
 from core.settings import load_settings
 from core.store import Store
-from helpers import DISPLAY_KEYS, HOSTILE, fresh, rest_calls
+from helpers import DISPLAY_KEYS, HOSTILE, fresh, rest_calls, run_cli
 
 
-def run(home, *args, input=None):
-    """`sfcti --home HOME ARGS` in this process."""
-    result = CliRunner().invoke(main, ["--home", str(home), *args], input=input, catch_exceptions=True)
-    # a hostile argument may end a command with a message and an exit code, never a traceback
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exc_info
-    assert "Traceback" not in result.output
-    return result
+run = run_cli   # `sfcti --home HOME ARGS`, in this process
 
 
 def connect_args(emu, **overrides):

@@ -692,3 +692,73 @@ def test_rows_carry_catalogue_texts(log):
 def test_codes_in_log(log):
     assert codes_in_log(log) == sorted(
         ["TIMEOUT", "INVALID_LOGIN", "SMTP_AUTH", "REQUEST_LIMIT_EXCEEDED", "SMTP_CONNECTION"])
+
+
+# ---------------------------------------------------------------------------------------------
+# the one failure path: report_failure
+# ---------------------------------------------------------------------------------------------
+
+def _raised(exc_factory):
+    try:
+        exc_factory()
+    except Exception as exc:  # the real exception object, with its chain
+        return exc
+
+
+def _wrapped_network_error():
+    try:
+        raise ConnectionRefusedError(111, "Connection refused")
+    except OSError as inner:
+        raise RuntimeError("while sending") from inner
+
+
+@pytest.mark.parametrize("make, expected, integration", [
+    # our own faults are the plugin's, whatever integration the caller was talking to
+    (lambda: {}["missing"], "salesforce", "plugin"),
+    (lambda: None.attribute, "smtp", "plugin"),
+    (lambda: int("x"), "salesforce", "plugin"),
+    # failures raised by the integrations' libraries are theirs
+    (lambda: (_ for _ in ()).throw(SalesforceGeneralError("https://x/", 503, "x", b"[]")), "smtp",
+     "salesforce"),
+    (lambda: (_ for _ in ()).throw(requests.exceptions.ReadTimeout("read timed out")), "smtp", "salesforce"),
+    (lambda: (_ for _ in ()).throw(smtplib.SMTPAuthenticationError(535, b"no")), "salesforce", "smtp"),
+    # a network error belongs to whoever the caller was talking to, also through a chain
+    (lambda: (_ for _ in ()).throw(ConnectionRefusedError(111, "refused")), "smtp", "smtp"),
+    (_wrapped_network_error, "salesforce", "salesforce"),
+])
+def test_report_failure_logs_under_the_integration_that_failed(store, make, expected, integration):
+    from core.errors import report_failure
+
+    entry = report_failure(store, "lookup", _raised(make), expected=expected, call_id="c-1")
+    (row,) = list_errors(store)
+    assert (row["integration"], row["operation"], row["code"], row["call_id"]) == \
+        (integration, "lookup", entry.code, "c-1")
+
+
+def test_our_salesforce_and_oauth_errors_declare_their_integration(store):
+    from core.errors import report_failure
+    from core.oauth import InvalidGrant
+    from core.salesforce import Unavailable
+
+    report_failure(store, "register", Unavailable("TIMEOUT"), expected="smtp")
+    report_failure(store, "refresh", InvalidGrant("invalid_grant", "expired"), expected="smtp")
+    assert {(r["integration"], r["code"]) for r in list_errors(store)} == \
+        {("salesforce", "TIMEOUT"), ("salesforce", "OAUTH_INVALID_GRANT")}
+
+
+def test_a_bare_code_belongs_to_the_expected_integration(store):
+    from core.errors import report_failure
+
+    assert report_failure(store, "connection_test", "INSUFFICIENT_ACCESS",
+                          detail="Task: cannot be created").code == "INSUFFICIENT_ACCESS"
+    (row,) = list_errors(store)
+    assert row["integration"] == "salesforce" and "Task" in row["detail"]
+
+
+def test_report_failure_never_raises_when_the_log_cannot_be_written(tmp_path):
+    from core.errors import report_failure
+
+    store = Store(tmp_path / "instance")
+    store.conn.execute("DROP TABLE error_log")   # the error log itself is broken
+    entry = report_failure(store, "lookup", TimeoutError("timed out"))
+    assert entry.code == "TIMEOUT"

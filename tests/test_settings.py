@@ -302,3 +302,35 @@ def test_clean_settings_converts():
 @pytest.mark.parametrize("value", CONTACT_FETCH)
 def test_contact_fetch_choices(value):
     assert validate_settings({"contact_fetch": value}) == {}
+
+
+# -- the one settings cache ---------------------------------------------------------------------
+
+def test_unchanged_settings_are_not_rebuilt(store):
+    save_settings(store, {"password": "stored-value-1", "smtp_port": 2525})
+    first = load_settings(store)
+    assert load_settings(store) is first          # secrets not decrypted again
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        first.smtp_port = 1                       # shared by every thread: nobody may change it
+
+
+def test_a_change_by_another_process_is_seen_at_once(tmp_path):
+    """Two Stores on one folder stand for two processes: each reads through its own connection."""
+    host, admin = Store(tmp_path / "i"), Store(tmp_path / "i")
+    assert load_settings(host).screen_budget_ms == 800
+    save_settings(admin, {"screen_budget_ms": 1500})
+    assert load_settings(host).screen_budget_ms == 1500
+    clear_credentials(admin)                      # a deletion changes the rows too
+    save_settings(admin, {"username": "a@example.com", "password": "pw-12345"})
+    before = load_settings(host)
+    clear_credentials(admin)
+    after = load_settings(host)
+    assert (before.username, after.username, after.password) == ("a@example.com", "", "")
+
+
+def test_the_fallback_time_zone_is_the_default_setting():
+    from core.settings import DEFAULTS, zone_named
+
+    assert str(zone_named("No/Such_Zone")) == DEFAULTS.time_zone == "Asia/Tokyo"
+    assert str(zone_named("")) == DEFAULTS.time_zone
+    assert str(Settings(time_zone="Europe/Paris").zone()) == "Europe/Paris"
