@@ -16,7 +16,7 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from core.store import Store
+from core.store import Store, home_path
 
 from admin import i18n
 
@@ -93,9 +93,7 @@ def _favicon():
 
 
 def _home(test_config: dict | None, home: str | None) -> str:
-    home = ((test_config or {}).get("SFCTI_HOME") or home or os.environ.get("SFCTI_HOME")
-            or "instance")
-    return os.path.abspath(home)
+    return str(home_path((test_config or {}).get("SFCTI_HOME") or home))
 
 
 def _defaults(home: str) -> dict:

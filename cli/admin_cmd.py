@@ -36,8 +36,15 @@ def serve(home: str, host: str = "127.0.0.1", port: int = 5000, threads: int = 8
 
     from admin import create_app, get_store
     from core.alerts import AlertWorker
+    from core.store import StoreError
 
-    app = create_app(home=home, admin_password=admin_password)
+    try:
+        app = create_app(home=home, admin_password=admin_password)
+    except StoreError:
+        raise
+    except Exception as exc:  # admin.cfg is Python run at start: any error in it ends up here
+        raise click.ClickException(f"Cannot start the admin (admin.cfg in {home}): "
+                                   f"{type(exc).__name__}: {exc}") from None
     with app.app_context():
         store = get_store()
     worker = AlertWorker(store, interval=alert_interval)

@@ -225,6 +225,15 @@ def test_error_log_filters(admin_client, store):
     assert "<code>TIMEOUT</code>" in html and "<code>SMTP_AUTH</code>" not in html
     html = admin_client.get("/errors/?day=1999-01-01").get_data(as_text=True)
     assert "<code>TIMEOUT</code>" not in html
+    assert "この条件に一致するエラーはありません。" in html and "エラーはありません" in html
+
+
+def test_an_empty_error_log_is_not_called_a_filter_miss(admin_client):
+    admin_client.get("/lang/en")
+    html = admin_client.get("/errors/").get_data(as_text=True)
+    assert "No errors." in html and "No error matches" not in html
+    html = admin_client.get("/errors/?integration=smtp").get_data(as_text=True)
+    assert "No error matches these filters." in html
 
 
 def test_error_log_paginates(app, admin_client, store):
@@ -345,9 +354,11 @@ def test_an_oversized_search_is_ignored_and_the_list_shown(admin_client, store, 
 
 def test_overview_shows_api_usage_today(admin_client, store):
     store.count_api_call("rest", 7)
+    store.count_api_call("login", 2)
     store.record_org_usage(1200, 15000)
     html = admin_client.get("/").get_data(as_text=True)
-    assert '<td id="own-calls">7</td>' in html
+    assert '<td id="own-calls">7</td>' in html      # logins are not counted in it...
+    assert '<td id="logins">2</td>' in html           # ...but shown apart
     assert "1200 / 15000 (8.0%)" in html
 
 

@@ -228,6 +228,15 @@ def test_admin_refuses_bad_addresses(home, monkeypatch, args, says):
     refused(home, "admin", *args, says=says)
 
 
+@pytest.mark.parametrize("config", ["TRUSTED_PROXIES = 'one'\n", "TRUSTED_PROXIES = -1\n",
+                                    "this is not python\n"])
+def test_admin_with_a_broken_admin_cfg_says_so(home, monkeypatch, config):
+    monkeypatch.setattr("waitress.serve", lambda *a, **k: pytest.fail("the admin started"))
+    home.mkdir()
+    (home / "admin.cfg").write_text(config, encoding="utf-8")
+    refused(home, "admin", code=1, says="Cannot start the admin")
+
+
 def test_admin_addresses_that_are_accepted():
     from cli.admin_cmd import ListenAddress
 

@@ -26,7 +26,7 @@ def log():
     pages = paginate(count_errors(store, **filters), page_number(), size)
     rows = list_errors(store, limit=size, offset=pages["offset"], **filters)
     return render_template("errors/log.html", form=form, rows=rows, pages=pages,
-                           codes=codes_in_log(store))
+                           codes=codes_in_log(store), filtered=any(filters.values()))
 
 
 @bp.route("/common")
