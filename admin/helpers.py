@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask import g, request, url_for
+from typing import Callable
+
+from flask import current_app, g, request, url_for
 
 from admin.i18n import current_lang
 from core.settings import format_local_time, load_settings
@@ -52,3 +54,17 @@ def paginate(total: int, page: int, size: int) -> dict:
     page = min(page, pages)
     return {"page": page, "pages": pages, "total": total, "offset": (page - 1) * size,
             "has_prev": page > 1, "has_next": page < pages}
+
+
+def searched_page(count: Callable[[str | None], int], fetch: Callable[..., list]) -> dict:
+    """What a searchable, paginated list page renders: ``form``, ``search``, ``pages`` and
+    ``rows``, from ``count(search)`` and ``fetch(limit=, offset=, search=)``."""
+    # the history's search form serves the contacts too; admin.calls imports this module
+    from admin.calls.forms import CallSearchForm
+
+    form = CallSearchForm(request.args)
+    search = form.search_term()
+    size = current_app.config["PAGE_SIZE"]
+    pages = paginate(count(search), page_number(), size)
+    rows = fetch(limit=size, offset=pages["offset"], search=search)
+    return {"form": form, "search": search, "pages": pages, "rows": rows}

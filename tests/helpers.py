@@ -179,16 +179,11 @@ def fresh(prefix: str = "03-6") -> tuple[str, str]:
 # ---------------------------------------------------------------------------------------------
 
 def make_host():
-    """A pluggy PluginManager built exactly as a host builds it (the plugin from its entry point)."""
-    import pluggy
+    """A pluggy PluginManager built exactly as a host builds it (the plugin from its entry point):
+    the reference host's, `sfcti call`'s."""
+    from cli.host_cmd import load_host
 
-    import plugin.hookspecs
-
-    pm = pluggy.PluginManager("telephony")
-    pm.add_hookspecs(plugin.hookspecs)
-    pm.load_setuptools_entrypoints("telephony")
-    pm.check_pending()
-    return pm
+    return load_host()
 
 
 def connect(store, emu, **settings):

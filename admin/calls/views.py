@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from flask import current_app, flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from admin import get_store
 from admin.auth import login_required
 from admin.calls import bp
-from admin.calls.forms import CallSearchForm, RefetchForm
-from admin.helpers import page_number, paginate
+from admin.calls.forms import RefetchForm
+from admin.helpers import searched_page
 from admin.i18n import current_lang
 from core import history as call_history, registration
 from core.errors import report_failure
@@ -32,14 +32,10 @@ def direction_label(direction: str | None) -> str:
 def history():
     """The call history, newest first, searchable and paginated."""
     store = get_store()
-    form = CallSearchForm(request.args)
-    search = form.search_term()
-    size = current_app.config["PAGE_SIZE"]
-    pages = paginate(call_history.count_calls(store, search), page_number(), size)
-    rows = call_history.list_calls(store, limit=size, offset=pages["offset"], search=search)
-    return render_template("calls/history.html", rows=rows, pages=pages, form=form, search=search,
-                           refetch_form=RefetchForm(), status_label=status_label,
-                           direction_label=direction_label)
+    page = searched_page(lambda search: call_history.count_calls(store, search),
+                         lambda **query: call_history.list_calls(store, **query))
+    return render_template("calls/history.html", **page, refetch_form=RefetchForm(),
+                           status_label=status_label, direction_label=direction_label)
 
 
 @bp.route("/<path:call_id>/refetch", methods=("POST",))
