@@ -61,10 +61,13 @@ def runs_nightly(settings: Settings) -> bool:
 # the queue
 # ---------------------------------------------------------------------------------------------
 
-def _queue(store, e164: str, day: str) -> None:
+def _queue(store, numbers: list[str], day: str) -> None:
+    """Queue ``numbers`` for ``day``; a number already waiting keeps its row."""
+    now = now_iso()
     with store.transaction() as db:
-        db.execute("INSERT OR IGNORE INTO registration_queue (e164, day, queued_at, attempts) "
-                   "VALUES (?, ?, ?, 0)", [e164, day, now_iso()])
+        db.conn.executemany(
+            "INSERT OR IGNORE INTO registration_queue (e164, day, queued_at, attempts) "
+            "VALUES (?, ?, ?, 0)", [(e164, day, now) for e164 in numbers])
 
 
 def _dequeue(store, e164: str) -> None:
@@ -96,8 +99,7 @@ def queue_numbers_called(store, day: str, settings: Settings) -> int:
     first = dt.datetime.combine(dt.date.fromisoformat(day), dt.time(), tzinfo=settings.zone())
     with store.transaction():
         numbers = history.numbers_called(store, now_iso(first), now_iso(first + dt.timedelta(days=1)))
-        for e164 in sorted(set(numbers) - store.registered_numbers(numbers)):
-            _queue(store, e164, day)
+        _queue(store, sorted(set(numbers) - store.registered_numbers(numbers)), day)
     return len(numbers)
 
 
@@ -168,7 +170,7 @@ def record_ended_call(store, facts: history.CallFacts, shown: dict, number_displ
                                   registered_at=found["fetched_at"] if found else None)
         queued = bool(row and e164 and found is None and queues_numbers(settings))
         if queued:
-            _queue(store, e164, settings.local_day(facts.started_at))
+            _queue(store, [e164], settings.local_day(facts.started_at))
     return row, queued
 
 
