@@ -4,7 +4,9 @@ headless installs and configuration management.
 Every setting the admin has can be read and set here, checked by the same rules as the admin's
 forms (core.settings, the one module deciding both). Secrets are never printed, and never taken
 from the command line (where shell history and `ps` would keep them): they are read from a
-hidden prompt, or from standard input when it is not a terminal.
+hidden prompt, or from standard input when it is not a terminal. Connection settings set here are
+saved without a connection test (configuration management sets them one at a time); `sfcti status`
+tests the connection, and `sfcti connect` tests before it saves, as the admin does.
 """
 
 from __future__ import annotations
