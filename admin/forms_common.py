@@ -3,12 +3,11 @@ uses too), reported as field errors in the page's language."""
 
 from __future__ import annotations
 
-import dataclasses
 
 from flask_wtf import FlaskForm
 
 from admin.i18n import current_lang
-from core.settings import SECRET_FIELDS, clean_settings, validate_settings
+from core.settings import SECRET_FIELDS, apply_changes, validate_settings
 
 
 class SettingsFormBase(FlaskForm):
@@ -38,9 +37,7 @@ class SettingsFormBase(FlaskForm):
 
     def applied_to(self, stored):
         """The stored settings with the submitted values over them; a blank secret keeps its own."""
-        given = {k: v for k, v in self.values().items()
-                 if not (k in SECRET_FIELDS and v in (None, ""))}
-        return dataclasses.replace(stored, **clean_settings(given))
+        return apply_changes(stored, self.values())
 
     def fill(self, settings) -> None:
         """Show the stored settings; secrets stay blank (the page says whether one is stored)."""

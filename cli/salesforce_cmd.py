@@ -6,7 +6,6 @@ admin and the error log show) and exit non-zero; no command ever ends in a trace
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import click
@@ -27,7 +26,7 @@ def echo_failure(code: str, detail: str | None = None, problems: list[str] = ())
     entry = entry_for(code)
     lines = [f"エラー / Error: {entry.code}",
              f"  {entry.message_ja}", f"  {entry.message_en}",
-             f"対処 / Remedy:", f"  {entry.remedy_ja}", f"  {entry.remedy_en}"]
+             "対処 / Remedy:", f"  {entry.remedy_ja}", f"  {entry.remedy_en}"]
     lines += [f"  - {clean_text(p, 300)}" for p in problems]
     if detail:
         lines.append(f"詳細 / Detail: {clean_text(detail, 500)}")

@@ -13,7 +13,6 @@ from typing import Any, Mapping
 from core.phone import NumberKind, PhoneNumber, parse_phone
 
 MATCHED, NOT_REGISTERED, WITHHELD, UNAVAILABLE = "matched", "not_registered", "withheld", "unavailable"
-STATUSES = (MATCHED, NOT_REGISTERED, WITHHELD, UNAVAILABLE)
 DISPLAY_KEYS = ("status", "label", "company", "person", "object", "record_id", "record_url", "number")
 NOT_REGISTERED_MARK = "未登録"
 WITHHELD_LABEL = "非通知"

@@ -190,13 +190,11 @@ def _run(store, day, before, holder, settings, resolver, force, batch_size, prog
 # ---------------------------------------------------------------------------------------------
 
 def _nightly_clock(settings) -> tuple[int, int]:
-    for text in (settings.nightly_time, DEFAULTS.nightly_time):
-        try:
-            hour, minute = (int(p) for p in text.split(":"))
-            return hour, minute
-        except (ValueError, AttributeError):
-            continue
-    raise AssertionError("the default nightly_time is HH:MM")
+    try:
+        hour, minute = map(int, settings.nightly_time.split(":"))
+    except ValueError:  # stored before validation existed: the default time
+        hour, minute = map(int, DEFAULTS.nightly_time.split(":"))
+    return hour, minute
 
 
 def last_scheduled_day(settings, now: dt.datetime | None = None) -> str:

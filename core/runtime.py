@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from core import history, jobs, registration
 from core.alerts import AlertWorker
-from core.display import display_for, unavailable_display, unmatchable_display, UNAVAILABLE
+from core.display import UNAVAILABLE, display_for, unavailable_display, unmatchable_display
 from core.errors import close_salesforce_incidents, report_failure
 from core.phone import parse_phone
 from core.resolver import Resolver
@@ -137,10 +137,7 @@ class Memo:
 def fallback_display(call: Any = None) -> dict:
     """The display when nothing else can be said: "unavailable" (or "withheld") with the number
     as far as it can be read. Never raises."""
-    try:
-        return unavailable_display(history.call_facts(call).remote_number)
-    except Exception:  # call_facts never raises; this guards the guard
-        return unavailable_display()
+    return unavailable_display(history.call_facts(call).remote_number)
 
 
 # ---------------------------------------------------------------------------------------------

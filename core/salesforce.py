@@ -33,7 +33,7 @@ from simple_salesforce import Salesforce, SalesforceLogin
 from simple_salesforce import exceptions as sfx
 
 from core import errors, oauth
-from core.settings import SECRET_FIELDS, Settings, clean_settings, load_settings, save_settings
+from core.settings import Settings, apply_changes, load_settings, save_settings
 
 log = logging.getLogger(__name__)
 
@@ -482,17 +482,6 @@ def forget_connection(store) -> None:
 # test the connection, then save
 # ---------------------------------------------------------------------------------------------
 
-def candidate_settings(store, values: dict, keep_blank_secrets: bool = True) -> Settings:
-    """The stored settings with ``values`` applied, as :func:`save_settings` would store them
-    (with ``keep_blank_secrets`` a blank secret keeps the stored one).
-
-    :raises core.settings.InvalidSettings: when a value is invalid
-    """
-    given = {k: v for k, v in values.items()
-             if not (keep_blank_secrets and k in SECRET_FIELDS and v in (None, ""))}
-    return dataclasses.replace(load_settings(store), **clean_settings(given))
-
-
 def connect_and_save(store, values: dict, keep_blank_secrets: bool = True) -> Connection:
     """"Test connection and save": log in with the stored settings under ``values``, check the
     user's permissions, and only then save ``values``; returns the tested connection. The admin
@@ -504,7 +493,7 @@ def connect_and_save(store, values: dict, keep_blank_secrets: bool = True) -> Co
     :raises core.settings.InvalidSettings: when a value is invalid
     :raises ConnectionTestFailed: with the catalogue entry (and the permission problems)
     """
-    settings = candidate_settings(store, values, keep_blank_secrets)
+    settings = apply_changes(load_settings(store), values, keep_blank_secrets)
     try:
         connection = Connection(settings, store)
         problems = connection.check_permissions()

@@ -535,6 +535,18 @@ def _settings_from_rows(store, rows: tuple) -> Settings:
     return Settings(**values)
 
 
+def apply_changes(stored: Settings, values: Mapping[str, Any],
+                  keep_blank_secrets: bool = True) -> Settings:
+    """``stored`` with ``values`` applied, as :func:`save_settings` would store them (with
+    ``keep_blank_secrets``, the admin form's rule, a blank secret keeps the stored one).
+
+    :raises InvalidSettings: when a value is invalid
+    """
+    given = {k: v for k, v in values.items()
+             if not (keep_blank_secrets and k in SECRET_FIELDS and v in (None, ""))}
+    return dataclasses.replace(stored, **clean_settings(given))
+
+
 def save_settings(store, values: Settings | Mapping[str, Any], keep_blank_secrets: bool = True) -> Settings:
     """Validate and store ``values`` (a Settings or a dict of changes); returns the new settings.
 

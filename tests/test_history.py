@@ -118,7 +118,7 @@ def test_get_call_raises_call_not_found(store):
 
 
 def test_refetch_is_limited_to_once_per_15_seconds_per_number(store):
-    from core import history, registration
+    from core import registration
 
     registration.claim_refetch(store, "+81312345678", now=T0)
     with pytest.raises(registration.RefetchLocked) as info:
@@ -160,7 +160,7 @@ def test_refetch_in_never_mode_names_only_that_call(connected, host):
 
 
 def test_refetch_of_a_withheld_call_costs_nothing(connected, host, emulator):
-    from core import history, registration
+    from core import registration
 
     call = Call(remote_number="anonymous").end()
     host.hook.on_call_ended(call=call)
@@ -169,7 +169,7 @@ def test_refetch_of_a_withheld_call_costs_nothing(connected, host, emulator):
 
 
 def test_refetch_raises_when_salesforce_is_down(connected, host, emulator):
-    from core import history, registration
+    from core import registration
     from core.salesforce import SalesforceError
 
     call = Call(remote_number="06-1111-2222").end()

@@ -50,7 +50,7 @@ def test_hook_on_call_ended_records_calls_while_salesforce_fails(connected, host
 
 
 def test_hanging_salesforce_in_after_call_mode_registers_once_it_is_back(connected, host, emulator):
-    from core import history, jobs
+    from core import history
     from core.settings import save_settings
 
     save_settings(connected, {"contact_fetch": "after_call", "screen_budget_ms": 200})
@@ -77,7 +77,7 @@ def test_an_expired_session_is_renewed_without_an_error(connected, host, emulato
 
 
 def test_a_failure_in_after_call_registration_stays_queued_and_is_retried(connected, host, emulator):
-    from core import history, jobs
+    from core import history
     from core.settings import save_settings
 
     save_settings(connected, {"contact_fetch": "after_call"})

@@ -68,7 +68,7 @@ def set_mode(store, mode, **more):
 # ---------------------------------------------------------------------------------------------
 
 def test_after_call_registers_the_shown_match_without_another_api_call(connected, host, emulator):
-    from core import history, jobs
+    from core import history
 
     set_mode(connected, "after_call")
     call, display, _ = ring(host, "06-1111-2222")
