@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 STAMP      := $(VENV)/.installed-stamp
 TEST_STAMP := $(VENV)/.test-extras-stamp
 
-.PHONY: demo test bench screenshots chromium clean
+.PHONY: demo test bench screenshots system-packages clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,14 +21,22 @@ $(TEST_STAMP): $(STAMP)
 	@$(PIP) -e '.[test]'
 	@touch $(TEST_STAMP)
 
-# Browser tests drive Debian's Chromium; install it only when missing (needs root for apt-get).
-chromium:
-	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+# Debian packages the tests run for real: Chromium (browser tests), Kamailio with its Python
+# module and baresip (the SIP end-to-end tests), curl (the HTTP lookup recipes). Installed only
+# when missing (needs root for apt-get).
+SYSTEM_PACKAGES := chromium kamailio kamailio-python3-modules baresip curl
+
+system-packages:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
 
 demo: $(STAMP)
 	$(VENV)/bin/sfcti demo
 
-test: $(TEST_STAMP) chromium
+test: $(TEST_STAMP) system-packages
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP)
@@ -36,7 +44,7 @@ bench: $(STAMP)
 	$(PY) bench/hooks.py
 
 # Japanese text in screenshots needs a CJK font; the screenshots are taken with Playwright.
-screenshots: $(TEST_STAMP) chromium
+screenshots: $(TEST_STAMP) system-packages
 	@dpkg -s fonts-ipafont-gothic >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-ipafont-gothic; }
 	$(PY) -m admin.screenshots docs/screenshots
 

@@ -231,7 +231,7 @@ def run() -> dict:
     """All measurements; returns the figures."""
     from emulator import Emulator, generate_org
 
-    from cli.host_cmd import load_host
+    from bridges.host import load_host
     from core.runtime import runtime_for, shutdown_all
     from core.settings import load_settings, save_settings
     from core.store import open_store

@@ -120,7 +120,8 @@ def recorded(store, call_ids: list[str]) -> set[str]:
 
 def place_calls(calls, call_ids: list[str]) -> None:
     """Place ``calls`` through the reference host with ``call_ids``, printing each screen."""
-    from cli.host_cmd import load_host, place_call, screen_text
+    from bridges.host import load_host
+    from cli.host_cmd import place_call, screen_text
 
     pm = load_host()
     for (direction, number, options), call_id in zip(calls, call_ids):

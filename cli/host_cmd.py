@@ -13,6 +13,8 @@ import unicodedata
 
 import click
 
+from bridges.host import load_host
+
 
 class Seconds(click.FloatRange):
     """How long a call lasted: a number of seconds from 0 to one day."""
@@ -46,19 +48,6 @@ class LocalDay(click.ParamType):
         if day is None or not self.FIRST <= day <= self.LAST:
             self.fail(f"use YYYY-MM-DD, a day from {self.FIRST} to {self.LAST}", param, ctx)
         return day.isoformat()
-
-
-def load_host():
-    """A pluggy PluginManager set up the way a host does it: specs, entry points, check."""
-    import pluggy
-
-    import plugin.hookspecs
-
-    pm = pluggy.PluginManager("telephony")
-    pm.add_hookspecs(plugin.hookspecs)
-    pm.load_setuptools_entrypoints("telephony")
-    pm.check_pending()
-    return pm
 
 
 def place_call(pm, direction: str, number: str, agent: str | None = None, missed: bool = False,

@@ -181,7 +181,7 @@ def fresh(prefix: str = "03-6") -> tuple[str, str]:
 def make_host():
     """A pluggy PluginManager built exactly as a host builds it (the plugin from its entry point):
     the reference host's, `sfcti call`'s."""
-    from cli.host_cmd import load_host
+    from bridges.host import load_host
 
     return load_host()
 
