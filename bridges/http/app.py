@@ -449,6 +449,7 @@ def _lookup() -> Response:
     params = query_parameters(request.environ.get("QUERY_STRING", ""))
     if "number" not in params:
         raise BadRequest("number is missing (number=... ; an empty value is a withheld caller).")
+    as_text = check_choice(params.get("format") or "json", "format", FORMATS) == "text"
     call = Call(
         call_id=check_call_id(params["call_id"]) if params.get("call_id") else new_call_id(),
         direction=check_choice(params.get("direction") or "inbound", "direction", DIRECTIONS),
@@ -456,7 +457,7 @@ def _lookup() -> Response:
         agent_id=check_text(params["agent_id"], "agent_id") if params.get("agent_id") else None,
     )
     display = _service().screen(call, started)
-    if _wants_text():
+    if as_text:
         response = _text(display.get("label") or "")
         response.headers["X-Sfcti-Status"] = str(display.get("status"))
         response.headers["X-Sfcti-Call-Id"] = call.call_id
