@@ -196,6 +196,22 @@ def test_freeswitch_url_with_a_raw_plus_keeps_the_plus(service, emulator):
     assert (status, body) == (200, "Smith John")
 
 
+def test_freeswitch_curl_api_form_then_the_hangup_hook_post(service, emulator):
+    uuid = "5f0c8e2a-3b1d-4c55-9a07-1e2d3c4b5a69"      # FreeSWITCH's ${uuid}
+    status, _, label, _ = curl(f"{service.url}/v1/lookup?format=text&call_id={uuid}"
+                               "&number=+819033334444")
+    assert (status, label) == (200, "鈴木 一郎")
+    # what mod_curl's `curl URL content-type application/json post '{...}'` sends at hang-up:
+    # no ended_at (the service takes the arrival time), answered from ${answer_epoch}
+    body = ('{"direction":"inbound","remote_number":"+819033334444",'
+            '"started_at":"2024-05-20T10:00:00+0900","answered":false}')
+    answer = curl("-X", "POST", "-H", "Content-Type: application/json", "--data", body,
+                  f"{service.url}/v1/calls/{uuid}/ended")
+    assert answer[0] == 201, answer
+    (row,) = history_rows(service.home, uuid)
+    assert (row["label"], row["answered"], row["duration_seconds"]) == ("鈴木 一郎", 0, 0.0)
+
+
 def test_freeswitch_mod_cidlookup_sends_digits_only(service, emulator):
     # mod_cidlookup strips all but digits from ${caller_id_number} before expanding the URL
     status, _, body, _ = curl(f"{service.url}/v1/lookup?format=text&number=819011112222")
