@@ -6,6 +6,7 @@ plus hostile input, the ended-call POST and the bearer token.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import http.client
 import json
@@ -382,6 +383,17 @@ def test_bad_call_ids_in_the_path_get_a_400(service, path, says):
 def test_unknown_paths_and_methods_answer_json(service, method, path, status):
     answer = raw_request(service.url, method, path)
     assert answer[0] == status and json.loads(answer[2])["status"] == status
+
+
+def test_simultaneous_repeats_record_once_and_say_which_did(service):
+    body = json.dumps(good_ended(remote_number="")).encode()
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: raw_request(service.url, "POST", "/v1/calls/twice-1/ended",
+                                                      body, JSON), range(8)))
+    assert sorted(a[0] for a in answers) == [200] * 7 + [201]
+    assert [json.loads(a[2])["recorded"] for a in answers].count(True) == 1
+    (row,) = history_rows(service.home, "twice-1")
+    assert row["status"] == "withheld"
 
 
 def test_ended_post_without_a_lookup_records_the_number(service, emulator):

@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import logging
 import os
 import pathlib
 import re
@@ -37,6 +38,8 @@ from core import history
 from core.runtime import WorkerPool, fallback_display, runtime_for
 from core.store import ENV_HOME, home_path
 from plugin.call import Call, new_call_id
+
+log = logging.getLogger(__name__)
 
 NUMBER_MAX = 64          # characters; E.164 has 15 digits, a SIP user part rarely more than 40
 CALL_ID_MAX = 128        # Asterisk's UNIQUEID and FreeSWITCH's uuid are far shorter
@@ -206,7 +209,7 @@ def check_number(value: str, field: str = "number") -> str:
     _refuse_invisible(value, field)
     for ch in value:
         category = unicodedata.category(ch)
-        if category[0] in "LN" or category in ("Zs", "Pd", "Mn") or ch == "\u2212":
+        if category[0] in "LN" or category in ("Zs", "Pd") or ch == "\u2212":
             continue
         if unicodedata.normalize("NFKC", ch) not in NUMBER_PUNCTUATION:
             raise BadRequest(f"{field} contains {ch!r} ({_codepoint(ch)}), which phone numbers "
@@ -379,8 +382,11 @@ class LookupService:
         future = self.pool.submit(self._end_task, call)
         try:
             return future.result(timeout=self._remaining(started))
-        except Exception:  # still writing (a busy database): the worker carries on
+        except TimeoutError:  # still writing (a busy database): the worker carries on
             return "pending", None
+        except Exception:  # the history could not be read: the error is the service log's
+            log.exception("sfcti serve: ending call %s failed", call.call_id)
+            return "failed", None
 
     def _end_task(self, call: Call) -> tuple[str, dict | None]:
         # one request per call id at a time, so "recorded" and "repeat" are told apart
@@ -547,7 +553,7 @@ def _bad_request(exc: BadRequest) -> Response:
 def _http_error(exc: HTTPException) -> Response:
     messages = {404: "No such path; see docs/http-lookup.md (/v1/lookup, /v1/calls/<id>/ended, "
                      "/v1/health).",
-                405: f"{request.method} is not allowed here.",
+                405: f"{request.method[:20]} is not allowed here.",
                 413: f"The body is too large (at most {BODY_MAX} bytes)."}
     response = _error(messages.get(exc.code or 400, exc.description or exc.name), exc.code or 400)
     if exc.code == 405 and exc.valid_methods:
