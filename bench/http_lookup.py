@@ -1,4 +1,4 @@
-"""Latency of `sfcti serve`'s GET /v1/lookup under a paced open-loop load, as a phone system sees it.
+"""Latency of `sfcti serve`'s GET /v1/lookup under a paced open-loop load.
 
     .venv/bin/python bench/http_lookup.py [--rate 200] [--seconds 10]
 
@@ -50,6 +50,11 @@ def percentile(values: list[float], p: float) -> float:
     return module.percentile(values, p)
 
 
+def api_calls(emu) -> int:
+    """API requests the emulator received so far (logins excluded: not API calls)."""
+    return sum(n for kind, n in dict(emu.api_calls).items() if kind != "login")
+
+
 def free_port() -> int:
     """A TCP port nobody listens on right now."""
     with socket.socket() as s:
@@ -72,8 +77,8 @@ def start_service(home: str, port: int) -> subprocess.Popen:
     """`sfcti serve` for ``home`` on ``port``, once /v1/health answers."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("SFCTI_SERVE_TOKEN", None)
-    process = subprocess.Popen([sys.executable, "-c", "from cli import main; main()", "--home", home,
-                                "serve", "--port", str(port)], cwd=ROOT, env=env,
+    process = subprocess.Popen([sys.executable, "-c", "from cli import main; main()",
+                                "--home", home, "serve", "--port", str(port)], cwd=ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -100,8 +105,9 @@ def prepare(home: str, emu, org) -> tuple[list[str], list[str]]:
     numbers = sorted({parse_phone(r.get("Phone")).e164 for r in org.records["Contact"]} - {None})
     registered = numbers[:200]
     for i, e164 in enumerate(registered):
-        store.upsert_contact(e164, object="Contact", record_id=f"003{i:015d}", company="株式会社ベンチ",
-                             person=f"担当 {i}", record_url="https://example/")
+        store.upsert_contact(e164, object="Contact", record_id=f"003{i:015d}",
+                             company="株式会社ベンチ", person=f"担当 {i}",
+                             record_url="https://example/")
     unknown = [f"+8150{9000_0000 + i:08d}" for i in range(50)]
     return registered, unknown
 
@@ -167,11 +173,11 @@ def in_process_hook(home: str, registered: list[str], calls: int = 2000) -> list
 
 def run(rate: float, seconds: float) -> dict:
     """The whole measurement."""
+    from core.runtime import shutdown_all
     from emulator import Emulator, generate_org
 
-    home = tempfile.mkdtemp(prefix="sfcti-bench-http-")
     org = generate_org(size=1000, seed=1)
-    with Emulator(org) as emu:
+    with tempfile.TemporaryDirectory(prefix="sfcti-bench-http-") as home, Emulator(org) as emu:
         registered, unknown = prepare(home, emu, org)
         port = free_port()
         process = start_service(home, port)
@@ -180,13 +186,14 @@ def run(rate: float, seconds: float) -> dict:
                 get(port, f"/v1/lookup?number={number}")
             checks = (get(port, f"/v1/lookup?format=text&number={registered[0]}")[1],
                       get(port, f"/v1/lookup?format=text&number={unknown[0]}")[1])
-            api_before = sum(n for kind, n in emu.api_calls.items() if kind != "login")
+            api_before = api_calls(emu)
             loop = run_open_loop(port, schedule(rate, seconds, registered, unknown))
-            loop["api_calls"] = sum(n for k, n in emu.api_calls.items() if k != "login") - api_before
+            loop["api_calls"] = api_calls(emu) - api_before
         finally:
             process.terminate()
             process.wait(timeout=15)
         loop["hook"] = in_process_hook(home, registered)
+        shutdown_all()
     loop.update(rate=rate, seconds=seconds, checks=checks)
     return loop
 
@@ -203,8 +210,8 @@ def report(figures: dict) -> str:
         f"`bench/http_lookup.py` on {platform.machine()} / {os.cpu_count()} CPUs, Python "
         f"{platform.python_version()}: a real `sfcti serve` (waitress, 16 threads) on loopback, "
         f"{figures['rate']:g} requests/s in all for {figures['seconds']:g} s on a fixed schedule "
-        f"(open loop, {sent} requests, a new TCP connection each, sent from {CLIENT_THREADS} client "
-        "threads on the same 2 CPUs), the three kinds taking turns. Latency in ms from the "
+        f"(open loop, {sent} requests, a new TCP connection each, sent from {CLIENT_THREADS} "
+        "client threads on the same 2 CPUs), the three kinds taking turns. Latency in ms from the "
         "scheduled send to the last byte. Answers checked first: "
         f"{figures['checks'][0]!r} and {figures['checks'][1]!r}. Salesforce API calls during "
         f"the run: {figures['api_calls']}.",

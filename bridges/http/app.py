@@ -113,12 +113,14 @@ def resolve_token(home: str | os.PathLike, host: str) -> tuple[str | None, str]:
     if is_loopback(host):
         return None, "none (loopback clients only)"
     _create_token_file(path)
-    return _read_token_file(path), f"{path} (created now, mode 0600; give its content to the phone system)"
+    return _read_token_file(path), \
+        f"{path} (created now, mode 0600; give its content to the phone system)"
 
 
 def _checked(token: str, source: str) -> str:
     if not TOKEN_PATTERN.fullmatch(token):
-        raise TokenError(f"The token in {source} must be 16 to 256 letters, digits or - . _ ~ + / =.")
+        raise TokenError(f"The token in {source} must be 16 to 256 letters, digits or "
+                         "- . _ ~ + / =.")
     return token
 
 
@@ -168,7 +170,8 @@ def query_parameters(raw_query: str) -> dict[str, str]:
         name_raw, _, value_raw = pair.partition(b"=")
         name = _decoded(name_raw, "a parameter name")
         if name not in LOOKUP_PARAMETERS:
-            raise BadRequest(f"Unknown parameter {name[:40]!r}; use {', '.join(LOOKUP_PARAMETERS)}.")
+            raise BadRequest(f"Unknown parameter {name[:40]!r}; "
+                             f"use {', '.join(LOOKUP_PARAMETERS)}.")
         if name in params:
             raise BadRequest(f"The parameter {name} is given twice.")
         params[name] = _decoded(value_raw, name)
@@ -305,7 +308,8 @@ def ended_call(call_id: str, body: bytes) -> Call:
                                    "remote_number"),
         local_number=_optional(fields, "local_number",
                                lambda v: check_number(_string(v, "local_number"), "local_number")),
-        agent_id=_optional(fields, "agent_id", lambda v: check_text(_string(v, "agent_id"), "agent_id")),
+        agent_id=_optional(fields, "agent_id",
+                           lambda v: check_text(_string(v, "agent_id"), "agent_id")),
         started_at=started, ended_at=ended, answered=_optional(fields, "answered", _boolean),
     )
 
@@ -509,7 +513,8 @@ def _authorize() -> Response | None:
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not given.strip():
         return _unauthorized("Send the token: Authorization: Bearer <token>.", None)
-    if not hmac.compare_digest(given.strip().encode("latin-1", "replace"), expected.encode("ascii")):
+    given_bytes = given.strip().encode("latin-1", "replace")   # headers arrive as latin-1
+    if not hmac.compare_digest(given_bytes, expected.encode("ascii")):
         return _unauthorized("The token is not valid.", "invalid_token")
     return None
 
