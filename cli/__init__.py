@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "cli.host_cmd",         # sfcti call / history / fetch-contacts / errors / refetch
     "cli.admin_cmd",        # sfcti admin
     "cli.demo_cmd",         # sfcti demo
+    "cli.kamailio_cmd",     # sfcti kamailio-config
 )
 
 

@@ -1,0 +1,279 @@
+"""The Kamailio bridge end to end: a real Kamailio running the cfg `sfcti kamailio-config`
+prints, real baresip phones calling through it, the local Salesforce emulator behind the plugin.
+
+What is asserted is what the phones see: the name the agent's phone shows for a caller (and the
+INVITE it received), the connected-line identity an agent's phone receives when it dials out,
+and the call history each kind of ending leaves. Callers are baresip phones whose SIP user is
+their phone number; the agent's phone is ``agent`` (an agent by --agent-user).
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+
+import pytest
+
+from helpers import connect, fresh, run_cli
+from sip import Kamailio, Phone, free_port_block, header_values
+
+AGENT = "agent"
+BUDGET = 0.8            # the default screen budget (seconds)
+CONTACT_NUMBER = "0312345678"           # sample org: 株式会社サンプル / 山田 太郎 (Contact)
+LEAD_NUMBER = "0611112222"              # sample org: 田中工業 / 田中 次郎 (Lead)
+PERSON_ACCOUNT_NUMBER = "0451112222"    # person-account org: 伊藤 健
+UNKNOWN_NUMBER = "0398760000"           # no record in the sample org
+
+
+class Pbx:
+    """A Kamailio on its own instance folder, and the phones calling through it."""
+
+    def __init__(self, workdir, emu):
+        from core.store import open_store
+
+        self.workdir, self.home = workdir, workdir / "instance"
+        self.store = open_store(self.home)
+        connect(self.store, emu)
+        self.port = free_port_block(1)
+        result = run_cli(self.home, "kamailio-config", "--listen", f"udp:127.0.0.1:{self.port}",
+                         "--agent-address", "127.0.0.1", "--agent-user", AGENT, "--children", "2",
+                         "--ring-timeout", "10")
+        assert result.exit_code == 0, result.output
+        self.kamailio = Kamailio(result.output, workdir / "kamailio", self.port)
+        self.phones: dict[str, Phone] = {}
+
+    def start(self) -> "Pbx":
+        """Start Kamailio."""
+        self.kamailio.start()
+        return self
+
+    def phone(self, user: str, display: str | None = None) -> Phone:
+        """The phone of SIP user ``user`` (started on first use), with no events pending."""
+        if user not in self.phones:
+            self.phones[user] = Phone(self.workdir / f"phone-{user}", user, self.port, display).start()
+        self.phones[user].drain()
+        return self.phones[user]
+
+    def stop(self) -> None:
+        """Stop every phone and Kamailio."""
+        for phone in self.phones.values():
+            phone.stop()
+        self.kamailio.stop()
+        self.store.close()
+
+    def ended_lines(self, call_id: str) -> list[str]:
+        """Kamailio's log lines saying that call ``call_id`` ended."""
+        return [line for line in self.kamailio.log().splitlines()
+                if f"sfcti: call {call_id} ended" in line]
+
+    def history_row(self, call_id: str, timeout: float = 5.0) -> dict:
+        """The call's history row, once it is there."""
+        from core import history
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return history.get_call(self.store, call_id)
+            except history.CallNotFound:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"call {call_id} not in the history; Kamailio log:\n"
+                                         f"{self.kamailio.log()[-3000:]}") from None
+                time.sleep(0.05)
+
+
+def _pbx(tmp_path_factory, emu, name):
+    pbx = Pbx(tmp_path_factory.mktemp(name), emu)
+    try:
+        pbx.start()
+    except Exception:
+        pbx.stop()
+        raise
+    return pbx
+
+
+@pytest.fixture(scope="module")
+def pbx(tmp_path_factory, emulator_server):
+    """Kamailio and phones on an instance connected to the sample org."""
+    pbx = _pbx(tmp_path_factory, emulator_server, "pbx")
+    yield pbx
+    pbx.stop()
+
+
+@pytest.fixture(scope="module")
+def pa_pbx(tmp_path_factory, pa_emulator_server):
+    """Kamailio and phones on an instance connected to the person-account org."""
+    pbx = _pbx(tmp_path_factory, pa_emulator_server, "pa-pbx")
+    yield pbx
+    pbx.stop()
+
+
+@pytest.fixture
+def agent(pbx):
+    """The agent's phone, no events pending."""
+    return pbx.phone(AGENT)
+
+
+def ring(caller: Phone, agent: Phone) -> tuple[dict, float]:
+    """Dial the agent's phone from ``caller``; (the agent's CALL_INCOMING event, seconds from
+    dialling to ringing)."""
+    started = time.monotonic()
+    assert caller.dial(agent.uri)["ok"]
+    incoming = agent.wait_event("CALL_INCOMING", timeout=5)
+    return incoming, time.monotonic() - started
+
+
+def hang_up(first: Phone, second: Phone) -> None:
+    """End the call: ``first`` hangs up, both phones see it closed."""
+    first.hangup()
+    first.wait_event("CALL_CLOSED")
+    second.wait_event("CALL_CLOSED")
+
+
+def invite_received(agent: Phone, call_id: str) -> str:
+    """The INVITE of call ``call_id`` as the agent's phone received it."""
+    invites = [m for m in agent.received("INVITE ") if f"Call-ID: {call_id}" in m]
+    assert invites, agent.log()[-3000:]
+    return invites[-1]
+
+
+# ---------------------------------------------------------------------------------------------
+# what the agent's phone shows for a caller
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("number, shown", [
+    (CONTACT_NUMBER, "株式会社サンプル / 山田 太郎"),
+    (LEAD_NUMBER, "田中工業 / 田中 次郎"),
+])
+def test_agent_phone_shows_the_salesforce_name(pbx, agent, emulator, number, shown):
+    caller = pbx.phone(number)
+    incoming, _ = ring(caller, agent)
+    assert incoming["peerdisplayname"] == shown
+    invite = invite_received(agent, incoming["id"])
+    # only the display name changed: URI and tag are the caller's own
+    sent = [m for m in caller.log().split("\n") if m.startswith("From: ")][-1].strip()
+    tag = re.search(r";tag=(\S+)", sent).group(1)
+    assert header_values(invite, "From") == [f'"{shown}" <sip:{number}@127.0.0.1>;tag={tag}']
+    assert header_values(invite, "P-Asserted-Identity") == [f'"{shown}" <sip:{number}@127.0.0.1>']
+    hang_up(agent, caller)
+
+
+def test_person_account_caller(pa_pbx, pa_emulator):
+    agent, caller = pa_pbx.phone(AGENT), pa_pbx.phone(PERSON_ACCOUNT_NUMBER)
+    incoming, _ = ring(caller, agent)
+    assert incoming["peerdisplayname"] == "伊藤 健"
+    hang_up(agent, caller)
+
+
+@pytest.mark.parametrize("user, own_name", [
+    (UNKNOWN_NUMBER, "Unknown Caller"),     # no record: not_registered
+    ("anonymous", "Anonymous"),             # withheld
+])
+def test_callers_without_a_record_pass_unchanged(pbx, agent, emulator, user, own_name):
+    caller = pbx.phone(user, display=own_name)
+    incoming, _ = ring(caller, agent)
+    assert incoming["peerdisplayname"] == own_name
+    invite = invite_received(agent, incoming["id"])
+    assert header_values(invite, "From")[0].startswith(f'"{own_name}" <sip:{user}@127.0.0.1>')
+    assert header_values(invite, "P-Asserted-Identity") == []
+    hang_up(agent, caller)
+
+
+def test_a_name_holding_quotes_backslashes_and_newlines_stays_one_quoted_string(pbx, agent, emulator):
+    national, _ = fresh()
+    emulator.add_record("Contact", {"LastName": 'Back\\slash "Quoted"\r\nInjected: yes',
+                                    "Phone": national})
+    number = national.replace("-", "")
+    caller = pbx.phone(number)
+    incoming, _ = ring(caller, agent)
+    invite = invite_received(agent, incoming["id"])
+    from_header = header_values(invite, "From")[0]
+    quoted = re.fullmatch(r'"((?:[^"\\\r\n]|\\.)*)" <sip:' + number + r'@127\.0\.0\.1>;tag=\S+', from_header)
+    assert quoted, from_header
+    name = re.sub(r"\\(.)", r"\1", quoted.group(1))
+    assert "Back\\slash" in name and '"Quoted"' in name and "Injected: yes" in name
+    assert header_values(invite, "Injected") == []          # no header smuggled in
+    assert header_values(invite, "P-Asserted-Identity")[0].startswith(f'"{quoted.group(1)}" <sip:')
+    hang_up(agent, caller)
+
+
+def test_the_call_rings_within_the_budget_while_salesforce_hangs(pbx, agent, emulator):
+    national, _ = fresh()
+    emulator.add_record("Contact", {"LastName": "応答なし", "Phone": national})
+    emulator.faults.hang = True
+    caller = pbx.phone(national.replace("-", ""), display="Hang Caller")
+    incoming, seconds = ring(caller, agent)
+    assert incoming["peerdisplayname"] == "Hang Caller"      # relayed unchanged
+    assert BUDGET * 0.5 < seconds < BUDGET + 0.05
+    hang_up(agent, caller)
+
+
+# ---------------------------------------------------------------------------------------------
+# an agent dials out: the connected-line identity its phone receives
+# ---------------------------------------------------------------------------------------------
+
+def test_agent_dialling_out_receives_the_called_partys_name(pbx, agent, emulator):
+    customer = pbx.phone(CONTACT_NUMBER)
+    assert agent.dial(customer.uri)["ok"]
+    customer.wait_event("CALL_INCOMING")
+    agent.wait_event("CALL_RINGING")
+    customer.accept()
+    established = agent.wait_event("CALL_ESTABLISHED")
+    identity = f'"株式会社サンプル / 山田 太郎" <sip:{CONTACT_NUMBER}@127.0.0.1>'
+    for status in ("SIP/2.0 180", "SIP/2.0 200"):
+        reply = [m for m in agent.received(status) if f"Call-ID: {established['id']}" in m][-1]
+        assert header_values(reply, "P-Asserted-Identity") == [identity]
+        assert header_values(reply, "Remote-Party-ID") == [f"{identity};party=called;screen=no;privacy=off"]
+    hang_up(agent, customer)
+    row = pbx.history_row(established["id"])
+    assert (row["direction"], row["answered"], row["agent_id"], row["remote_number"]) == \
+        ("outbound", 1, AGENT, CONTACT_NUMBER)
+
+
+# ---------------------------------------------------------------------------------------------
+# every kind of ending is recorded once
+# ---------------------------------------------------------------------------------------------
+
+def _replay_to_kamailio(pbx, message: str) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(message.replace("\r\n", "\n").replace("\n", "\r\n").encode(), ("127.0.0.1", pbx.port))
+
+
+def test_hang_up_records_the_answered_call_once(pbx, agent, emulator):
+    caller = pbx.phone(LEAD_NUMBER)
+    incoming, _ = ring(caller, agent)
+    agent.accept()
+    caller.wait_event("CALL_ESTABLISHED")
+    hang_up(caller, agent)
+    call_id = incoming["id"]
+    row = pbx.history_row(call_id)
+    assert (row["direction"], row["answered"], row["agent_id"], row["local_number"]) == \
+        ("inbound", 1, AGENT, AGENT)
+    assert row["ended_at"] >= row["started_at"]
+    assert row["label"] == "田中工業 / 田中 次郎"
+    bye = [m for m in agent.received("BYE ") if f"Call-ID: {call_id}" in m]
+    assert bye
+    _replay_to_kamailio(pbx, [m for m in caller.log().split("#\n") if m.count("BYE sip:")][-1].split("\n", 1)[1])
+    time.sleep(0.3)
+    assert len(pbx.ended_lines(call_id)) == 1, pbx.ended_lines(call_id)
+
+
+def test_cancel_records_the_unanswered_call_once(pbx, agent, emulator):
+    caller = pbx.phone(CONTACT_NUMBER)
+    incoming, _ = ring(caller, agent)
+    hang_up(caller, agent)          # before the agent answers: CANCEL
+    row = pbx.history_row(incoming["id"])
+    assert (row["direction"], row["answered"]) == ("inbound", 0)
+    assert any(m.startswith("CANCEL ") for m in agent.received("CANCEL "))
+    time.sleep(0.3)
+    assert len(pbx.ended_lines(incoming["id"])) == 1
+
+
+def test_a_rejected_call_is_recorded_once(pbx, agent, emulator):
+    caller = pbx.phone(UNKNOWN_NUMBER, display="Unknown Caller")
+    incoming, _ = ring(caller, agent)
+    hang_up(agent, caller)          # the agent rejects the ringing call
+    row = pbx.history_row(incoming["id"])
+    assert (row["direction"], row["answered"], row["status"]) == ("inbound", 0, "not_registered")
+    time.sleep(0.3)
+    assert len(pbx.ended_lines(incoming["id"])) == 1
