@@ -47,7 +47,7 @@ DISPLAY_LIMIT = 64                  # characters of a display name on the wire
 DIALOG_VAR = "$dlg_var(sfcti)"
 CONNECTED_AVP = "$avp(sfcti_connected)"
 HOOK_THREADS = 4
-_URI_USER = re.compile(r"(?:sips?|tel):([^@;?>]*)")
+_URI_USER = re.compile(r"sips?:([^@;?>]*)@|tel:([^;?>]*)")
 _SAFE_USER = re.compile(r"[A-Za-z0-9._~+*#()%-]{1,64}")
 
 HOST = load_host()                  # before the fork: one plugin, pages shared by the workers
@@ -72,8 +72,8 @@ def quote_display(text: str | None, limit: int = DISPLAY_LIMIT) -> str | None:
 
 def uri_user(uri: str | None) -> str | None:
     """The user part of a sip:, sips: or tel: URI (``sip:0312345678@host`` → ``0312345678``)."""
-    match = _URI_USER.match((uri or "").strip().strip("<"))
-    return match.group(1) or None if match else None
+    match = _URI_USER.match((uri or "").strip().lstrip("<"))
+    return (match.group(1) or match.group(2) or None) if match else None
 
 
 def call_facts_json(call: Call) -> str:
