@@ -301,3 +301,28 @@ def test_a_rejected_call_is_recorded_once(pbx, agent, emulator):
     assert (row["direction"], row["answered"], row["status"]) == ("inbound", 0, "not_registered")
     time.sleep(0.3)
     assert len(pbx.ended_lines(incoming["id"])) == 1
+
+
+def test_a_locked_database_delays_neither_the_call_nor_its_end(pbx, agent, emulator):
+    """While another process holds the database's write lock (SQLite would wait 30 s), the
+    call still rings and its BYE still goes through within the budget; the history row is
+    written once the lock is gone."""
+    import sqlite3
+
+    caller = pbx.phone(CONTACT_NUMBER)
+    lock = sqlite3.connect(pbx.home / "sfcti.db", isolation_level=None)
+    try:
+        lock.execute("BEGIN EXCLUSIVE")
+        incoming, seconds = ring(caller, agent)
+        assert seconds < BUDGET + 0.05
+        agent.accept()
+        caller.wait_event("CALL_ESTABLISHED")
+        started = time.monotonic()
+        hang_up(caller, agent)
+        assert time.monotonic() - started < BUDGET + 0.3
+        assert lock.execute("SELECT count(*) FROM calls WHERE call_id = ?", (incoming["id"],)).fetchone() == (0,)
+    finally:
+        lock.rollback()
+        lock.close()
+    row = pbx.history_row(incoming["id"])
+    assert (row["direction"], row["answered"]) == ("inbound", 1)
