@@ -37,7 +37,8 @@ class Pbx:
         connect(self.store, emu)
         self.port = free_port_block(1)
         result = run_cli(self.home, "kamailio-config", "--listen", f"udp:127.0.0.1:{self.port}",
-                         "--agent-address", "127.0.0.1", "--agent-user", AGENT, "--children", "2",
+                         "--agent-address", "127.0.0.1", "--agent-user", AGENT,
+                         "--agent-header", "X-Sfcti-Agent", "--children", "2",
                          "--ring-timeout", "10")
         assert result.exit_code == 0, result.output
         self.kamailio = Kamailio(result.output, workdir / "kamailio", self.port)
@@ -326,3 +327,67 @@ def test_a_locked_database_delays_neither_the_call_nor_its_end(pbx, agent, emula
         lock.close()
     row = pbx.history_row(incoming["id"])
     assert (row["direction"], row["answered"]) == ("inbound", 1)
+
+
+class RawAgentSide:
+    """A trusted PBX's side of an agent's call, on a plain UDP socket: what it sends is written
+    out here, and what it receives is exactly what came over the wire."""
+
+    def __init__(self, kamailio_port: int):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(5)
+        self.port, self.kamailio_port = self.sock.getsockname()[1], kamailio_port
+        self.call_id, self.tag, self.branch = f"raw-{time.time_ns()}", "rawtag1", f"z9hG4bKraw{time.time_ns()}"
+
+    def send(self, method: str, uri: str, extra: str = "", to_tag: str = "", body: str = "") -> None:
+        """Send one request of the call (INVITE, CANCEL, or ACK of a failure) to Kamailio."""
+        to = f"<sip:{uri.split(':')[1].split('@')[0]}@127.0.0.1>" + (f";tag={to_tag}" if to_tag else "")
+        message = (f"{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{self.port};branch={self.branch};rport\r\n"
+                   f"Max-Forwards: 70\r\nFrom: <sip:gateway@127.0.0.1>;tag={self.tag}\r\nTo: {to}\r\n"
+                   f"Call-ID: {self.call_id}\r\nCSeq: 1 {method}\r\n"
+                   f"Contact: <sip:gateway@127.0.0.1:{self.port}>\r\n{extra}"
+                   f"Content-Length: {len(body.encode())}\r\n\r\n{body}")
+        self.sock.sendto(message.encode(), ("127.0.0.1", self.kamailio_port))
+
+    def reply(self, start: str) -> str:
+        """The next reply whose status line starts with ``start`` (others are skipped)."""
+        while True:
+            message = self.sock.recv(65535).decode("utf-8", "replace")
+            if message.startswith(start):
+                return message
+
+    def close(self) -> None:
+        """Close the socket."""
+        self.sock.close()
+
+
+SDP = ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+       "m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
+
+
+def test_agent_named_by_a_trusted_header_receives_the_called_partys_name(pbx, emulator):
+    """An INVITE carrying X-Sfcti-Agent (from an agent address) is an agent's call: the 180 it
+    gets back names the called party, and the header itself never reaches the called phone."""
+    customer = pbx.phone(LEAD_NUMBER)
+    gateway = RawAgentSide(pbx.port)
+    uri = f"sip:{LEAD_NUMBER}@127.0.0.1:{customer.sip_port}"
+    try:
+        gateway.send("INVITE", uri, "X-Sfcti-Agent: yamada\r\nContent-Type: application/sdp\r\n", body=SDP)
+        ringing = gateway.reply("SIP/2.0 180")
+        identity = f'"田中工業 / 田中 次郎" <sip:{LEAD_NUMBER}@127.0.0.1>'
+        assert header_values(ringing, "P-Asserted-Identity") == [identity]
+        assert header_values(ringing, "Remote-Party-ID") == [f"{identity};party=called;screen=no;privacy=off"]
+        customer.wait_event("CALL_INCOMING")
+        gateway.send("CANCEL", uri)
+        failed = gateway.reply("SIP/2.0 487")
+        to_tag = re.search(r";tag=([^;\s]+)", header_values(failed, "To")[0]).group(1)
+        gateway.send("ACK", uri, to_tag=to_tag)
+        customer.wait_event("CALL_CLOSED")
+    finally:
+        gateway.close()
+    invite = [m for m in customer.received("INVITE ") if gateway.call_id in header_values(m, "Call-ID")][-1]
+    assert header_values(invite, "X-Sfcti-Agent") == []
+    row = pbx.history_row(gateway.call_id)
+    assert (row["direction"], row["answered"], row["agent_id"], row["remote_number"]) == \
+        ("outbound", 0, "yamada", LEAD_NUMBER)
