@@ -20,6 +20,7 @@ from sip import Kamailio, Phone, free_port_block, header_values, sip_trace
 
 AGENT = "agent"
 BUDGET = 0.8            # the default screen budget (seconds)
+RING_TIMEOUT = 5        # seconds a call rings unanswered before it fails (the least allowed)
 CONTACT_NUMBER = "0312345678"           # sample org: 株式会社サンプル / 山田 太郎 (Contact)
 LEAD_NUMBER = "0611112222"              # sample org: 田中工業 / 田中 次郎 (Lead)
 PERSON_ACCOUNT_NUMBER = "0451112222"    # person-account org: 伊藤 健
@@ -39,7 +40,7 @@ class Pbx:
         result = run_cli(self.home, "kamailio-config", "--listen", f"udp:127.0.0.1:{self.port}",
                          "--agent-address", "127.0.0.1", "--agent-user", AGENT,
                          "--agent-header", "X-Sfcti-Agent", "--children", "2",
-                         "--ring-timeout", "10")
+                         "--ring-timeout", str(RING_TIMEOUT))
         assert result.exit_code == 0, result.output
         self.kamailio = Kamailio(result.output, workdir / "kamailio", self.port)
         self.phones: dict[str, Phone] = {}
@@ -289,6 +290,7 @@ def test_cancel_records_the_unanswered_call_once(pbx, agent, emulator):
     hang_up(caller, agent)          # before the agent answers: CANCEL
     row = pbx.history_row(incoming["id"])
     assert (row["direction"], row["answered"]) == ("inbound", 0)
+    assert (row["status"], row["label"]) == ("matched", "株式会社サンプル / 山田 太郎")
     assert any(m.startswith("CANCEL ") for m in agent.received("CANCEL "))
     time.sleep(0.3)
     assert len(pbx.ended_lines(incoming["id"])) == 1
@@ -391,3 +393,21 @@ def test_agent_named_by_a_trusted_header_receives_the_called_partys_name(pbx, em
     row = pbx.history_row(gateway.call_id)
     assert (row["direction"], row["answered"], row["agent_id"], row["remote_number"]) == \
         ("outbound", 0, "yamada", LEAD_NUMBER)
+
+
+def test_an_unanswered_call_times_out_and_keeps_the_name_the_agent_saw(pbx, agent, emulator):
+    """Nobody answers: after --ring-timeout Kamailio's timer process fails the call (408 to the
+    caller, CANCEL to the agent). That process never screened the call, yet the row holds the
+    name the agent's phone showed."""
+    national, _ = fresh()
+    emulator.add_record("Contact", {"LastName": "履歴", "FirstName": "残る", "Phone": national})
+    caller = pbx.phone(national.replace("-", ""))
+    incoming, _ = ring(caller, agent)
+    assert incoming["peerdisplayname"] == "履歴 残る"
+    started = time.monotonic()
+    closed = caller.wait_event("CALL_CLOSED", timeout=RING_TIMEOUT + 5)
+    agent.wait_event("CALL_CLOSED")
+    assert time.monotonic() - started > RING_TIMEOUT - 1
+    assert "408" in closed["param"]
+    row = pbx.history_row(incoming["id"])
+    assert (row["status"], row["label"], row["answered"]) == ("matched", "履歴 残る", 0)

@@ -45,6 +45,7 @@ except ImportError:  # unit tests import the pure functions
 
 DISPLAY_LIMIT = 64                  # characters of a display name on the wire
 DIALOG_VAR = "$dlg_var(sfcti)"
+SHOWN_VAR = "$dlg_var(sfcti_shown)"     # the display the screen showed, for the call's end
 CONNECTED_AVP = "$avp(sfcti_connected)"
 HOOK_THREADS = 4
 _URI_USER = re.compile(r"sips?:([^@;?>]*)@|tel:([^;?>]*)")
@@ -123,19 +124,25 @@ class BoundedHooks:
             self._pool, self._pid = WorkerPool("sfcti-kamailio", HOOK_THREADS), os.getpid()
         return self._pool
 
-    def call(self, hook, call: Call, started: float):
+    def call(self, hook, call: Call, started: float, shown: dict | None = None):
         """The hook's answer, or None when it fails or outlasts the budget counted from
-        ``started`` (time.monotonic())."""
-        future = self._workers().submit(self._run, hook, call)
+        ``started`` (time.monotonic()). ``shown``: the display the call's screen showed, when
+        another process drew it."""
+        future = self._workers().submit(self._run, hook, call, shown)
         try:
             return future.result(timeout=max(0.0, self.budget - (time.monotonic() - started)))
         except Exception as exc:
             _log_error(f"sfcti: {getattr(hook, 'name', 'hook')} gave no answer in time: {exc!r}")
             return None
 
-    def _run(self, hook, call: Call):
+    def _run(self, hook, call: Call, shown: dict | None):
+        runtime = runtime_for()
+        if shown is not None:
+            # the call's end may come to another Kamailio process than its screen: the
+            # history records what the agent saw, not a fresh guess
+            runtime.shown.put(call.call_id, shown)
         answer = hook(call=call)
-        self.budget = runtime_for().settings().screen_budget_ms / 1000.0
+        self.budget = runtime.settings().screen_budget_ms / 1000.0
         return answer
 
 
@@ -193,6 +200,8 @@ class KamailioBridge:
         else:
             display = self.hooks.call(HOST.hook.on_incoming_call, call, started)
             self._name_caller(display)
+        if isinstance(display, dict):
+            KSR.pv.sets(SHOWN_VAR, json.dumps(display, ensure_ascii=False))
 
     def _call_of_request(self) -> Call:
         header = self.agents.header
@@ -233,10 +242,18 @@ class KamailioBridge:
         try:
             call = ended_call(_pv(DIALOG_VAR), answered)
             if call is not None:
-                self.hooks.call(HOST.hook.on_call_ended, call, time.monotonic())
+                self.hooks.call(HOST.hook.on_call_ended, call, time.monotonic(), _shown(_pv(SHOWN_VAR)))
         except Exception as exc:
             _log_error(f"sfcti: recording the call's end failed: {exc!r}")
         return 1
+
+
+def _shown(text: str | None) -> dict | None:
+    try:
+        shown = json.loads(text or "null")
+    except ValueError:
+        return None
+    return shown if isinstance(shown, dict) else None
 
 
 def _matched_name(display: dict | None) -> str | None:
