@@ -23,6 +23,7 @@ The job scheduler and the alert sender do not run in Kamailio's processes (``SFC
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import json
 import os
@@ -129,11 +130,15 @@ class BoundedHooks:
         ``started`` (time.monotonic()). ``shown``: the display the call's screen showed, when
         another process drew it."""
         future = self._workers().submit(self._run, hook, call, shown)
+        name = getattr(hook, "name", "hook")
         try:
             return future.result(timeout=max(0.0, self.budget - (time.monotonic() - started)))
+        except concurrent.futures.TimeoutError:
+            _log_error(f"sfcti: {name} gave no answer within {self.budget * 1000:.0f} ms; "
+                       f"the call goes on unchanged")
         except Exception as exc:
-            _log_error(f"sfcti: {getattr(hook, 'name', 'hook')} gave no answer in time: {exc!r}")
-            return None
+            _log_error(f"sfcti: {name} failed: {exc!r}; the call goes on unchanged")
+        return None
 
     def _run(self, hook, call: Call, shown: dict | None):
         runtime = runtime_for()
