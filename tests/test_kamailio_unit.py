@@ -169,20 +169,25 @@ def test_rendered_cfg_is_accepted_by_kamailio(rendered, tmp_path):
 
 def test_bootstrap_loads_this_code_and_opens_nothing_before_the_fork(rendered):
     """Debian's /usr/bin/python3 (the one inside Kamailio) runs the bootstrap: the handler comes
-    from this checkout, the agent rule from the options, and no database or thread exists yet."""
+    from this checkout, the agent rule from the options, and no database or thread exists until
+    a forked SIP worker's child_init (rank > 0) opens the instance folder; the main process's
+    child_init (PROC_INIT, before the fork) opens nothing."""
     home, _ = rendered
     bootstrap = home / "kamailio" / "sfcti_kamailio_boot.py"
     assert stat.S_IMODE(bootstrap.stat().st_mode) == 0o644
+    database = home / "sfcti.db"
     probe = (
-        "import runpy, threading\n"
+        "import os, pathlib, runpy, threading\n"
         f"boot = runpy.run_path({str(bootstrap)!r})\n"
-        "import bridges, os\n"
+        "import bridges\n"
         "bridge = boot['mod_init']()\n"
         "print(bridges.__file__)\n"
         "print(os.environ['SFCTI_HOME'], os.environ['SFCTI_JOBS'])\n"
         "print(bridge.agents)\n"
-        "print(threading.active_count())\n"
-        "print(bridge.child_init(1), sorted(n for n in ('initial_invite', 'call_ended', 'call_failed') if callable(getattr(bridge, n))))\n"
+        f"database = pathlib.Path({str(database)!r})\n"
+        "print(bridge.child_init(-127), threading.active_count(), database.exists())\n"
+        "print(bridge.child_init(1), database.exists())\n"
+        "print(sorted(n for n in ('initial_invite', 'call_ended', 'call_failed') if callable(getattr(bridge, n))))\n"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SFCTI_HOME", "SFCTI_JOBS")}
     run = subprocess.run(["/usr/bin/python3", "-c", probe], capture_output=True, text=True,
@@ -193,9 +198,9 @@ def test_bootstrap_loads_this_code_and_opens_nothing_before_the_fork(rendered):
     assert lines[1] == f"{home} off"
     assert lines[2] == ("AgentRule(networks=('10.1.0.0/16',), users=('101',), "
                         "header='X-Sfcti-Agent')")
-    assert lines[3] == "1"                          # no thread before Kamailio forks
-    assert lines[4] == "0 ['call_ended', 'call_failed', 'initial_invite']"
-    assert not (home / "sfcti.db").exists()         # the runtime opens the database lazily
+    assert lines[3] == "0 1 False"          # before the fork: one thread, no database
+    assert lines[4] == "0 True"             # a SIP worker opens the instance folder
+    assert lines[5] == "['call_ended', 'call_failed', 'initial_invite']"
 
 
 @pytest.mark.parametrize("args, message", [

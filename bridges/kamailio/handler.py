@@ -14,9 +14,9 @@ message.
 - ``call_ended`` / ``call_failed``: the dialog module's end and failed events (once per dialog):
   the call goes into the history, answered or not.
 
-Whatever fails or hangs, the INVITE is relayed unchanged within the screen budget: each hook runs
-in a worker thread this process waits for at most the budget (a worker between two python_exec
-calls barely runs Python threads, so nothing is left to run in the background on purpose).
+Whatever fails or hangs, the INVITE is relayed unchanged within the screen budget: the screen
+hook runs in a worker thread this process waits for at most the budget (see BoundedHooks for
+why a call's end is recorded in Kamailio's own thread instead).
 The job scheduler and the alert sender do not run in Kamailio's processes (``SFCTI_JOBS=off``);
 ``sfcti serve`` or ``sfcti admin`` runs beside Kamailio for them.
 """
@@ -26,6 +26,7 @@ from __future__ import annotations
 import concurrent.futures
 import datetime as dt
 import json
+import logging
 import os
 import re
 import time
@@ -49,6 +50,7 @@ DIALOG_VAR = "$dlg_var(sfcti)"
 SHOWN_VAR = "$dlg_var(sfcti_shown)"     # the display the screen showed, for the call's end
 CONNECTED_AVP = "$avp(sfcti_connected)"
 HOOK_THREADS = 4
+SETTLE_SECONDS = 0.02               # at most this long for the process's threads before returning
 _URI_USER = re.compile(r"sips?:([^@;?>]*)@|tel:([^;?>]*)")
 _SAFE_USER = re.compile(r"[A-Za-z0-9._~+*#()%-]{1,64}")
 
@@ -105,7 +107,22 @@ def configure(agents: AgentRule) -> None:
 
 def mod_init() -> "KamailioBridge":
     """app_python3's entry: the object whose methods ``python_exec`` calls."""
+    logging.getLogger().addHandler(KamailioLog())
     return KamailioBridge(_agent_rule)
+
+
+class KamailioLog(logging.Handler):
+    """The plugin's warnings and errors, in Kamailio's log (a worker's stderr goes nowhere)."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Write one record through KSR (one line: Kamailio's log is line-based)."""
+        if KSR is not None:
+            text = self.format(record).replace("\n", " | ") + "\n"
+            (KSR.err if record.levelno >= logging.ERROR else KSR.warn)(text)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -113,7 +130,16 @@ def mod_init() -> "KamailioBridge":
 # ---------------------------------------------------------------------------------------------
 
 class BoundedHooks:
-    """Calls the plugin's hooks in this process's worker threads, waiting at most the budget."""
+    """Calls the plugin's hooks from a Kamailio worker.
+
+    Kamailio 5.x's app_python3 holds the GIL between two ``python_exec`` calls, so a Python
+    thread of the worker runs only while the handler waits for something. Hence: a screen runs
+    in a worker thread this process waits for at most the budget (the INVITE never waits
+    longer); before returning, the handler lets the process's threads finish what they can in a
+    few milliseconds (``settle``), so that none is left holding the database's write lock while
+    the worker sits in C; and a call's end is recorded in Kamailio's own thread, so it is
+    written before the message goes on, never left half-done in a thread that cannot run.
+    """
 
     def __init__(self):
         self._pid = None
@@ -125,30 +151,41 @@ class BoundedHooks:
             self._pool, self._pid = WorkerPool("sfcti-kamailio", HOOK_THREADS), os.getpid()
         return self._pool
 
-    def call(self, hook, call: Call, started: float, shown: dict | None = None):
-        """The hook's answer, or None when it fails or outlasts the budget counted from
-        ``started`` (time.monotonic()). ``shown``: the display the call's screen showed, when
-        another process drew it."""
-        future = self._workers().submit(self._run, hook, call, shown)
-        name = getattr(hook, "name", "hook")
+    def screen(self, hook, call: Call, started: float) -> dict | None:
+        """The hook's display, or None when it fails or outlasts the budget counted from
+        ``started`` (time.monotonic())."""
+        future = self._workers().submit(self._screen, hook, call)
         try:
-            return future.result(timeout=max(0.0, self.budget - (time.monotonic() - started)))
+            display = future.result(timeout=max(0.0, self.budget - (time.monotonic() - started)))
         except concurrent.futures.TimeoutError:
-            _log_error(f"sfcti: {name} gave no answer within {self.budget * 1000:.0f} ms; "
+            _log_error(f"sfcti: {hook.name} gave no answer within {self.budget * 1000:.0f} ms; "
                        f"the call goes on unchanged")
+            return None
         except Exception as exc:
-            _log_error(f"sfcti: {name} failed: {exc!r}; the call goes on unchanged")
-        return None
+            _log_error(f"sfcti: {hook.name} failed: {exc!r}; the call goes on unchanged")
+            return None
+        self.settle(min(SETTLE_SECONDS, self.budget - (time.monotonic() - started)))
+        return display
 
-    def _run(self, hook, call: Call, shown: dict | None):
+    def _screen(self, hook, call: Call):
+        display = hook(call=call)
+        self.budget = runtime_for().settings().screen_budget_ms / 1000.0
+        return display
+
+    def end(self, call: Call, shown: dict | None) -> None:
+        """Record the ended call (in this thread), then settle."""
         runtime = runtime_for()
         if shown is not None:
             # the call's end may come to another Kamailio process than its screen: the
             # history records what the agent saw, not a fresh guess
             runtime.shown.put(call.call_id, shown)
-        answer = hook(call=call)
-        self.budget = runtime.settings().screen_budget_ms / 1000.0
-        return answer
+        HOST.hook.on_call_ended(call=call)
+        self.settle(SETTLE_SECONDS)
+
+    def settle(self, seconds: float) -> None:
+        """Let this process's threads (lookups, registrations) finish for up to ``seconds``."""
+        if seconds > 0:
+            runtime_for().wait_idle(timeout=seconds)
 
 
 def _log_error(text: str) -> None:
@@ -174,7 +211,15 @@ class KamailioBridge:
         self.hooks = BoundedHooks()
 
     def child_init(self, rank: int) -> int:
-        """Called in every forked process; nothing to open yet (the runtime opens lazily)."""
+        """Called in every process after the fork: a SIP worker (rank > 0) opens the plugin's
+        runtime now, in its own thread, rather than in a screen's worker thread that the
+        INVITE might have to leave behind (a thread left holding the database's write lock
+        could not run again until the next message). Returns 0: never stops Kamailio."""
+        if rank > 0:
+            try:
+                runtime_for()
+            except Exception as exc:  # the screens report it again, call by call
+                _log_error(f"sfcti: the instance folder cannot be opened: {exc!r}")
         return 0
 
     def initial_invite(self, msg, args=None) -> int:
@@ -200,10 +245,10 @@ class KamailioBridge:
         call = self._call_of_request()
         KSR.pv.sets(DIALOG_VAR, call_facts_json(call))
         if call.direction == "outbound":
-            display = self.hooks.call(HOST.hook.on_outgoing_call, call, started)
+            display = self.hooks.screen(HOST.hook.on_outgoing_call, call, started)
             self._name_called_party(display, call)
         else:
-            display = self.hooks.call(HOST.hook.on_incoming_call, call, started)
+            display = self.hooks.screen(HOST.hook.on_incoming_call, call, started)
             self._name_caller(display)
         if isinstance(display, dict):
             KSR.pv.sets(SHOWN_VAR, json.dumps(display, ensure_ascii=False))
@@ -247,7 +292,7 @@ class KamailioBridge:
         try:
             call = ended_call(_pv(DIALOG_VAR), answered)
             if call is not None:
-                self.hooks.call(HOST.hook.on_call_ended, call, time.monotonic(), _shown(_pv(SHOWN_VAR)))
+                self.hooks.end(call, _shown(_pv(SHOWN_VAR)))
         except Exception as exc:
             _log_error(f"sfcti: recording the call's end failed: {exc!r}")
         return 1
