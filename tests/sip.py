@@ -4,8 +4,10 @@ headless baresip phones driven through their ctrl_tcp interface (netstring JSON)
 Everything started here is stopped by its process id (the process group Kamailio's workers
 belong to), by ``stop()`` or the context manager.
 
-    with Kamailio(cfg_text, workdir, port) as kam, Phone(workdir / "alice", "0312345678", kam.port) as alice:
-        alice.dial("sip:agent@127.0.0.1:PORT")
+    pbx = Pbx(workdir, emulator, "--agent-user", "agent").start()   # Kamailio on its own instance
+    agent, alice = pbx.phone("agent"), pbx.phone("0312345678")
+    alice.dial(agent.uri); agent.wait_event("CALL_INCOMING")["peerdisplayname"]
+    pbx.stop()
 """
 
 from __future__ import annotations
@@ -21,6 +23,13 @@ import subprocess
 import threading
 import time
 import uuid
+
+from click.testing import CliRunner
+
+from cli import main
+from core import history
+from core.store import open_store
+from helpers import connect
 
 KAMAILIO = "/usr/sbin/kamailio"
 BARESIP = "/usr/bin/baresip"
@@ -295,6 +304,67 @@ class Phone:
     def __exit__(self, *exc) -> None:
         self.stop()
 
+
+# ---------------------------------------------------------------------------------------------
+# a Kamailio on its own instance folder, with phones
+# ---------------------------------------------------------------------------------------------
+
+class Pbx:
+    """A Kamailio on its own instance folder, and the phones calling through it."""
+
+    def __init__(self, workdir: pathlib.Path, emu, *options: str):
+        """An instance folder in ``workdir`` connected to the emulator ``emu``, and the cfg
+        `sfcti kamailio-config --listen udp:127.0.0.1:PORT OPTIONS...` prints for it."""
+        self.workdir, self.home = pathlib.Path(workdir), pathlib.Path(workdir) / "instance"
+        self.store = open_store(self.home)
+        connect(self.store, emu)
+        self.port = free_port_block(1)
+        result = CliRunner().invoke(main, ["--home", str(self.home), "kamailio-config", "--listen",
+                                           f"udp:{LOOPBACK}:{self.port}", *options])
+        assert result.exit_code == 0, result.output
+        self.kamailio = Kamailio(result.stdout, self.workdir / "kamailio", self.port)
+        self.phones: dict[str, Phone] = {}
+
+    def start(self) -> "Pbx":
+        """Start Kamailio."""
+        self.kamailio.start()
+        return self
+
+    def phone(self, user: str, display: str | None = None) -> Phone:
+        """The phone of SIP user ``user`` (started on first use), with no events pending."""
+        if user not in self.phones:
+            self.phones[user] = Phone(self.workdir / f"phone-{user}", user, self.port, display).start()
+        self.phones[user].drain()
+        return self.phones[user]
+
+    def stop(self) -> None:
+        """Stop every phone and Kamailio."""
+        for phone in self.phones.values():
+            phone.stop()
+        self.kamailio.stop()
+        self.store.close()
+
+    def ended_lines(self, call_id: str) -> list[str]:
+        """Kamailio's log lines saying that call ``call_id`` ended."""
+        return [line for line in self.kamailio.log().splitlines()
+                if f"sfcti: call {call_id} ended" in line]
+
+    def history_row(self, call_id: str, timeout: float = 5.0) -> dict:
+        """The call's history row, once it is there."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return history.get_call(self.store, call_id)
+            except history.CallNotFound:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"call {call_id} not in the history; Kamailio log:\n"
+                                         f"{self.kamailio.log()[-3000:]}") from None
+                time.sleep(0.05)
+
+
+# ---------------------------------------------------------------------------------------------
+# reading SIP traces
+# ---------------------------------------------------------------------------------------------
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _TRACE_BLOCK = re.compile(r"^#[ \t]*\n(?:UDP|TCP|TLS) (\S+) -> (\S+)\n(.*?)(?=^#[ \t]*\n|\Z)", re.M | re.S)

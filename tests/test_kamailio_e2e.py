@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from helpers import connect, fresh, run_cli
-from sip import Kamailio, Phone, free_port_block, header_values, sip_trace
+from helpers import fresh
+from sip import Pbx, Phone, header_values, sip_trace
 
 AGENT = "agent"
 BUDGET = 0.8            # the default screen budget (seconds)
@@ -27,65 +27,10 @@ PERSON_ACCOUNT_NUMBER = "0451112222"    # person-account org: 伊藤 健
 UNKNOWN_NUMBER = "0398760000"           # no record in the sample org
 
 
-class Pbx:
-    """A Kamailio on its own instance folder, and the phones calling through it."""
-
-    def __init__(self, workdir, emu):
-        from core.store import open_store
-
-        self.workdir, self.home = workdir, workdir / "instance"
-        self.store = open_store(self.home)
-        connect(self.store, emu)
-        self.port = free_port_block(1)
-        result = run_cli(self.home, "kamailio-config", "--listen", f"udp:127.0.0.1:{self.port}",
-                         "--agent-address", "127.0.0.1", "--agent-user", AGENT,
-                         "--agent-header", "X-Sfcti-Agent", "--children", "2",
-                         "--ring-timeout", str(RING_TIMEOUT))
-        assert result.exit_code == 0, result.output
-        self.kamailio = Kamailio(result.output, workdir / "kamailio", self.port)
-        self.phones: dict[str, Phone] = {}
-
-    def start(self) -> "Pbx":
-        """Start Kamailio."""
-        self.kamailio.start()
-        return self
-
-    def phone(self, user: str, display: str | None = None) -> Phone:
-        """The phone of SIP user ``user`` (started on first use), with no events pending."""
-        if user not in self.phones:
-            self.phones[user] = Phone(self.workdir / f"phone-{user}", user, self.port, display).start()
-        self.phones[user].drain()
-        return self.phones[user]
-
-    def stop(self) -> None:
-        """Stop every phone and Kamailio."""
-        for phone in self.phones.values():
-            phone.stop()
-        self.kamailio.stop()
-        self.store.close()
-
-    def ended_lines(self, call_id: str) -> list[str]:
-        """Kamailio's log lines saying that call ``call_id`` ended."""
-        return [line for line in self.kamailio.log().splitlines()
-                if f"sfcti: call {call_id} ended" in line]
-
-    def history_row(self, call_id: str, timeout: float = 5.0) -> dict:
-        """The call's history row, once it is there."""
-        from core import history
-
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                return history.get_call(self.store, call_id)
-            except history.CallNotFound:
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"call {call_id} not in the history; Kamailio log:\n"
-                                         f"{self.kamailio.log()[-3000:]}") from None
-                time.sleep(0.05)
-
-
 def _pbx(tmp_path_factory, emu, name):
-    pbx = Pbx(tmp_path_factory.mktemp(name), emu)
+    pbx = Pbx(tmp_path_factory.mktemp(name), emu, "--agent-address", "127.0.0.1", "--agent-user",
+              AGENT, "--agent-header", "X-Sfcti-Agent", "--children", "2", "--ring-timeout",
+              str(RING_TIMEOUT))
     try:
         pbx.start()
     except Exception:
