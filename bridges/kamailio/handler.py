@@ -2,8 +2,8 @@
 
 Kamailio's main process imports this module (through the bootstrap that ``sfcti
 kamailio-config`` writes) before it forks its workers, so the plugin is loaded once and its pages
-are shared; nothing here opens the instance folder then (the plugin's runtime opens it lazily,
-once per process). The cfg calls the methods of :class:`KamailioBridge` with
+are shared; nothing here opens the instance folder then (each SIP worker opens the plugin's
+runtime in ``child_init``, after the fork; other processes open it lazily on first use). The cfg calls the methods of :class:`KamailioBridge` with
 ``python_exec("method")``; each returns 1, because a method returning 0 makes Kamailio drop the
 message.
 
