@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "cli.admin_cmd",        # sfcti admin
     "cli.demo_cmd",         # sfcti demo
     "cli.serve_cmd",        # sfcti serve
+    "cli.kamailio_cmd",     # sfcti kamailio-config
 )
 
 
