@@ -39,9 +39,11 @@ demo: $(STAMP)
 test: $(TEST_STAMP) system-packages
 	$(PY) -m pytest -q -p no:cacheprovider
 
-bench: $(STAMP)
+bench: $(STAMP) system-packages
 	$(PY) bench/resolve.py
 	$(PY) bench/hooks.py
+	$(PY) bench/http_lookup.py
+	$(PY) bench/kamailio.py
 
 # Japanese text in screenshots needs a CJK font; the screenshots are taken with Playwright.
 screenshots: $(TEST_STAMP) system-packages

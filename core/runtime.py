@@ -40,6 +40,9 @@ SHOWN_MAX = 20_000      # displays remembered between a call's screen and its en
 LOOKUP_THREADS = 8      # requests' connection pool keeps 10 connections per host
 REGISTER_THREADS = 2
 ENV_JOBS = "SFCTI_JOBS"  # "off": no scheduler nor alert sender here (one-shot CLI hosts, tests)
+# lookup threads per process; a host process that handles one call at a time (a Kamailio worker)
+# needs few, and every thread costs it memory of its own
+ENV_LOOKUP_THREADS = "SFCTI_LOOKUP_THREADS"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -147,9 +150,10 @@ def fallback_display(call: Any = None) -> dict:
 class Runtime:
     """The plugin's state in one process for one instance folder."""
 
-    def __init__(self, home: str | os.PathLike, jobs_enabled: bool = True):
+    def __init__(self, home: str | os.PathLike, jobs_enabled: bool = True,
+                 lookup_threads: int = LOOKUP_THREADS):
         self.store = open_store(home)
-        self.lookups = WorkerPool("sfcti-lookup", LOOKUP_THREADS)
+        self.lookups = WorkerPool("sfcti-lookup", lookup_threads)
         self.background = WorkerPool("sfcti-register", REGISTER_THREADS)
         self.matches = Memo(SHOWN_MAX, ttl=MATCH_TTL)
         self.shown = Memo(SHOWN_MAX)
@@ -294,8 +298,20 @@ def runtime_for(home: str | os.PathLike | None = None) -> Runtime:
             runtime = _RUNTIMES.get(key)
             if runtime is None:
                 enabled = os.environ.get(ENV_JOBS, "on").lower() not in ("off", "0", "no")
-                runtime = _RUNTIMES[key] = Runtime(key[1], jobs_enabled=enabled)
+                runtime = _RUNTIMES[key] = Runtime(key[1], jobs_enabled=enabled,
+                                                   lookup_threads=_lookup_threads())
     return runtime
+
+
+def _lookup_threads() -> int:
+    """``$SFCTI_LOOKUP_THREADS`` (1 to LOOKUP_THREADS), else LOOKUP_THREADS."""
+    value = os.environ.get(ENV_LOOKUP_THREADS, "").strip()
+    if value.isascii() and value.isdigit() and 1 <= int(value) <= LOOKUP_THREADS:
+        return int(value)
+    if value:
+        log.warning("%s=%r is not a number from 1 to %d; using %d", ENV_LOOKUP_THREADS, value,
+                    LOOKUP_THREADS, LOOKUP_THREADS)
+    return LOOKUP_THREADS
 
 
 def shutdown_all() -> None:

@@ -224,3 +224,19 @@ def test_the_budget_is_a_setting(connected, host, emulator):
     emulator.faults.latency = 1.0
     _, display, took = ring(host, "06-1111-2222")
     assert display["status"] == "unavailable" and 0.15 <= took < 0.2
+
+
+@pytest.mark.parametrize("value, threads", [
+    ("2", 2), (" 1 ", 1), ("8", 8), ("", 8), ("0", 8), ("9", 8), ("-1", 8), ("２", 8),
+    ("two", 8), ("1e3", 8), ("2\n", 2), ("99999999999999999999", 8), ("\x01", 8),
+])
+def test_lookup_threads_come_from_the_environment_within_bounds(home, monkeypatch, value, threads):
+    """A host that handles one call at a time per process (a Kamailio worker) asks for fewer
+    lookup threads; anything that is not a number from 1 to 8 keeps the default."""
+    from core import runtime
+
+    monkeypatch.setenv("SFCTI_LOOKUP_THREADS", value)
+    try:
+        assert runtime.runtime_for(home).lookups.size == threads
+    finally:
+        runtime.shutdown_all()

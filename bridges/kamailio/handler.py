@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import datetime as dt
+import gc
 import json
 import logging
 import os
@@ -33,6 +34,7 @@ import time
 import unicodedata
 
 os.environ["SFCTI_JOBS"] = "off"  # before the runtime is made: no scheduler in the workers
+os.environ["SFCTI_LOOKUP_THREADS"] = "2"  # a worker handles one message at a time
 
 from bridges.host import load_host  # noqa: E402
 from bridges.kamailio.config import AgentRule  # noqa: E402
@@ -49,7 +51,7 @@ DISPLAY_LIMIT = 64                  # characters of a display name on the wire
 DIALOG_VAR = "$dlg_var(sfcti)"
 SHOWN_VAR = "$dlg_var(sfcti_shown)"     # the display the screen showed, for the call's end
 CONNECTED_AVP = "$avp(sfcti_connected)"
-HOOK_THREADS = 4
+HOOK_THREADS = 2
 SETTLE_SECONDS = 0.02               # at most this long for the process's threads before returning
 _URI_USER = re.compile(r"sips?:([^@;?>]*)@|tel:([^;?>]*)")
 _SAFE_USER = re.compile(r"[A-Za-z0-9._~+*#()%-]{1,64}")
@@ -108,7 +110,26 @@ def configure(agents: AgentRule) -> None:
 def mod_init() -> "KamailioBridge":
     """app_python3's entry: the object whose methods ``python_exec`` calls."""
     logging.getLogger().addHandler(KamailioLog())
-    return KamailioBridge(_agent_rule)
+    bridge = KamailioBridge(_agent_rule)
+    preload()
+    return bridge
+
+
+def preload() -> None:
+    """Load before the fork what each worker would otherwise load for itself on its first call,
+    then freeze the objects: the collector no longer writes to them, so their pages stay shared
+    between the workers instead of being copied into each one."""
+    import xml.dom.expatbuilder  # noqa: F401  (simple-salesforce's login answer is parsed with it)
+
+    import phonenumbers
+    from phonenumbers.phonemetadata import PhoneMetadata
+
+    for region in phonenumbers.SUPPORTED_REGIONS:  # about 1.5 MB, loaded region by region
+        PhoneMetadata.metadata_for_region(region)
+    for code in phonenumbers.COUNTRY_CODES_FOR_NON_GEO_REGIONS:
+        PhoneMetadata.metadata_for_nongeo_region(code)
+    gc.collect()
+    gc.freeze()
 
 
 class KamailioLog(logging.Handler):
