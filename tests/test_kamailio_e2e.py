@@ -361,3 +361,29 @@ def test_an_unanswered_call_times_out_and_keeps_the_name_the_agent_saw(pbx, agen
     assert "408" in closed["param"]
     row = pbx.history_row(incoming["id"])
     assert (row["status"], row["label"], row["answered"]) == ("matched", "履歴 残る", 0)
+
+
+@pytest.mark.parametrize("privacy, shown, status", [
+    ("", "株式会社サンプル / 山田 太郎", "matched"),
+    ("Privacy: id\r\n", None, "withheld"),
+])
+def test_the_carriers_asserted_identity_names_the_caller_unless_privacy_is_asked(
+        pbx, agent, emulator, privacy, shown, status):
+    """A carrier sends the caller's number in P-Asserted-Identity (the From may say anything):
+    the agent's phone shows the Salesforce name of that number, unless the caller asked for
+    privacy (RFC 3325 ``Privacy: id``): then the screen and the history say withheld."""
+    carrier = RawAgentSide(pbx.port)   # From user "gateway", no agent header: a call from outside
+    uri = agent.uri
+    try:
+        carrier.send("INVITE", uri, f"P-Asserted-Identity: <sip:{CONTACT_NUMBER}@127.0.0.1>\r\n"
+                     f"{privacy}Content-Type: application/sdp\r\n", body=SDP)
+        incoming = agent.wait_event("CALL_INCOMING")
+        carrier.send("CANCEL", uri)
+        failed = carrier.reply("SIP/2.0 487")
+        carrier.send("ACK", uri, to_tag=re.search(r";tag=([^;\s]+)", header_values(failed, "To")[0]).group(1))
+        agent.wait_event("CALL_CLOSED")
+    finally:
+        carrier.close()
+    assert (incoming.get("peerdisplayname") or None) == shown
+    row = pbx.history_row(carrier.call_id)
+    assert (row["direction"], row["status"], row["answered"]) == ("inbound", status, 0)

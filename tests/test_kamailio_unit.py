@@ -14,7 +14,8 @@ import pytest
 
 from bridges.kamailio.config import (AgentRule, ConfigError, KamailioOptions, parse_header,
                                      parse_listen, parse_network, parse_user, render_config)
-from bridges.kamailio.handler import call_facts_json, ended_call, quote_display, uri_user
+from bridges.kamailio.handler import (call_facts_json, ended_call, privacy_requested, quote_display,
+                                      uri_user)
 from helpers import HOSTILE, ROOT, run_cli
 from plugin.call import Call
 
@@ -74,6 +75,15 @@ def test_any_name_becomes_one_quoted_string(name):
 ])
 def test_uri_user(uri, user):
     assert uri_user(uri) == user
+
+
+@pytest.mark.parametrize("privacy, hidden", [
+    (None, False), ("", False), ("none", False), (" None ", False), ("id", True),
+    ("user;id", True), ("header; id; critical", True), ("session", True), ("none;id", True),
+])
+def test_privacy_requested(privacy, hidden):
+    """A caller whose Privacy header asks for anything but "none" is shown withheld."""
+    assert privacy_requested(privacy) is hidden
 
 
 def test_call_facts_survive_the_dialog():

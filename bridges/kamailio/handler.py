@@ -82,6 +82,13 @@ def uri_user(uri: str | None) -> str | None:
     return (match.group(1) or match.group(2) or None) if match else None
 
 
+def privacy_requested(privacy: str | None) -> bool:
+    """Whether a ``Privacy`` header (RFC 3323, 3325) asks to hide the caller's identity: any
+    value but ``none`` (``id``, ``user``, ``header``, ``session``, ``critical``)."""
+    values = {value.strip().lower() for value in (privacy or "").split(";") if value.strip()}
+    return bool(values - {"none"})
+
+
 def call_facts_json(call: Call) -> str:
     """What the dialog keeps of a call until it ends."""
     return json.dumps({"call_id": call.call_id, "direction": call.direction,
@@ -285,7 +292,10 @@ class KamailioBridge:
         if agent is not None:
             return Call(call_id=_pv("$ci") or "", direction="outbound", remote_number=_pv("$rU") or "",
                         local_number=from_user, agent_id=agent, started_at=now)
-        caller = uri_user(_pv("$ai")) or from_user or ""
+        # a caller who asked for privacy is withheld on the agent's screen, although the
+        # carrier's P-Asserted-Identity still carries the number
+        caller = "anonymous" if privacy_requested(KSR.hdr.gete("Privacy")) else \
+            uri_user(_pv("$ai")) or from_user or ""
         return Call(call_id=_pv("$ci") or "", direction="inbound", remote_number=caller,
                     local_number=_pv("$tU"), agent_id=_pv("$rU"), started_at=now)
 
