@@ -370,7 +370,7 @@ class Parser:
         if ftype == "datetime":
             try:
                 datetime_key(value)
-            except ValueError:
+            except (ValueError, OverflowError):     # no such day, or beyond year 1..9999 in UTC
                 raise located(self.text, tok.pos, "MALFORMED_QUERY",
                               f"line 1:{tok.pos} no viable alternative at character '{value}'") from None
         return value

@@ -437,3 +437,48 @@ def test_controls_are_thread_safe_while_queries_and_jobs_run(emu, sf):
     live = sf.query("SELECT COUNT() FROM Contact WHERE Department = 'page'")["totalSize"]
     assert live == PAGE_CONTACTS - 150
     assert sf.query("SELECT COUNT() FROM Contact WHERE Phone LIKE '070-0000-%'")["totalSize"] == 150
+
+
+# ---- hostile input ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", ["２０２６-01-01T00:00:00Z", "\x00\x1b[2J", "x" * 5000, "2026-01-01",
+                                   "'; DELETE FROM Contact; --", "0001-01-01T00:00:00+01:00"])
+def test_hostile_replication_dates_get_a_clear_400(sf, emu, value):
+    for resource in ("updated", "deleted"):
+        answer = _http(emu, sf).get(_url(emu, f"sobjects/Lead/{resource}/"),
+                                    params={"start": value, "end": "2026-01-02T00:00:00Z"})
+        assert answer.status_code == 400
+        assert answer.json()[0]["errorCode"] in ("INVALID_INPUT", "INVALID_REPLICATION_DATE")
+
+
+@pytest.mark.parametrize("literal", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-14:00",
+                                     "2026-02-30T00:00:00Z"])
+def test_out_of_range_datetime_literals_are_malformed_queries(sf, literal):
+    with pytest.raises(SalesforceMalformedRequest) as info:
+        sf.query(f"SELECT Id FROM Contact WHERE SystemModstamp > {literal}")
+    assert info.value.content[0]["errorCode"] == "MALFORMED_QUERY"
+
+
+@pytest.mark.parametrize("body", [b"", b"[]", b"{not json", b'{"operation": "query", "query": 5}',
+                                  '{"operation": "query", "query": "SELECT Id FROM Contact WHERE '
+                                  'Phone = \'\\u0000\'", "columnDelimiter": "TAB\\u0000"}'.encode()])
+def test_hostile_bulk_job_bodies_get_a_clear_400(sf, emu, body):
+    answer = _http(emu, sf).post(_url(emu, "jobs/query"), data=body,
+                                 headers={"Content-Type": "application/json"})
+    assert answer.status_code == 400 and answer.json()[0]["errorCode"]
+
+
+def test_deleting_a_person_account_deletes_its_hidden_contact():
+    from emulator import Emulator, Org
+
+    org = Org(records={"Account": [{"IsPersonAccount": True, "FirstName": "健", "LastName": "伊藤",
+                                    "PersonMobilePhone": "080-5555-6666"}]},
+              person_accounts=True, name="個人取引先の削除")
+    with Emulator(org) as server:
+        client = client_for(server)
+        account_id = client.query("SELECT Id FROM Account")["records"][0]["Id"]
+        contact_id = _one(client, "SELECT Id FROM Contact WHERE MobilePhone = '080-5555-6666'")["Id"]
+        client.Account.delete(account_id)
+        assert client.query("SELECT Id FROM Contact")["totalSize"] == 0
+        deleted = client.query("SELECT Id, IsPersonAccount FROM Contact", include_deleted=True)
+        assert [(r["Id"], r["IsPersonAccount"]) for r in deleted["records"]] == [(contact_id, True)]
