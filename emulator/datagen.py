@@ -1,7 +1,12 @@
 """A realistic Japanese org for the demo, tests and benchmarks, reproducible from a seed.
 
 Phone numbers are stored the way people really type them into Salesforce: hyphenated, bare,
-+81 with and without spaces, bracketed, full-width, now and then hyphenated in the wrong place.
++81 with and without spaces, bracketed, full-width, now and then hyphenated in the wrong place,
+and in about one value in ten an odd form: other dashes, brackets and spaces, labels and notes
+("TEL", "（代表）", "携帯"), extensions, international prefixes, two numbers in one field. The
+generator records the numbers it wrote into each value (`phone_truth` on the org), the ground
+truth tests and benchmarks compare against: it never reads a value back with a parser, and the
+emulator package never imports core/.
 The same number appears on several records on purpose (contacts sharing a company line, a lead
 and a contact for one person, converted leads), and some timestamps tie exactly, so the
 resolver's priority, recency and tie-break rules all have something to bite on.
