@@ -158,8 +158,7 @@ def _as_text(raw):
         return bytes.decode(bytes(memoryview(raw)[:MAX_INPUT_CHARS * 4]), "utf-8", errors="replace")
     if isinstance(raw, bool):
         return repr(raw)
-    text = str(raw)
-    return str.__str__(text) if isinstance(text, str) else None
+    return str.__str__(str(raw))
 
 
 @functools.lru_cache(maxsize=8192)

@@ -518,3 +518,11 @@ def test_str_subclass_whose_methods_raise_is_read_as_its_value():
 
 def test_bytes_subclass_whose_methods_raise_is_read_as_its_value():
     assert parse_phone(HostileBytes(b"03-1234-5678")).e164 == TOKYO
+
+
+def test_object_whose_str_returns_a_hostile_str_is_read_as_its_value():
+    class Wrapper:
+        def __str__(self):
+            return HostileStr("03-1234-5678")
+
+    assert parse_phone(Wrapper()).e164 == TOKYO
