@@ -50,7 +50,8 @@ SEED_NIGHTLY_SAMPLE = 1_000     # the seed's nightly run is measured on this man
 ZIPF_EXPONENT = 1.1
 DOC = ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- resolver:begin -->", "<!-- resolver:end -->"
-PRIORITY = ("Contact", "Account", "Lead")     # DESIGN §3.1, written out: the truth is the bench's own
+# DESIGN §3.1, written out here: the truth is the bench's own, not the resolver's constant
+PRIORITY = ("Contact", "Account", "Lead")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -103,14 +104,16 @@ def unknown_numbers(holders: dict, count: int, rng: random.Random) -> list[str]:
 
 
 def winner_forms(org, known: list) -> dict[str, str]:
-    """E.164 -> the stored value of its DESIGN §3 winner that holds it, to show what a miss missed."""
+    """E.164 -> the stored value of its DESIGN §3 winner that holds it (what a miss missed)."""
     forms = {}
     for e164, _stored, winner in known:
         if not winner:
             continue
-        record = org.get(winner[1])[1]
-        forms[e164] = next(record[field] for field in ("Phone", "MobilePhone", "PersonMobilePhone")
-                           if any(n.e164 == e164 for n in org.phone_truth.get((winner[1], field), ())))
+        record_id = winner[1]
+        record = org.get(record_id)[1]
+        forms[e164] = next(
+            record[field] for field in ("Phone", "MobilePhone", "PersonMobilePhone")
+            if any(n.e164 == e164 for n in org.phone_truth.get((record_id, field), ())))
     return forms
 
 

@@ -142,9 +142,10 @@ def index_keys(raw, default_region=DEFAULT_REGION):
 
 def _region(default_region):
     try:
-        return default_region if default_region in phonenumbers.SUPPORTED_REGIONS else DEFAULT_REGION
+        supported = default_region in phonenumbers.SUPPORTED_REGIONS
     except TypeError:  # an unhashable region
         return DEFAULT_REGION
+    return default_region if supported else DEFAULT_REGION
 
 
 def _as_text(raw):
