@@ -34,6 +34,8 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.common import percentile, replace_section  # noqa: E402
+
 BUDGET_MS = 800
 HANG_THREADS = 4
 HANG_SEED_RINGS = 8     # each waits the full read timeout: 2 rounds of 4 threads
@@ -70,12 +72,6 @@ def new_seed(emu, org, timeout: tuple[float, float]):
 def api_calls(emu) -> int:
     """API requests the emulator received so far (logins excluded: not API calls)."""
     return sum(n for kind, n in dict(emu.api_calls).items() if kind != "login")
-
-
-def percentile(values: list[float], p: float) -> float:
-    """The p-th percentile (nearest rank) of ``values``."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
 
 
 def timed_call(pm, number: str) -> tuple[float, dict]:
@@ -320,20 +316,6 @@ def report(figures: dict) -> str:
     return "\n".join(lines)
 
 
-def write_docs(section: str) -> None:
-    """Replace (or append) the "## Hooks" section of docs/benchmarks.md."""
-    path = ROOT / "docs" / "benchmarks.md"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\n"
-    section = section.rstrip("\n") + "\n"
-    start = text.find("\n## Hooks")
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + 1)
-        text = text[:start + 1] + section + ("\n" + text[end + 1:] if end != -1 else "")
-    path.write_text(text, encoding="utf-8")
-
-
 def main() -> None:
     """Measure, print the section and, with ``--write-docs``, write it into docs/benchmarks.md."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -342,7 +324,7 @@ def main() -> None:
     section = report(run())
     print(section)
     if args.write_docs:
-        write_docs(section)
+        replace_section(section)
 
 
 if __name__ == "__main__":

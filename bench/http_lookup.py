@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import http.client
-import importlib.util
 import os
 import pathlib
 import platform
@@ -35,19 +34,10 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.common import percentile  # noqa: E402
+
 CLIENT_THREADS = 48
 KINDS = ("registered", "not registered", "baseline: /v1/health")
-
-
-def percentile(values: list[float], p: float) -> float:
-    """The p-th percentile (nearest rank): bench/hooks.py's, imported (not copied)."""
-    module = sys.modules.get("bench_hooks")
-    if module is None:
-        spec = importlib.util.spec_from_file_location("bench_hooks", ROOT / "bench" / "hooks.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["bench_hooks"] = module
-        spec.loader.exec_module(module)
-    return module.percentile(values, p)
 
 
 def api_calls(emu) -> int:

@@ -34,6 +34,8 @@ import uuid
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(1, str(ROOT / "tests"))  # tests/sip.py: starting and stopping Kamailio
+from bench.common import percentile, replace_section  # noqa: E402
+
 CHILDREN = 8
 BUDGET_MS = 800
 REGISTERED_CALLS = 2000
@@ -114,12 +116,6 @@ def without_bridge(cfg: str) -> str:
     kept = [line.replace("route(SFCTI);", "$var(sfcti) = 0;  # the bridge taken out")
             for line in cfg.splitlines() if "app_python3" not in line and "python_exec" not in line]
     return "\n".join(kept) + "\n"
-
-
-def percentile(values: list[float], p: float) -> float:
-    """The p-th percentile (nearest rank) of ``values``."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
 
 
 def workers_memory(kamailio, children: int) -> list[tuple[float, float]]:
@@ -253,20 +249,6 @@ def report(figures: dict) -> str:
     return "\n".join(lines)
 
 
-def write_docs(section: str) -> None:
-    """Replace (or append) the "## Kamailio bridge" section of docs/benchmarks.md."""
-    path = ROOT / "docs" / "benchmarks.md"
-    text = path.read_text(encoding="utf-8")
-    section = section.rstrip("\n") + "\n"
-    start = text.find("\n" + SECTION)
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + 1)
-        text = text[:start + 1] + section + ("\n" + text[end + 1:] if end != -1 else "")
-    path.write_text(text, encoding="utf-8")
-
-
 def main() -> None:
     """Measure, print the section and, with ``--write-docs``, write it into docs/benchmarks.md."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -275,7 +257,7 @@ def main() -> None:
     section = report(run())
     print(section)
     if args.write_docs:
-        write_docs(section)
+        replace_section(section)
 
 
 if __name__ == "__main__":

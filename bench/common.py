@@ -1,0 +1,28 @@
+"""What the benchmarks share: percentiles, and writing their section of docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import pathlib
+
+DOC = pathlib.Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+
+
+def percentile(values: list[float], p: float) -> float:
+    """The p-th percentile (nearest rank) of ``values``."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
+
+
+def replace_section(section: str) -> None:
+    """Replace the section of docs/benchmarks.md whose heading is ``section``'s first line (from
+    it to the next ``## `` heading), or append it; the other sections are kept."""
+    heading = section.split("\n", 1)[0]
+    text = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n\n"
+    section = section.rstrip("\n") + "\n"
+    start = text.find("\n" + heading + "\n")
+    if start == -1:
+        text = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = text.find("\n## ", start + 1)
+        text = text[:start + 1] + section + ("\n" + text[end + 1:] if end != -1 else "")
+    DOC.write_text(text, encoding="utf-8")
