@@ -2,7 +2,7 @@
 
 Salesforce keeps a phone field exactly as typed and SOQL compares it as a string, so finding a
 caller means asking for every string a person may have typed for that number. Why the variant set
-looks the way it does is written down in docs/phone-numbers.md.
+looks the way it does, and every written form the parser reads, is in docs/phone-numbers.md.
 """
 import enum
 import functools
@@ -16,8 +16,8 @@ from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
 DEFAULT_REGION = "JP"
 
-# Longer input is never a phone number (E.164 caps at 15 digits; add formatting and an
-# extension); refusing it before any parsing keeps hostile 5,000-digit input cheap.
+# Longer input is never one phone field (Salesforce caps a Phone field at 40 characters; E.164 at
+# 15 digits): refusing it before any parsing keeps hostile 5,000-character input cheap.
 MAX_INPUT_CHARS = 64
 MAX_DIGITS = 17
 MAX_EXTENSION_DIGITS = 8
@@ -25,18 +25,53 @@ DISPLAY_CHARS = 40
 EXHAUSTIVE_LIMIT = 150
 
 # Every dash and hyphen people type or paste for the separators of a phone number, including the
-# katakana long vowel mark and the minus sign that Japanese IMEs produce in full-width mode.
-_DASHES = "-‐‑‒–—―−ーｰ－﹣﹘⁃"
-_FOLD = str.maketrans({**{ch: "-" for ch in _DASHES}, "\u3000": " ", "\t": " "})
-# Only these may remain once the extension is set apart; anything else (letters, quotes, braces,
-# markup) means the text is not a phone number, even if phonenumbers could dig one out of it.
+# katakana long vowel mark (full and half width) and the minus signs Japanese IMEs produce.
+_DASHES = "-‐‑‒–—―−ーｰ－﹣﹘⁃˗⁻₋⸺⸻"
+# Every bracket pair a number's area code or a note gets wrapped in. Braces stay out: they are
+# SOSL syntax and nobody writes a number in them.
+_OPENING = "[［【〔〖〘〚「『〈《⦅｟﹙⁽₍❨❪﹝（"
+_CLOSING = "]］】〕〗〙〛」』〉》⦆｠﹚⁾₎❩❫﹞）"
+_PLUSES = "＋﹢⁺₊"
+# Every space separator (Unicode category Zs: NBSP, thin and hair spaces, the ideographic space).
+_SPACES = "\t\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a" \
+          "\u202f\u205f\u3000"
+_FOLD = str.maketrans({**{ch: "-" for ch in _DASHES}, **{ch: "(" for ch in _OPENING},
+                       **{ch: ")" for ch in _CLOSING}, **{ch: "+" for ch in _PLUSES},
+                       **{ch: " " for ch in _SPACES}})
+# Only these may remain once notes and the extension are set apart; anything else (letters,
+# quotes, braces, markup) means the text is not a phone number, even if phonenumbers could dig
+# one out of it.
 _NUMBER_CHARS = re.compile(r"^[0-9+()\-. /]*$")
 _EXTENSION = re.compile(
-    r"(?:内線番号|内線|ext\.?|extension|x|#|;ext=|,)\s*[:：]?\s*([0-9]{1,%d})$" % MAX_EXTENSION_DIGITS,
-    re.IGNORECASE)
+    r"\(?\s*(?:内線番号|内線|内|extension|extn|ext\.?|ex\.|x|#|;ext=|,)\s*[:]?\s*"
+    r"([0-9]{1,%d})\s*\)?$" % MAX_EXTENSION_DIGITS, re.IGNORECASE)
 _URI = re.compile(r"^<?(?:sips?|tel):([^@;>]*)(?:;ext=([0-9]+))?", re.IGNORECASE)
 _WORD_NOISE = re.compile(r"[\s_\-.()\[\]<>\"']+")
 _FULLWIDTH_DIGITS = str.maketrans("0123456789+", "０１２３４５６７８９＋")
+
+# Labels and notes people write around a number in a phone field ("TEL 03-...", "03-...（代表）").
+# Only these words are dropped; any other word leaves the value INVALID, so free text never turns
+# into a number. Matched after NFKC folding, so "ＴＥＬ" and "℡" arrive here as "TEL".
+_NOTE_WORDS_ASCII = (
+    "telephone", "phone", "tel", "ph", "fax", "mobile", "mob", "cellphone", "cell", "office",
+    "main", "home", "work", "direct", "dial", "hq", "landline", "no", "number",
+)
+_NOTE_WORDS_JA = (
+    "電話番号", "電話", "代表番号", "代表", "直通番号", "直通", "直電", "携帯電話", "携帯番号", "携帯",
+    "ケータイ", "スマホ", "自宅", "会社", "本社", "支社", "支店", "事務所", "営業所", "店舗", "勤務先",
+    "固定電話", "固定", "緊急連絡先", "連絡先", "番号", "呼出", "呼び出し", "ファックス", "ファクス",
+    "平日", "日中", "夜間", "休日", "受付", "窓口", "担当", "本人", "☎", "☏", "✆", "📞", "📱",
+)
+_NOTES = re.compile(
+    "(?:(?<![a-z])(?:%s)(?![a-z])|%s)\\.?\\s*:?" % (
+        "|".join(sorted(_NOTE_WORDS_ASCII, key=len, reverse=True)),
+        "|".join(re.escape(w) for w in sorted(_NOTE_WORDS_JA, key=len, reverse=True))),
+    re.IGNORECASE)
+_EMPTY_BRACKETS = re.compile(r"\(\s*\)")
+# What separates two numbers in one field ("03-1234-5678 / 090-1111-2222"). A comma is tried
+# last: on its own it usually introduces an extension (",12", what a phone dials after a pause).
+_SEPARATORS = str.maketrans({"/": "\n", "・": "\n", "、": "\n", ";": "\n", "|": "\n"})
+MAX_NUMBERS_PER_FIELD = 4
 
 # What phone systems put in caller ID when there is no number to show. The single letters are
 # NTT's number-display reason codes: P withheld, O out of area, C pay phone, S service conflict.
@@ -81,7 +116,7 @@ def parse_phone(raw, default_region=DEFAULT_REGION):
         return PhoneNumber(raw="", kind=NumberKind.INVALID, display="")
     if text is None:
         return PhoneNumber(raw="", kind=NumberKind.EMPTY, display="")
-    region = default_region if default_region in phonenumbers.SUPPORTED_REGIONS else DEFAULT_REGION
+    region = _region(default_region)
     if len(text) > MAX_INPUT_CHARS:
         return PhoneNumber(raw=text, kind=NumberKind.INVALID, display=safe_display(text))
     try:
@@ -90,14 +125,41 @@ def parse_phone(raw, default_region=DEFAULT_REGION):
         return _invalid(text)
 
 
+def index_keys(raw, default_region=DEFAULT_REGION):
+    """E.164 keys of every number a stored field value holds, in order; [] when it holds none.
+
+    "03-1234-5678 / 090-1111-2222" gives both numbers; extensions and notes are ignored. Never
+    raises. A value any part of which is not a number (free text, markup) gives [].
+    """
+    try:
+        text = _as_text(raw)
+        if text is None or len(text) > MAX_INPUT_CHARS:
+            return []
+        return list(_index_keys(text, _region(default_region)))
+    except Exception:
+        return []
+
+
+def _region(default_region):
+    try:
+        return default_region if default_region in phonenumbers.SUPPORTED_REGIONS else DEFAULT_REGION
+    except TypeError:  # an unhashable region
+        return DEFAULT_REGION
+
+
 def _as_text(raw):
+    # A str or bytes subclass may override every method, __str__ and slicing included: copy the
+    # value through the base type's own methods before anything else touches it.
     if raw is None:
         return None
-    if isinstance(raw, bytes):
-        return raw[:MAX_INPUT_CHARS * 4].decode("utf-8", errors="replace")
+    if isinstance(raw, str):
+        return str.__str__(raw)
+    if isinstance(raw, (bytes, bytearray)):
+        return bytes.decode(bytes(memoryview(raw)[:MAX_INPUT_CHARS * 4]), "utf-8", errors="replace")
     if isinstance(raw, bool):
         return repr(raw)
-    return raw if isinstance(raw, str) else str(raw)
+    text = str(raw)
+    return str.__str__(text) if isinstance(text, str) else None
 
 
 @functools.lru_cache(maxsize=8192)
@@ -109,13 +171,20 @@ def _parse_text(text, region):
     folded = fold(text)
     if _is_withheld(folded):
         return PhoneNumber(raw=text, kind=NumberKind.WITHHELD, display=safe_display(text))
-    body, extension = _split_extension(_strip_uri(folded))
-    if not body or not _NUMBER_CHARS.match(body) or not _digit_count_ok(body):
+    found = _read_one(_strip_uri(folded), region)
+    if found is None:
         return _invalid(text)
-    parsed = _parse_number(body, region)
-    if parsed is None:
-        return _invalid(text)
+    parsed, extension = found
     return _valid(text, parsed, extension, region)
+
+
+@functools.lru_cache(maxsize=8192)
+def _index_keys(text, region):
+    folded = _strip_uri(fold(text))
+    if not folded or _is_withheld(folded):
+        return ()
+    numbers = _read_all(folded, region)
+    return tuple(dict.fromkeys(_e164(parsed) for parsed, _ in numbers))
 
 
 def _invalid(text):
@@ -123,7 +192,7 @@ def _invalid(text):
 
 
 def fold(text):
-    """Full-width characters, every kind of dash and odd spaces brought to plain ASCII."""
+    """Full-width characters, every kind of dash, bracket, plus and space brought to plain ASCII."""
     return unicodedata.normalize("NFKC", text.translate(_FOLD)).translate(_FOLD).strip()
 
 
@@ -141,6 +210,41 @@ def _strip_uri(text):
     return f"{user} ext {extension}" if extension else user
 
 
+def _drop_notes(text):
+    text = _NOTES.sub(" ", text)
+    while True:
+        bare = _EMPTY_BRACKETS.sub(" ", text)
+        if bare == text:
+            return text.strip()
+        text = bare
+
+
+def _read_one(text, region):
+    """(parsed, extension) when `text` is exactly one number with notes around it, else None."""
+    body, extension = _split_extension(_drop_notes(text))
+    if not body or not _NUMBER_CHARS.match(body) or not _digit_count_ok(body):
+        return None
+    parsed = _parse_number(body, region)
+    return None if parsed is None else (parsed, extension)
+
+
+def _read_all(text, region):
+    """Every (parsed, extension) in a field value that holds one or more numbers, else []."""
+    one = _read_one(text, region)
+    if one is not None:
+        return [one]
+    found = []
+    for part in text.translate(_SEPARATORS).split("\n"):
+        if not _drop_notes(part):
+            continue
+        one = _read_one(part, region)
+        pieces = [one] if one is not None else [_read_one(p, region) for p in part.split(",")]
+        if not pieces or None in pieces:
+            return []
+        found += pieces
+    return found if len(found) <= MAX_NUMBERS_PER_FIELD else []
+
+
 def _split_extension(text):
     match = _EXTENSION.search(text)
     if not match:
@@ -156,17 +260,31 @@ def _digit_count_ok(body):
 def _parse_number(body, region):
     # "+" numbers carry their country; anything else is read as dialled in `region`, which also
     # strips its international prefix (010 in Japan) and a bare country code ("81312345678").
+    # A number that is not valid that way but starts with "00" is read with "00" as the
+    # international prefix most of the world dials ("0081-3-1234-5678", "0044 20 7946 0958"):
+    # Japan's own numbers starting 00 (0037, 00777...) are tried first and win.
+    parsed = _parse_valid(body, None if body.startswith("+") else region)
+    if parsed is None and body.startswith("00"):
+        parsed = _parse_valid("+" + body[2:], None)
+    return parsed
+
+
+def _parse_valid(body, region):
     try:
-        parsed = phonenumbers.parse(body, None if body.startswith("+") else region)
+        parsed = phonenumbers.parse(body, region)
     except phonenumbers.NumberParseException:
         return None
     return parsed if phonenumbers.is_valid_number(parsed) else None
 
 
+def _e164(parsed):
+    return phonenumbers.format_number(parsed, PhoneNumberFormat.E164)
+
+
 def _valid(text, parsed, extension, default_region):
     region = phonenumbers.region_code_for_number(parsed)
     parsed.extension = None
-    e164 = phonenumbers.format_number(parsed, PhoneNumberFormat.E164)
+    e164 = _e164(parsed)
     style = PhoneNumberFormat.NATIONAL if region == default_region else PhoneNumberFormat.INTERNATIONAL
     display = phonenumbers.format_number(parsed, style)
     if extension:
@@ -324,11 +442,11 @@ def _hyphenate(digits, cuts):
 
 
 def stored_matches(stored, number):
-    """True when a stored field value is the same number as `number` (compared on E.164)."""
+    """True when a stored field value holds `number` (compared on E.164; also one of several)."""
     if not isinstance(number, PhoneNumber) or number.kind is not NumberKind.VALID:
         return False
     regions = dict.fromkeys((DEFAULT_REGION, number.region or DEFAULT_REGION))
-    return any(parse_phone(stored, region).e164 == number.e164 for region in regions)
+    return any(number.e164 in index_keys(stored, region) for region in regions)
 
 
 def digits_key(value, default_region=DEFAULT_REGION):

@@ -5,7 +5,7 @@ import itertools
 import re
 import threading
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from emulator.schema import KEY_PREFIXES, PREFIX_OBJECTS, STRING_TYPES, Field, build_schema
 
@@ -17,6 +17,9 @@ _NON_DIGITS = re.compile(r"[^0-9]")
 # Field types worth an equality index: selective ones. Booleans and picklists would only
 # produce huge buckets, so queries on them scan instead.
 _INDEXABLE = STRING_TYPES - {"picklist", "textarea"}
+SYSTEM_STAMPS = ("CreatedDate", "LastModifiedDate", "SystemModstamp")
+RECYCLE_BIN_DAYS = 15               # Salesforce keeps deleted records this long
+_SF_DATETIME = "%Y-%m-%dT%H:%M:%S.000+0000"
 
 
 class UnknownObject(ValueError):
@@ -25,7 +28,32 @@ class UnknownObject(ValueError):
 
 def now_stamp():
     """The current time as Salesforce writes datetimes: 2024-05-20T20:49:32.000+0000."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+    return format_datetime(datetime.now(timezone.utc))
+
+
+def format_datetime(moment):
+    """A datetime as the REST API writes it (UTC, whole seconds): 2024-05-20T20:49:32.000+0000."""
+    return moment.astimezone(timezone.utc).strftime(_SF_DATETIME)
+
+
+def parse_datetime(text):
+    """An aware datetime from ISO 8601 text (Z, +hh:mm or +hhmm offsets), or ValueError."""
+    text = text.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    if re.search(r"[+-]\d{4}$", text):
+        text = text[:-2] + ":" + text[-2:]
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError(f"no time zone in {text!r}")
+    return moment
+
+
+def canonical_datetime(value):
+    """`value` (a datetime text in any ISO 8601 form) as the REST API writes it; None stays None."""
+    if value is None or (type(value) is str and len(value) == 28 and value.endswith(".000+0000")):
+        return value
+    return format_datetime(parse_datetime(value))
 
 
 _UPPER_BITS = str.maketrans({c: ("1" if "A" <= c <= "Z" else "0") for c in BASE62})
@@ -82,6 +110,7 @@ class Org:
         self.org_id = make_id("00D", int(hashlib.sha1(name.encode()).hexdigest()[:12], 16))
         self.records = {obj: [] for obj in self.schema}
         self._lock = threading.RLock()
+        self.lock = self._lock               # held by changes; readers needing a consistent view take it
         self._numbers = itertools.count(1)
         self._by_id = {}                     # id18 -> (object name, record)
         self._seq = {}                       # id18 -> insertion order, for stable results
@@ -95,7 +124,12 @@ class Org:
                 self._eq[obj][fname] = defaultdict(list)
             self._eq[obj]["Id"] = defaultdict(list)
         self._stamp = None                   # one timestamp for a whole load
+        self._clock_offset = timedelta(0)
+        self._recycle_bin = {obj: {} for obj in self.schema}   # obj -> id18 -> record, in deletion order
+        self._deleted_with = {}              # id18 -> ids deleted with it (an account's contacts)
         self._load(records or {})
+        opened = self.now().replace(second=0, microsecond=0)
+        self._earliest_available = {obj: format_datetime(opened) for obj in self.schema}
 
     # ---- loading ------------------------------------------------------------------------
 
@@ -103,7 +137,7 @@ class Org:
         unknown = set(records) - set(self.schema)
         if unknown:
             raise UnknownObject(f"Unknown objects in org data: {', '.join(sorted(unknown))}")
-        self._stamp = now_stamp()
+        self._stamp = self.stamp()
         # Hundreds of thousands of new dicts would trigger full collections over and over.
         collecting = gc.isenabled()
         gc.disable()
@@ -137,9 +171,12 @@ class Org:
                             "PersonOtherPhone", "PersonEmail", "PersonContactId"))
 
     def _fill_defaults(self, obj, record):
-        stamp = self._stamp or now_stamp()
+        stamp = self._stamp or self.stamp()
         record["Id"] = to_id18(record.get("Id")) or make_id(KEY_PREFIXES[obj], next(self._numbers))
-        record.setdefault("IsDeleted", False)
+        record["IsDeleted"] = False
+        for name in SYSTEM_STAMPS:
+            if record.get(name) is not None:
+                record[name] = canonical_datetime(record[name])
         record.setdefault("CreatedDate", record.get("LastModifiedDate") or stamp)
         record.setdefault("LastModifiedDate", record["CreatedDate"])
         record.setdefault("SystemModstamp", record["LastModifiedDate"])
@@ -285,7 +322,8 @@ class Org:
         return record_id
 
     def update_record(self, obj, record_id, fields):
-        """Change fields of an existing record (indexes follow); returns the record."""
+        """Change fields of an existing record (indexes follow, LastModifiedDate and
+        SystemModstamp move to now); returns the record."""
         with self._lock:
             _, record = self._by_id[to_id18(record_id)]
             self._unindex(obj, record)
@@ -293,18 +331,156 @@ class Org:
             if "FirstName" in fields or "LastName" in fields:
                 record["Name"] = None
                 self._fill_object_defaults(obj, record)
-            record["LastModifiedDate"] = record["SystemModstamp"] = now_stamp()
+            record["LastModifiedDate"] = record["SystemModstamp"] = self.stamp()
             self._index(obj, record)
             return record
 
+    def edit(self, record_id, **fields):
+        """Change fields of a live record as a user edit would (e.g. edit(id, Phone="03-...")).
+        Raises LookupError for an unknown or deleted Id."""
+        obj, _ = self._live(record_id)
+        return self.update_record(obj, record_id, fields)
+
+    def touch(self, record_id):
+        """A system-only change (a recalculation, a sharing update): SystemModstamp moves,
+        LastModifiedDate does not."""
+        with self._lock:
+            _, record = self._live(record_id)
+            record["SystemModstamp"] = self.stamp()
+            return record
+
     def delete_record(self, obj, record_id):
-        """Remove a record and its index entries."""
+        """Remove a record for good, without the recycle bin (a hard delete; roll-backs use it)."""
         with self._lock:
             rid = to_id18(record_id)
             _, record = self._by_id.pop(rid)
             self._unindex(obj, record)
             _remove_identity(self.records[obj], record)
             self._seq.pop(rid, None)
+
+    def recycle(self, record_id):
+        """Delete a record as Salesforce does: IsDeleted = true, into the recycle bin (queryAll and
+        getDeleted see it; query does not). An account takes its contacts with it. Returns the
+        Ids deleted. Raises LookupError for an unknown or already deleted Id."""
+        with self._lock:
+            obj, record = self._live(record_id)
+            victims = [(obj, record)]
+            if obj == "Account":
+                victims += [("Contact", c) for c in self.lookup("Contact", "AccountId", [record["Id"]])]
+            stamp = self.stamp()
+            for victim_obj, victim in victims:
+                self._unindex(victim_obj, victim)
+                _remove_identity(self.records[victim_obj], victim)
+                del self._by_id[victim["Id"]]
+                victim["IsDeleted"] = True
+                victim["LastModifiedDate"] = victim["SystemModstamp"] = stamp
+                self._recycle_bin[victim_obj][victim["Id"]] = victim
+            self._deleted_with[record["Id"]] = [v["Id"] for _, v in victims[1:]]
+            return [v["Id"] for _, v in victims]
+
+    def undelete(self, record_id):
+        """Restore a record from the recycle bin (with what was deleted with it); returns the Ids.
+        Raises LookupError when the Id is not in the recycle bin."""
+        with self._lock:
+            found = self.get_deleted(record_id)
+            if found is None:
+                raise LookupError(f"{record_id} is not in the recycle bin")
+            ids = [found[1]["Id"]] + self._deleted_with.pop(found[1]["Id"], [])
+            stamp = self.stamp()
+            for rid in ids:
+                for obj, bin_ in self._recycle_bin.items():
+                    record = bin_.pop(rid, None)
+                    if record is not None:
+                        record["IsDeleted"] = False
+                        record["LastModifiedDate"] = record["SystemModstamp"] = stamp
+                        self.records[obj].append(record)
+                        self._by_id[rid] = (obj, record)
+                        self._index(obj, record)
+            return ids
+
+    def convert_lead(self, lead_id, account_id=None, status="Closed - Converted"):
+        """Convert a Lead as Salesforce's convertLead does: a Contact (and an Account unless
+        `account_id` names one) from the lead's fields; the lead becomes IsConverted with
+        ConvertedContactId/ConvertedAccountId/ConvertedDate. Returns (account Id, contact Id)."""
+        with self._lock:
+            obj, lead = self._live(lead_id)
+            if obj != "Lead" or lead.get("IsConverted"):
+                raise ValueError(f"{lead_id} is not an unconverted lead")
+            owner = {"OwnerId": lead.get("OwnerId")}
+            if account_id is None:
+                account_id = self.add_record("Account", {"Name": lead.get("Company") or lead.get("Name"),
+                                                         "Phone": lead.get("Phone"), **owner})
+            elif self.object_of(to_id18(account_id) or "") != "Account" or not self.get(account_id):
+                raise LookupError(f"No account {account_id}")
+            contact = {name: lead.get(name) for name in
+                       ("FirstName", "LastName", "Title", "Phone", "MobilePhone", "Fax", "Email")}
+            contact_id = self.add_record("Contact", {**contact, "AccountId": to_id18(account_id), **owner})
+            self.update_record("Lead", lead["Id"], {
+                "IsConverted": True, "Status": status, "ConvertedDate": self.now().date().isoformat(),
+                "ConvertedContactId": contact_id, "ConvertedAccountId": to_id18(account_id)})
+            return to_id18(account_id), contact_id
+
+    def _live(self, record_id):
+        found = self.get(record_id)
+        if found is None:
+            raise LookupError(f"No live record {record_id}")
+        return found
+
+    def get_deleted(self, record_id):
+        """(object name, record) of a record in the recycle bin, or None."""
+        rid = to_id18(record_id)
+        obj = self.object_of(rid or "")
+        record = self._recycle_bin[obj].get(rid) if obj in self._recycle_bin else None
+        return (obj, record) if record is not None else None
+
+    def recycle_bin(self, obj):
+        """The deleted records of `obj` still in the recycle bin (older ones purged first)."""
+        self._expire_recycle_bin(obj)
+        return list(self._recycle_bin[obj].values())
+
+    def purge_recycle_bin(self, obj=None):
+        """Empty the recycle bin (of one object, or all): the records are gone for good and
+        getDeleted's earliestDateAvailable moves to the newest purged deletion."""
+        with self._lock:
+            for name in [obj] if obj else list(self._recycle_bin):
+                self._purge(name, list(self._recycle_bin[name]))
+
+    def earliest_date_available(self, obj):
+        """getDeleted's earliestDateAvailable for `obj`: before it, deletions are no longer known."""
+        self._expire_recycle_bin(obj)
+        return self._earliest_available[obj]
+
+    def _expire_recycle_bin(self, obj):
+        cutoff = format_datetime(self.now() - timedelta(days=RECYCLE_BIN_DAYS))
+        with self._lock:
+            self._purge(obj, [rid for rid, r in self._recycle_bin[obj].items()
+                              if r["SystemModstamp"] < cutoff])
+
+    def _purge(self, obj, ids):
+        newest = None
+        for rid in ids:
+            record = self._recycle_bin[obj].pop(rid)
+            self._seq.pop(rid, None)
+            self._deleted_with.pop(rid, None)
+            newest = max(newest or "", record["SystemModstamp"])
+        if newest:
+            moment = parse_datetime(newest).replace(second=0)
+            self._earliest_available[obj] = max(self._earliest_available[obj], format_datetime(moment))
+
+    # ---- the org's clock ----------------------------------------------------------------
+
+    def now(self):
+        """The org's current time (UTC, whole seconds): the real clock plus advance_clock()."""
+        return (datetime.now(timezone.utc) + self._clock_offset).replace(microsecond=0)
+
+    def stamp(self):
+        """now() as the REST API writes datetimes."""
+        return format_datetime(self.now())
+
+    def advance_clock(self, seconds):
+        """Move the org's clock forward (tests: a later minute, the 15/30-day windows)."""
+        with self._lock:
+            self._clock_offset += timedelta(seconds=seconds)
 
     def login_user(self):
         """The user the emulator's demo credentials log in as (the first active user)."""

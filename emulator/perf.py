@@ -4,6 +4,10 @@ Builds an org with the data generator, starts the emulator, and times the three 
 (Contact, Account, Lead: `Phone IN (...) OR MobilePhone IN (...)` over the stored-format variants
 of a number) one by one and packed into one composite request, through simple-salesforce over
 HTTPS on loopback: the latency a client sees, TLS and JSON included.
+
+The variants are every form the generator writes for the number of a random contact (about as
+many as a resolver asks for); a caller with its own variant list passes it to `main`. The
+emulator never imports core/, so the resolver's own variant set is not used here.
 """
 import argparse
 import random
@@ -12,6 +16,8 @@ import time
 from urllib.parse import urlencode
 
 import requests
+
+from emulator.datagen import every_form, generate_records_and_truth
 
 
 def lookup_queries(variants, person_accounts):
@@ -29,13 +35,10 @@ def lookup_queries(variants, person_accounts):
     ]
 
 
-def _variants(org, rnd):
-    try:
-        from core.phone import parse_phone, stored_variants
-    except ImportError:
-        return None
-    contact = rnd.choice([c for c in org.records["Contact"][:5000] if c.get("Phone")])
-    return stored_variants(parse_phone(contact["Phone"]))
+def generated_variants(records, truth, rnd):
+    """Every form the generator writes for the number of a random contact's Phone."""
+    contact = rnd.choice([c for c in records["Contact"][:5000] if (c["Id"], "Phone") in truth])
+    return every_form(truth[(contact["Id"], "Phone")][0])
 
 
 def _client(emu):
@@ -59,22 +62,22 @@ def _timed(fn, rounds):
     return statistics.median(timings), timings[int(len(timings) * 0.95) - 1], timings[-1]
 
 
-def main(argv=None):
-    """Print load time and lookup latencies (median / p95 / max, ms)."""
+def main(argv=None, variants=None):
+    """Print load time and lookup latencies (median / p95 / max, ms) for `variants` (or the
+    generator's forms of one contact's number)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=300_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=50)
     args = parser.parse_args(argv)
     from emulator import Emulator, Org
-    from emulator.datagen import generate_records
 
-    records = generate_records(args.size, args.seed, True)
+    records, truth = generate_records_and_truth(args.size, args.seed, True)
     started = time.perf_counter()
     org = Org(records, person_accounts=True)
     print(f"org of {sum(org.count().values())} records loaded in {time.perf_counter() - started:.1f} s")
     rnd = random.Random(args.seed)
-    variants = _variants(org, rnd) or [rnd.choice(org.records["Contact"])["Phone"]]
+    variants = variants or generated_variants(org.records, truth, rnd)
     queries = lookup_queries(variants, True)
     with Emulator(org) as emu:
         sf = _client(emu)

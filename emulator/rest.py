@@ -8,7 +8,7 @@ from dataclasses import dataclass, field as dc_field
 from datetime import date
 from urllib.parse import parse_qs, urlsplit
 
-from emulator import soql, sosl
+from emulator import bulk, replication, soql, sosl
 from emulator.org import to_id18
 from emulator.schema import KEY_PREFIXES, STRING_TYPES
 
@@ -78,8 +78,12 @@ def classify(method, path, params):
         return "composite"
     if head == "limits":
         return "limits"
+    if head == "jobs":
+        return "bulk_query"
     if head == "sobjects":
         segments = [s for s in tail.split("/") if s]
+        if len(segments) == 2 and segments[1] in ("deleted", "updated"):
+            return "replication"
         if len(segments) <= 1 and method == "GET" or segments[-1:] == ["describe"]:
             return "describe"
         return "sobject"
@@ -93,8 +97,9 @@ class RestApi:
         self.org = org
         self.usage = usage                     # () -> (used, max) of the daily API allowance
         self.batch_size = batch_size
-        self._cursors = OrderedDict()          # locator -> (obj, records, fields, version)
+        self._cursors = OrderedDict()          # locator -> (obj, records, fields, version, batch, head)
         self._cursor_lock = threading.Lock()
+        self.jobs = bulk.QueryJobs(org)
 
     def handle(self, call):
         """(status, body, headers) for one call; ApiError becomes its status and error list."""
@@ -102,7 +107,7 @@ class RestApi:
             return self._route(call)
         except ApiError as exc:
             return exc.status, exc.body, {}
-        except soql.QueryError as exc:
+        except (soql.QueryError, replication.ReplicationError) as exc:
             return exc.status, [{"message": exc.message, "errorCode": exc.code}], {}
 
     # ---- routing --------------------------------------------------------------------------
@@ -116,7 +121,7 @@ class RestApi:
         head, _, tail = call.rest.partition("/")
         routes = {"": self._resources, "query": self._query_route, "queryAll": self._query_route,
                   "search": self._search, "composite": self._composite, "limits": self._limits,
-                  "sobjects": self._sobjects}
+                  "sobjects": self._sobjects, "jobs": self._jobs}
         if head not in routes:
             raise not_found()
         return routes[head](call, tail)
@@ -142,35 +147,41 @@ class RestApi:
         if text is None:
             raise ApiError(400, "MALFORMED_QUERY", "A query string has to be specified")
         call.log["soql"] = text
-        return 200, self.query(text, call.version, self._batch_size(call)), {}
+        head = call.rest.partition("/")[0]
+        return 200, self.query(text, call.version, self._batch_size(call), head == "queryAll"), {}
 
     def _batch_size(self, call):
         options = call.headers.get("sforce-query-options", "")
         m = re.search(r"batchSize=(\d+)", options)
         return max(200, min(int(m.group(1)), BATCH_SIZE)) if m else self.batch_size
 
-    def query(self, text, version, batch_size=None):
-        """The first page of a SOQL query's result, as /query returns it."""
+    def query(self, text, version, batch_size=None, include_deleted=False):
+        """The first page of a SOQL query's result, as /query (or, with `include_deleted`,
+        /queryAll) returns it."""
         plan = soql.parse(text, self.org)
-        records = soql.execute(self.org, plan)
+        records = soql.execute(self.org, plan, include_deleted)
         if plan.count_only:
             return {"totalSize": len(records), "done": True, "records": []}
-        return self._page(plan.obj, records, plan.fields, version, 0, None, batch_size or self.batch_size)
+        head = "queryAll" if include_deleted else "query"
+        cursor = (plan.obj, records, plan.fields, version, batch_size or self.batch_size, head)
+        return self._page(cursor, 0, None)
 
-    def _page(self, obj, records, fields, version, start, locator, batch_size):
+    def _page(self, cursor, start, locator):
+        # The cursor keeps references to the matching records, never copies of them.
+        obj, records, fields, version, batch_size, head = cursor
         end = start + batch_size
         page = [soql.project(self.org, r, obj, fields, version) for r in records[start:end]]
         result = {"totalSize": len(records), "done": end >= len(records)}
         if not result["done"]:
-            locator = locator or self._remember(obj, records, fields, version, batch_size)
-            result["nextRecordsUrl"] = f"/services/data/v{version}/query/{locator}-{end}"
+            locator = locator or self._remember(cursor)
+            result["nextRecordsUrl"] = f"/services/data/v{version}/{head}/{locator}-{end}"
         result["records"] = page
         return result
 
-    def _remember(self, obj, records, fields, version, batch_size):
+    def _remember(self, cursor):
         locator = "01g" + secrets.token_hex(8)[:12] + "AAA"
         with self._cursor_lock:
-            self._cursors[locator] = (obj, records, fields, version, batch_size)
+            self._cursors[locator] = cursor
             while len(self._cursors) > 50:      # each may hold a whole org's rows
                 self._cursors.popitem(last=False)
         return locator
@@ -181,8 +192,8 @@ class RestApi:
             cursor = self._cursors.get(locator)
         if cursor is None or not start.isdigit():
             raise ApiError(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
-        obj, records, fields, _version, batch_size = cursor
-        return 200, self._page(obj, records, fields, call.version, int(start), locator, batch_size), {}
+        cursor = cursor[:3] + (call.version,) + cursor[4:]
+        return 200, self._page(cursor, int(start), locator), {}
 
     # ---- search ---------------------------------------------------------------------------
 
@@ -227,6 +238,10 @@ class RestApi:
         if segments[1] == "describe" and len(segments) == 2:
             self._only(call, "GET")
             return 200, self.describe(obj, call.version), {}
+        if len(segments) == 2 and segments[1] in ("deleted", "updated"):
+            self._only(call, "GET")
+            answer = replication.get_deleted if segments[1] == "deleted" else replication.get_updated
+            return 200, answer(self.org, obj, call.params), {}
         if len(segments) == 2:
             return self._record(call, obj, segments[1])
         raise not_found()
@@ -262,13 +277,19 @@ class RestApi:
         self._only(call, "GET", "PATCH", "DELETE")
         found = self.org.get(record_id)
         if found is None or found[0] != obj:
+            deleted = self.org.get_deleted(record_id)
+            if deleted and deleted[0] == obj and call.method != "GET":
+                raise ApiError(404, "ENTITY_IS_DELETED", "entity is deleted", [])
             raise not_found()
         if call.method == "PATCH":
+            if obj == "Lead" and found[1].get("IsConverted"):
+                raise ApiError(400, "CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference converted lead",
+                               [])
             fields = self._validated(obj, self._json_body(call), creating=False)
             self.org.update_record(obj, record_id, fields)
             return 204, None, {}
         if call.method == "DELETE":
-            self.org.delete_record(obj, record_id)
+            self.org.recycle(record_id)
             return 204, None, {}
         return 200, self._whole_record(obj, found[1], call), {}
 
@@ -289,6 +310,17 @@ class RestApi:
                               "url": f"/services/data/v{call.version}/sobjects/{obj}/{record['Id']}"}}
         out.update((name, record.get(name)) for name in names)
         return out
+
+    # ---- Bulk API 2.0 query jobs ----------------------------------------------------------
+
+    def _jobs(self, call, tail):
+        kind, _, rest = tail.partition("/")
+        if kind != "query":
+            raise not_found()
+        try:
+            return self.jobs.handle(call, rest)
+        except bulk.BulkError as exc:
+            raise ApiError(exc.status, exc.code, exc.message) from None
 
     # ---- create / validate ----------------------------------------------------------------
 
@@ -441,6 +473,8 @@ class _CompositeRun:
         path, params = split_url(url)
         inner = Call(method, path, params, body, self.call.user_id, self.call.headers)
         status, out, headers = self.api.handle(inner)
+        if isinstance(out, bulk.Raw):
+            out = out.data.decode("utf-8")
         self.created += inner.log.get("created", [])
         entry = {"method": method, "url": url, "kind": classify(method, path, params), "status": status}
         entry.update({k: v for k, v in inner.log.items() if k in ("soql", "sosl")})

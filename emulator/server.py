@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import trustme
 
-from emulator import oauth, record_page, soap
+from emulator import bulk, oauth, record_page, soap
 from emulator.faults import Faults
 from emulator.org import Org
 from emulator.rest import Call, RestApi, SUPPORTED_VERSIONS, classify, split_url
@@ -201,6 +201,38 @@ class Emulator:
     def add_record(self, object_name, fields):
         """Insert a record into the org while running; returns its Id."""
         return self.org.add_record(object_name, fields)
+
+    # ---- changing the org while clients sync it (thread-safe; see Org) -------------------
+
+    def edit_record(self, record_id, **fields):
+        """Edit a live record as a user would (edit_record(id, Phone="03-...")): LastModifiedDate
+        and SystemModstamp move to now. Returns the record."""
+        return self.org.edit(record_id, **fields)
+
+    def delete_record(self, record_id):
+        """Delete a record into the recycle bin (an account with its contacts); returns the Ids."""
+        return self.org.recycle(record_id)
+
+    def undelete_record(self, record_id):
+        """Restore a record (and what was deleted with it) from the recycle bin; returns the Ids."""
+        return self.org.undelete(record_id)
+
+    def convert_lead(self, lead_id, account_id=None):
+        """Convert a Lead into a Contact (and an Account unless given): (account Id, contact Id)."""
+        return self.org.convert_lead(lead_id, account_id)
+
+    def advance_clock(self, seconds):
+        """Move the org's clock forward: timestamps written later are that much later."""
+        self.org.advance_clock(seconds)
+
+    @property
+    def bulk_job_seconds(self):
+        """How long a Bulk API 2.0 query job takes to reach JobComplete."""
+        return self.rest.jobs.seconds
+
+    @bulk_job_seconds.setter
+    def bulk_job_seconds(self, seconds):
+        self.rest.jobs.seconds = float(seconds)
 
     def calls(self, kind=None):
         """Entries of the request log, optionally only those of one kind."""
@@ -392,6 +424,8 @@ class _Handler(BaseHTTPRequestHandler):
         status, out, extra = emu.rest.handle(call)
         entry.update(call.log)
         entry.pop("created", None)
+        if isinstance(out, bulk.Raw):
+            return self._send(status, out.data, out.content_type, {**extra, **usage})
         return self._json(status, out, {**extra, **usage})
 
     # ---- I/O ------------------------------------------------------------------------------

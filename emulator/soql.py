@@ -1,9 +1,9 @@
 """A SOQL subset: parse a SELECT into a plan, run it against an Org, project records as REST does."""
 import re
 from dataclasses import dataclass, field as dc_field
-from datetime import datetime
+from datetime import timezone
 
-from emulator.org import index_key, to_id18
+from emulator.org import index_key, parse_datetime, to_id18
 from emulator.schema import STRING_TYPES
 
 _TOKEN = re.compile(r"""
@@ -368,7 +368,11 @@ class Parser:
                               f"invalid ID field: {value}")
             return id18 or value
         if ftype == "datetime":
-            return _parse_datetime(value)
+            try:
+                datetime_key(value)
+            except (ValueError, OverflowError):     # no such day, or beyond year 1..9999 in UTC
+                raise located(self.text, tok.pos, "MALFORMED_QUERY",
+                              f"line 1:{tok.pos} no viable alternative at character '{value}'") from None
         return value
 
 
@@ -386,13 +390,15 @@ def _like_regex(pattern):
     return re.compile("".join(out), re.I | re.S)
 
 
-def _parse_datetime(text):
-    if text is None:
+def datetime_key(value):
+    """A datetime (stored value or SOQL literal, any offset) as a UTC text that sorts and compares
+    chronologically: 2024-05-20T20:49:32.000."""
+    if value is None:
         return None
-    text = text.replace("Z", "+00:00")
-    if re.search(r"[+-]\d{4}$", text):
-        text = text[:-2] + ":" + text[-2:]
-    return datetime.fromisoformat(text)
+    if type(value) is str and len(value) == 28 and value.endswith("+0000"):
+        return value[:23]              # what the org stores: already UTC
+    moment = parse_datetime(value).astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
 
 
 def parse(text, org):
@@ -439,7 +445,7 @@ def _norm(path, value):
     if value is None:
         return None
     if path.field.type == "datetime" and isinstance(value, str):
-        return _parse_datetime(value)
+        return datetime_key(value)
     return index_key(value)
 
 
@@ -486,17 +492,27 @@ def candidates(org, obj, node):
     return None
 
 
-def execute(org, query):
-    """All records matching `query`, ordered, offset and limited (not yet projected)."""
-    pool = candidates(org, query.obj, query.where)
-    if pool is None:
-        pool = list(org.records[query.obj])
+def execute(org, query, include_deleted=False):
+    """All records matching `query`, ordered, offset and limited (not yet projected); with
+    `include_deleted` (queryAll) the recycle bin's records too."""
+    if include_deleted:
+        # Under the org's lock: a record moving to or from the recycle bin meanwhile would
+        # otherwise be seen twice or not at all.
+        with org.lock:
+            pool = _pool(org, query) + org.recycle_bin(query.obj)
+    else:
+        pool = _pool(org, query)
     if query.where is not None:
         pred = compile_where(org, query.where)
         pool = [r for r in pool if pred(r)]
     pool = sort_records(org, pool, query.order)
     end = None if query.limit is None else query.offset + query.limit
     return pool[query.offset:end]
+
+
+def _pool(org, query):
+    pool = candidates(org, query.obj, query.where)
+    return list(org.records[query.obj]) if pool is None else pool
 
 
 def sort_records(org, records, order):

@@ -5,9 +5,10 @@ import time
 
 import pytest
 
-from core.phone import NumberKind, parse_phone, stored_variants
+from core.phone import NumberKind, index_keys, parse_phone, stored_variants
 from emulator.datagen import (
-    PHONE_FIELDS, dump_org, generate_org, generate_records, load_org, org_phone_catalogue, record_id,
+    PHONE_FIELDS, Number, dump_org, every_form, generate_org, generate_records,
+    generate_records_and_truth, load_org, org_phone_catalogue, record_id,
 )
 
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.000\+0000$")
@@ -75,14 +76,58 @@ def test_timestamps_spread_over_two_years_with_ties(org):
     assert len(ties) > 20
 
 
-def test_every_stored_number_parses(org, catalogue):
-    values = phone_values(org)
-    assert len(catalogue) == len(values)
-    assert all(parse_phone(v).kind is NumberKind.VALID for v in values)
+def numbers_of(org, record, field):
+    return [n.e164 for n in org.phone_truth.get((record["Id"], field), ())]
 
 
-def test_stored_formats_are_mixed(org):
+def test_every_phone_value_has_its_recorded_numbers(org, catalogue):
+    values = [(record, field) for obj, fields in PHONE_FIELDS.items() for record in org.records[obj]
+              for field in fields if record.get(field)]
+    assert len(org.phone_truth) == len(values)
+    assert all(numbers_of(org, record, field) for record, field in values)
+    assert len(catalogue) == sum(len(numbers) for numbers in org.phone_truth.values())
+
+
+def test_the_recorded_number_is_in_the_stored_digits(org):
+    # The truth is the number the generator wrote: its national digits are in the value, in
+    # ASCII or full-width digits, whatever else surrounds them.
+    wide = str.maketrans("０１２３４５６７８９", "0123456789")
+    for (rid, field), numbers in org.phone_truth.items():
+        digits = "".join(ch for ch in org.get(rid)[1][field].translate(wide) if ch.isdigit())
+        for number in numbers:
+            assert "".join(number.groups)[1:] in digits if number.cc == "81" else \
+                "".join(number.groups) in digits
+
+
+def test_the_parser_reads_every_form_the_generator_writes(org):
+    # core/phone.py checked against the generator's recorded truth, not against itself.
+    unread = [(org.get(rid)[1][field], [n.e164 for n in numbers])
+              for (rid, field), numbers in org.phone_truth.items()
+              if index_keys(org.get(rid)[1][field]) != [n.e164 for n in numbers]]
+    assert unread == []
+
+
+ODD_FORMS = {
+    "other dashes": lambda v: re.search("[‐‑‒–—―−ｰ﹣]", v),
+    "full-width brackets": lambda v: re.search("[（［【〔]", v),
+    "ideographic or no-break spaces": lambda v: re.search("[\u3000\u00a0\u2009\u202f]", v),
+    "full-width plus": lambda v: re.search("[＋﹢]", v),
+    "labels": lambda v: re.search("TEL|Tel|ＴＥＬ|電話|☎|℡|Phone|携帯|Mobile|自宅", v),
+    "notes": lambda v: re.search("代表|直通", v),
+    "extensions": lambda v: re.search("内線|ext|EXT|x[0-9]", v),
+    "(0) after +81": lambda v: "+81-(0)" in v,
+    "trunk 0 after +81": lambda v: re.match(r"\+81 0", v),
+    "00 international prefix": lambda v: v.startswith("00"),
+    "010 international prefix": lambda v: v.startswith("010-"),
+    "bare country code": lambda v: re.fullmatch(r"81\d{9,10}", v),
+    "two numbers": lambda v: re.search("[/／・、,] ?0", v),
+}
+
+
+def test_stored_formats_are_mixed(org, catalogue):
     values = phone_values(org)
+    region = {e164: parse_phone(e164).region for e164, _, _, _ in catalogue}
+    numbers = {e164 for e164, _, _, _ in catalogue}
     checks = {
         "hyphenated": lambda v: re.fullmatch(r"0\d{1,4}-\d{1,4}-\d{4}", v),
         "bare digits": lambda v: re.fullmatch(r"0\d{9,10}", v),
@@ -94,17 +139,48 @@ def test_stored_formats_are_mixed(org):
         "full-width": lambda v: re.search("[０-９]", v),
         "full-width hyphen": lambda v: "－" in v,
         "long vowel mark": lambda v: "ー" in v,
-        "mobile 090": lambda v: parse_phone(v).e164.startswith("+8190"),
-        "mobile 080": lambda v: parse_phone(v).e164.startswith("+8180"),
-        "mobile 070": lambda v: parse_phone(v).e164.startswith("+8170"),
-        "toll-free 0120": lambda v: parse_phone(v).e164.startswith("+81120"),
-        "IP phone 050": lambda v: parse_phone(v).e164.startswith("+8150"),
-        "foreign": lambda v: parse_phone(v).region not in ("JP", None),
-        "odd hyphens": lambda v: (v[:1] == "0" and "-" in v
+        "odd hyphens": lambda v: (re.fullmatch(r"0[0-9-]+", v) and "-" in v
                                   and v not in stored_variants(parse_phone(v))),
+        **ODD_FORMS,
     }
     missing = [name for name, check in checks.items() if not any(check(v) for v in values)]
     assert missing == []
+    for prefix in ("+8190", "+8180", "+8170", "+81120", "+8150"):
+        assert any(n.startswith(prefix) for n in numbers), prefix
+    assert any(region[n] != "JP" for n in numbers)
+
+
+def test_odd_forms_are_a_minority(org):
+    values = phone_values(org)
+    odd = [v for v in values if any(check(v) for check in ODD_FORMS.values())]
+    assert 0.04 < len(odd) / len(values) < 0.2
+
+
+def test_every_form_lists_each_style_once():
+    tokyo = Number("+81312345678", ("03", "1234", "5678"), "81")
+    forms = every_form(tokyo)
+    assert len(forms) == len(set(forms)) >= 25
+    assert {"03-1234-5678", "+81312345678", "0081-3-1234-5678", "+81-(0)3-1234-5678"} <= set(forms)
+    assert all(len(form) <= 40 for form in forms)     # a Salesforce Phone field holds 40
+    assert every_form(Number("+14155550123", ("415", "555", "0123"), "1"))[0] == "+1 415-555-0123"
+
+
+def test_stored_values_fit_a_salesforce_phone_field(org):
+    assert max(len(v) for v in phone_values(org)) <= 40
+
+
+def test_truth_comes_with_the_records():
+    records, truth = generate_records_and_truth(500, seed=3)
+    assert records == generate_records(500, seed=3)
+    ids = {r["Id"] for obj in ("Account", "Contact", "Lead") for r in records[obj]}
+    assert {rid for rid, _ in truth} <= ids
+
+
+def test_an_org_without_recorded_truth_has_no_catalogue(tmp_path):
+    path = tmp_path / "records.json"
+    path.write_text('{"Account": [{"Name": "株式会社テスト", "Phone": "03-1234-5678"}]}', encoding="utf-8")
+    with pytest.raises(ValueError):
+        org_phone_catalogue(load_org(path))
 
 
 def test_numbers_are_shared_the_way_real_orgs_share_them(org, catalogue):
@@ -131,8 +207,8 @@ def test_converted_leads_point_at_their_contact_and_share_its_number(org):
     for lead in converted:
         contact = contacts[lead["ConvertedContactId"]]
         assert lead["ConvertedAccountId"] == contact["AccountId"]
-        contact_numbers = {parse_phone(contact.get(f)).e164 for f in ("Phone", "MobilePhone")} - {None}
-        assert parse_phone(lead["Phone"]).e164 in contact_numbers or not contact_numbers
+        contact_numbers = {n for f in ("Phone", "MobilePhone") for n in numbers_of(org, contact, f)}
+        assert set(numbers_of(org, lead, "Phone")) & contact_numbers or not contact_numbers
     open_leads = [r for r in org.records["Lead"] if not r["IsConverted"]]
     assert all(r["ConvertedContactId"] is None for r in open_leads)
 
@@ -152,7 +228,7 @@ def test_person_accounts_on(org):
     assert all(r["IsPersonAccount"] is False for r in business)
     for record in person:
         assert record["Name"] == f"{record['LastName']} {record['FirstName']}"
-        assert parse_phone(record["PersonMobilePhone"]).kind is NumberKind.VALID
+        assert numbers_of(org, record, "PersonMobilePhone")
 
 
 def test_person_accounts_off_leave_no_person_fields():
@@ -172,6 +248,7 @@ def test_json_round_trip(org, tmp_path):
     assert loaded.count() == org.count()
     for obj in ("Account", "Contact", "Lead", "User"):
         assert loaded.records[obj] == org.records[obj]
+    assert loaded.phone_truth == org.phone_truth
 
 
 def test_load_org_accepts_bare_records(tmp_path):
@@ -185,9 +262,10 @@ def test_load_org_accepts_bare_records(tmp_path):
 def test_catalogue_sample_is_reproducible(org):
     sample = org_phone_catalogue(org, sample=100, seed=3)
     assert sample == org_phone_catalogue(org, sample=100, seed=3)
-    assert len(sample) == 100
+    assert len({(rid, stored) for _, _, rid, stored in sample}) == 100   # values, not numbers
     for e164, obj, rid, stored in sample:
-        assert org.get(rid)[0] == obj and parse_phone(stored).e164 == e164
+        assert org.get(rid)[0] == obj and stored in {org.get(rid)[1].get(f) for f in PHONE_FIELDS[obj]}
+        assert e164 in {n.e164 for (r, _), numbers in org.phone_truth.items() if r == rid for n in numbers}
 
 
 def test_large_org_is_quick():
