@@ -11,7 +11,9 @@ whatever the stored form. docs/index.md explains the whole of it; in short:
   counts, calls; and the row ``_index`` for the whole index).
 - **Initial (and weekly full) sync**, object by object, in keyset pages of 2,000 rows
   (``WHERE Id > :last ORDER BY Id``); each page and its resume point are committed together, so a
-  crash or kill -9 anywhere resumes at the next page and memory stays flat. Its high-water mark
+  crash or kill -9 anywhere resumes at the next page and memory stays flat. An object with more
+  records than ``index_bulk_threshold`` is read by a Bulk API 2.0 query job instead (fewer
+  calls), its job id and results locator being the resume point. Its high-water mark
   (the newest SystemModstamp when it started) is taken first, so a record changed while the pages
   run is picked up by the next round.
 - **Incremental rounds**: ONE composite request holding a ``queryAll`` per object for the rows
@@ -26,8 +28,11 @@ The lease that keeps one process syncing at a time is core/jobs.py's (``jobs.syn
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import datetime as dt
+import io
+import time
 from typing import Callable, Iterable
 
 from simple_salesforce.format import format_soql
@@ -35,8 +40,8 @@ from simple_salesforce.format import format_soql
 from core import errors
 from core.display import Contact
 from core.phone import index_keys
-from core.salesforce import (Connection, SalesforceError, connection_for, lightning_url,
-                             raise_for_subresponse)
+from core.salesforce import (Connection, LimitExceeded, LoginFailed, SalesforceError, Unavailable,
+                             connection_for, lightning_url, raise_for_subresponse)
 from core.settings import Settings, load_settings
 from core.store import now_iso
 
@@ -44,6 +49,11 @@ OBJECTS = ("Contact", "Account", "Lead")   # priority order (DESIGN §3.1)
 PHONE_FIELDS = {"Contact": ("Phone", "MobilePhone"), "Account": ("Phone", "PersonMobilePhone"),
                 "Lead": ("Phone", "MobilePhone")}
 PAGE_ROWS = 2000                      # rows per keyset page: one API call each
+BULK_PAGE_ROWS = 50_000               # rows per page of a Bulk API 2.0 job's results
+BULK_POLLS = (0.5, 1.0, 2.0, 5.0, 10.0)   # waits between polls of a job (the last repeats)
+BULK_WAIT_SECONDS = 3600.0            # a job not done by then: read the object in keyset pages
+BULK_FAILED = ("Failed", "Aborted")
+BOOLEAN_FIELDS = ("IsPersonAccount", "IsConverted", "IsDeleted")
 OVERLAP = dt.timedelta(minutes=5)     # how far back each round looks past its high-water mark
 PURGE_DAYS = 14                       # the recycle bin keeps deletions 15 days: a gap longer
                                       # than this needs a full re-sync to see them
@@ -94,6 +104,37 @@ def round_soql(object_name: str, person_accounts: bool, since: dt.datetime) -> s
     return format_soql(template, since=since)
 
 
+def bulk_soql(object_name: str, person_accounts: bool) -> str:
+    """A Bulk API 2.0 query job's statement: every record the initial sync reads."""
+    key = (object_name, person_accounts)
+    return f"SELECT {_FIELDS[key]} FROM {object_name} WHERE {_INITIAL_WHERE[key]}"
+
+
+def count_soql(object_name: str, person_accounts: bool) -> str:
+    """How many records the initial sync of ``object_name`` reads (keyset or Bulk?)."""
+    key = (object_name, person_accounts)
+    return f"SELECT COUNT() FROM {object_name} WHERE {_INITIAL_WHERE[key]}"
+
+
+def csv_records(text: str) -> list[dict]:
+    """Bulk API 2.0 CSV results as records shaped like the REST API's (``Account.Name`` nested,
+    booleans as bool, an empty value as None)."""
+    records = []
+    for row in csv.DictReader(io.StringIO(text)):
+        record: dict = {}
+        for name, value in row.items():
+            value = None if value == "" else value
+            if name in BOOLEAN_FIELDS:
+                value = value == "true"
+            parent, _, child = name.partition(".")
+            if child:
+                record.setdefault(parent, {})[child] = value
+            else:
+                record[name] = value
+        records.append(record)
+    return records
+
+
 def high_water_soql(object_name: str) -> str:
     """The newest SystemModstamp of ``object_name`` (where a full sync's first round starts)."""
     return f"SELECT SystemModstamp FROM {object_name} ORDER BY SystemModstamp DESC LIMIT 1"
@@ -138,6 +179,15 @@ def _parse_time(value: str | None) -> dt.datetime | None:
         return dt.datetime.strptime(value or "", SF_TIME)
     except ValueError:
         return None
+
+
+def _sf_time(value: str | None) -> str | None:
+    """A Salesforce datetime in the REST API's form ("...000+0000"; Bulk writes "...000Z"), so
+    stored LastModifiedDates compare as strings."""
+    parsed = _parse_time(value)
+    if parsed is None:
+        return value
+    return parsed.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
 
 
 def _stamp_key(value: str | None) -> str:
@@ -188,7 +238,7 @@ class _Writer:
             "is_person_account, last_modified, system_modstamp, generation) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [record_id, object_name, company, person, record.get("AccountId"),
-             int(bool(record.get("IsPersonAccount"))), record.get("LastModifiedDate"),
+             int(bool(record.get("IsPersonAccount"))), _sf_time(record.get("LastModifiedDate")),
              _stamp_key(record.get("SystemModstamp")) or None, self.generation])
         self.db.conn.executemany(
             "INSERT OR IGNORE INTO index_phones (record_id, field, e164, raw) VALUES (?, ?, ?, ?)",
@@ -285,15 +335,29 @@ class _Sync:
         subrequests = [self.connection.query_subrequest(name, high_water_soql(name))
                        for name in OBJECTS]
         responses = self._composite(subrequests)
+        methods = self._methods()
         with self.store.transaction() as db:
-            _add_calls(db, INDEX, 1)
+            _add_calls(db, INDEX, 1 + bool(self.settings.index_bulk_threshold))
             for name, response in zip(OBJECTS, responses):
                 rows = response["body"].get("records", [])
                 generation = (_state(db, name).get("generation") or 0) + 1
                 _save_state(db, name, phase="initial", resume_after=None, generation=generation,
                             high_water=rows[0]["SystemModstamp"] if rows else EPOCH,
-                            full_started_at=now_iso())
+                            full_started_at=now_iso(), method=methods[name], bulk_job=None,
+                            bulk_locator=None)
         self.report.full = True
+
+    def _methods(self) -> dict[str, str]:
+        """How each object is read: "bulk" above the threshold (one composite of counts), else
+        "keyset"."""
+        threshold = self.settings.index_bulk_threshold
+        if not threshold:
+            return dict.fromkeys(OBJECTS, "keyset")
+        subrequests = [self.connection.query_subrequest(name, count_soql(name, self.person_accounts))
+                       for name in OBJECTS]
+        responses = self._composite(subrequests)
+        return {name: "bulk" if response["body"].get("totalSize", 0) > threshold else "keyset"
+                for name, response in zip(OBJECTS, responses)}
 
     def _composite(self, subrequests: list[dict]) -> list[dict]:
         self.report.api_calls += 1
@@ -305,11 +369,14 @@ class _Sync:
     # -- pages -----------------------------------------------------------------------------
 
     def _initial(self, object_name: str) -> None:
-        """Read ``object_name``'s remaining keyset pages, committing each with its resume point.
+        """Read what is left of ``object_name``'s full sync, page by page."""
+        state = _state(self.store.db, object_name)
+        if state.get("phase") == "initial" and state.get("method") == "bulk":
+            self._bulk(object_name, state)
+        self._keyset(object_name)
 
-        (A Bulk API 2.0 query job would replace these pages for very large objects: same rows,
-        same commit per page with the job id and locator as the resume point; not built yet.)
-        """
+    def _keyset(self, object_name: str) -> None:
+        """Read ``object_name``'s remaining keyset pages, committing each with its resume point."""
         while True:
             state = _state(self.store.db, object_name)
             if state.get("phase") != "initial":
@@ -317,11 +384,68 @@ class _Sync:
             soql = initial_soql(object_name, self.person_accounts, state.get("resume_after"))
             self.report.api_calls += 1
             records = self.connection.query(soql).get("records", [])
-            self._commit_page(object_name, state, records)
-            self.report.pages += 1
-            self.keep_alive()
+            more = len(records) == PAGE_ROWS
+            self._commit_page(object_name, state, records,
+                              {"resume_after": records[-1]["Id"]} if more else None)
 
-    def _commit_page(self, object_name: str, state: dict, records: list[dict]) -> None:
+    # -- Bulk API 2.0 ------------------------------------------------------------------------
+
+    def _bulk(self, object_name: str, state: dict) -> None:
+        """Read ``object_name`` through a Bulk API 2.0 query job (the one an interrupted run
+        started, when it still exists); a job that fails falls back to keyset pages."""
+        job = state.get("bulk_job") or self._bulk_create(object_name, state)
+        if not self._bulk_wait(object_name, job):
+            with self.store.transaction() as db:
+                _save_state(db, object_name, method="keyset", bulk_job=None, bulk_locator=None)
+            return
+        while True:
+            state = _state(self.store.db, object_name)
+            if state.get("phase") != "initial" or state.get("bulk_job") != job:
+                return
+            params = {"maxRecords": BULK_PAGE_ROWS}
+            if state.get("bulk_locator"):
+                params["locator"] = state["bulk_locator"]
+            self.report.api_calls += 1
+            response = self.connection.rest_response("GET", f"jobs/query/{job}/results", params=params)
+            locator = response.headers.get("Sforce-Locator") or "null"
+            # UTF-8 whatever the Content-Type says (requests would guess ISO-8859-1 for text/csv)
+            self._commit_page(object_name, state, csv_records(response.content.decode("utf-8")),
+                              None if locator == "null" else {"bulk_locator": locator})
+
+    def _bulk_create(self, object_name: str, state: dict) -> str:
+        payload = {"operation": "query", "query": bulk_soql(object_name, self.person_accounts)}
+        self.report.api_calls += 1
+        job = self.connection.rest_response("POST", "jobs/query", json=payload).json()["id"]
+        with self.store.transaction() as db:
+            if _state(db, object_name).get("generation") == state.get("generation"):
+                _add_calls(db, object_name, 1)
+                _save_state(db, object_name, bulk_job=job, bulk_locator=None)
+        return job
+
+    def _bulk_wait(self, object_name: str, job: str) -> bool:
+        """Poll the job until it is complete (True) or failed, gone or too slow (False)."""
+        started = time.monotonic()
+        for attempt in range(10_000):
+            self.report.api_calls += 1
+            with self.store.transaction() as db:
+                _add_calls(db, object_name, 1)
+            try:
+                info = self.connection.rest_response("GET", f"jobs/query/{job}").json()
+            except (Unavailable, LimitExceeded, LoginFailed):
+                raise
+            except SalesforceError:
+                return False    # the job is gone (an old run's: jobs are deleted after 7 days)
+            if info.get("state") == "JobComplete":
+                return True
+            if info.get("state") in BULK_FAILED or time.monotonic() - started > BULK_WAIT_SECONDS:
+                return False
+            time.sleep(BULK_POLLS[min(attempt, len(BULK_POLLS) - 1)])
+            self.keep_alive()
+        return False
+
+    def _commit_page(self, object_name: str, state: dict, records: list[dict],
+                     resume: dict | None) -> None:
+        """Commit a page of the full sync with where to resume (None: the object is done)."""
         generation = state["generation"]
         with self.store.transaction() as db:
             if _state(db, object_name).get("generation") != generation:
@@ -329,13 +453,21 @@ class _Sync:
             _Writer(db, self.settings.default_region, generation).apply(
                 object_name, records, only_newer=False)
             _add_calls(db, object_name, 1)
-            if len(records) == PAGE_ROWS:
-                _save_state(db, object_name, resume_after=records[-1]["Id"])
-                return
-            self._drop_older_generations(db, object_name, generation)
-            _save_state(db, object_name, phase="ready", resume_after=None, last_full_at=now_iso())
-            if all(_state(db, name).get("phase") == "ready" for name in OBJECTS):
-                _save_state(db, INDEX, built_at=_state(db, INDEX).get("built_at") or now_iso())
+            self.report.pages += 1
+            if resume is not None:
+                _save_state(db, object_name, **resume)
+            else:
+                self._finish_full(db, object_name, generation)
+        self.keep_alive()
+
+    def _finish_full(self, db, object_name: str, generation: int) -> None:
+        """The object's last page: drop what the full sync did not see, mark it ready (and the
+        index built once every object is)."""
+        self._drop_older_generations(db, object_name, generation)
+        _save_state(db, object_name, phase="ready", resume_after=None, last_full_at=now_iso(),
+                    bulk_job=None, bulk_locator=None)
+        if all(_state(db, name).get("phase") == "ready" for name in OBJECTS):
+            _save_state(db, INDEX, built_at=_state(db, INDEX).get("built_at") or now_iso())
 
     @staticmethod
     def _drop_older_generations(db, object_name: str, generation: int) -> None:

@@ -371,6 +371,11 @@ class Connection:
         result = self._call(lambda sf: sf.restful("composite", method="POST", json=payload))
         return list((result or {}).get("compositeResponse", []))
 
+    def rest_response(self, method: str, path: str, **kwargs) -> requests.Response:
+        """A REST request to ``path`` under /services/data/vXX.X/ (e.g. "jobs/query"): one call,
+        the raw response (Bulk API 2.0's results are CSV, not JSON). Failures raise as above."""
+        return self._call(lambda sf: sf._call_salesforce(method, sf.base_url + path, **kwargs))
+
     def query_subrequest(self, reference_id: str, soql: str, all_rows: bool = False) -> dict:
         """A composite GET sub-request running ``soql`` (build ``soql`` with format_soql);
         with ``all_rows`` through queryAll (the recycle bin's rows too, with IsDeleted)."""

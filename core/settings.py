@@ -74,6 +74,7 @@ class Settings:
     phone_index: bool = True          # answer from the local phone index (core/index.py)
     index_minutes: int = 15           # an incremental sync round of the index every N minutes
     index_full_days: int = 7          # a full re-sync of the index every N days
+    index_bulk_threshold: int = 200_000   # an object with more records is read by Bulk API 2.0 (0: never)
 
     def zone(self) -> dt.tzinfo:
         """The configured time zone; the default one when the stored name is unknown here."""
@@ -431,6 +432,7 @@ RULES: dict[str, Callable[[Any], Any]] = {
     "phone_index": _bool,
     "index_minutes": _int(1, 24 * 60),
     "index_full_days": _int(1, 30),
+    "index_bulk_threshold": _int(0, 1_000_000_000),
 }
 assert set(RULES) == set(FIELDS), "every setting needs a validation rule"
 

@@ -105,10 +105,11 @@ def test_the_initial_sync_reads_2000_row_pages_and_names_every_record(tmp_path, 
     paged.reset_counters()
     report = jobs.sync_index(store)
     contact_pages = PAGED_CONTACTS // 2000 + 1
-    # one composite for the high-water marks, the pages (Contact, Account, Lead), one round
+    # a composite for the high-water marks, one for the counts (keyset or Bulk?), the pages
+    # (Contact, Account, Lead), one composite for the round
     assert paged.api_calls["query"] == contact_pages + 1 + 1
-    assert paged.api_calls["composite"] == 2
-    assert rest_calls(paged) == report.api_calls == contact_pages + 4
+    assert paged.api_calls["composite"] == 3
+    assert rest_calls(paged) == report.api_calls == contact_pages + 5
     assert report.records == PAGED_CONTACTS + 2
     status = index.status(store)
     assert (status.state, status.records) == ("ready", PAGED_CONTACTS + 2)
@@ -402,3 +403,23 @@ def test_the_cli_syncs_shows_and_clears_the_index(tmp_path, sf_emu):
     assert run_cli(store.home, "index", "clear").exit_code == 0
     assert index.find(store, e164) is None
     assert "Phone index: empty" in run_cli(store.home, "index", "status").output
+
+
+def test_objects_above_the_bulk_threshold_are_read_by_a_bulk_query_job(tmp_path, paged, monkeypatch):
+    keyset = _new_store(tmp_path, paged, "keyset")
+    save_settings(keyset, {"index_bulk_threshold": 0})
+    jobs.sync_index(keyset)
+
+    bulk = _new_store(tmp_path, paged, "bulk")
+    save_settings(bulk, {"index_bulk_threshold": 1000})     # Contact (4,500) only
+    monkeypatch.setattr(index, "BULK_PAGE_ROWS", 2000)      # results in three pages
+    paged.reset_counters()
+    report = jobs.sync_index(bulk)
+    assert report.failed is None
+    bulk_requests = [c for c in paged.calls("bulk_query")]
+    assert [c["method"] for c in bulk_requests][0] == "POST"
+    assert sum("/results" in c["path"] for c in bulk_requests) == 3
+    contact_pages = [c for c in paged.calls("query") if "FROM Contact" in c["soql"]]
+    assert contact_pages == []
+    assert rest_calls(paged) == report.api_calls
+    assert _snapshot(bulk) == _snapshot(keyset)
