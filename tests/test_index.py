@@ -423,3 +423,40 @@ def test_objects_above_the_bulk_threshold_are_read_by_a_bulk_query_job(tmp_path,
     assert contact_pages == []
     assert rest_calls(paged) == report.api_calls
     assert _snapshot(bulk) == _snapshot(keyset)
+
+
+def test_the_host_scheduler_syncs_the_index_every_n_minutes_while_it_is_on(tmp_path, sf_emu):
+    national, e164 = fresh()
+    sf_emu.add_record("Contact", {"LastName": "定期", "Phone": national})
+    store = _new_store(tmp_path, sf_emu)
+    save_settings(store, {"contact_fetch": "never", "index_minutes": 7})
+    from core.settings import load_settings
+
+    scheduler = jobs.JobScheduler(store, lambda: Resolver(store))
+    try:
+        scheduler.configure(load_settings(store))
+        assert scheduler.scheduled("index")[1] == "interval[0:07:00]"
+        deadline = time.monotonic() + 20
+        while index.status(store).state != "ready":     # the first round runs at once
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert index.find(store, e164).person == "定期"
+        save_settings(store, {"phone_index": False})
+        scheduler.configure(load_settings(store))
+        assert scheduler.scheduled("index") is None
+    finally:
+        scheduler.stop()
+        while store.conn.execute("SELECT holder FROM job_runs WHERE job = 'index'").fetchone()[0]:
+            time.sleep(0.05)     # a sync still running finishes before the next test counts calls
+
+
+def test_a_full_resync_drops_records_gone_without_a_trace(tmp_path, sf_emu):
+    national, e164 = fresh()
+    record = sf_emu.add_record("Contact", {"LastName": "消滅", "Phone": national})
+    store = _new_store(tmp_path, sf_emu)
+    jobs.sync_index(store)
+    sf_emu.org.delete_record("Contact", record)    # a hard delete: no recycle bin, no stamp
+    jobs.sync_index(store)
+    assert index.find(store, e164).person == "消滅"    # a round cannot see it
+    report = jobs.sync_index(store, full=True)
+    assert report.full and index.find(store, e164) is None
