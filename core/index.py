@@ -527,8 +527,9 @@ def wanted(settings: Settings) -> bool:
 def sync(store, full: bool = False, connection_factory: Callable[..., Connection] = connection_for,
          keep_alive: Callable[[], None] = lambda: None) -> SyncReport:
     """Bring the index up to date: resume or start a full sync when one is due (or ``full``),
-    then one incremental round. Never raises for Salesforce failures: they are logged (one
-    INDEX_STALE row: callers are still named from the index as it is) and reported.
+    then one incremental round. Never raises for a failure of Salesforce or of an answer: it
+    is logged (one INDEX_STALE row: callers are still named from the index as it is) and
+    reported in ``failed``.
 
     Callers other than core/jobs.py use ``jobs.sync_index``, which holds the lease that keeps
     one process syncing at a time; ``keep_alive`` is called after each page to renew it.
@@ -545,19 +546,22 @@ def sync(store, full: bool = False, connection_factory: Callable[..., Connection
         work.run(full)
     except SalesforceError as exc:
         report.failed = exc.code
-        _stale(store, exc)
+        _stale(store, exc.code, exc.detail)
+    except Exception as exc:  # an answer we did not expect: logged, never a traceback
+        report.failed = errors.report_failure(store, OPERATION, exc).code
+        _stale(store, report.failed, errors.describe_failure(exc)[1])
     else:
         errors.record_recovery(store, "salesforce", OPERATION)
     report.records = count_records(store)
     return report
 
 
-def _stale(store, exc: SalesforceError) -> None:
+def _stale(store, code: str, detail: str) -> None:
     """Log the failed sync: one open INDEX_STALE incident, its detail naming the cause."""
     state = _state(store.db, INDEX)
-    detail = f"{exc.code}: {exc.detail}".strip() + f" (last synced: {state.get('last_round_at') or 'never'})"
+    detail = f"{code}: {detail}".strip() + f" (last synced: {state.get('last_round_at') or 'never'})"
     with store.transaction() as db:
-        _save_state(db, INDEX, last_error=exc.code, last_error_at=now_iso())
+        _save_state(db, INDEX, last_error=code, last_error_at=now_iso())
     errors.report_failure(store, OPERATION, STALE, detail=detail)
 
 

@@ -460,3 +460,48 @@ def test_a_full_resync_drops_records_gone_without_a_trace(tmp_path, sf_emu):
     assert index.find(store, e164).person == "消滅"    # a round cannot see it
     report = jobs.sync_index(store, full=True)
     assert report.full and index.find(store, e164) is None
+
+
+def test_the_cli_explains_a_missing_instance_and_a_missing_connection(tmp_path):
+    result = run_cli(tmp_path / "nothing", "index", "status")
+    assert result.exit_code != 0 and "No sfcti instance" in result.output
+    store = Store(tmp_path / "unconnected")
+    result = run_cli(store.home, "index", "sync")
+    assert result.exit_code == 1 and "not connected" in result.output
+    assert "Phone index: not connected" in run_cli(store.home, "index", "status").output
+
+
+def test_every_generated_stored_form_is_indexed_and_answers_the_design_winner(tmp_path):
+    """The generator records the numbers it wrote into each phone value (every form people type,
+    odd ones included): each is found in the index, and a lookup of each gives the DESIGN §3
+    winner among the records the generator put it in, with zero API calls."""
+    from emulator import Emulator
+    from emulator.datagen import generate_org
+
+    org = generate_org(size=1000, seed=11, person_accounts=True)
+    holders: dict[str, list[tuple[int, str, str]]] = {}
+    priority = {"Contact": 0, "Account": 1, "Lead": 2}
+    for (record_id, field), numbers in org.phone_truth.items():
+        object_name, record = org.get(record_id)
+        if record.get("IsConverted") or (object_name == "Contact" and record.get("IsPersonAccount")):
+            continue
+        for number in numbers:
+            holders.setdefault(number.e164, []).append(
+                (priority[object_name], record["LastModifiedDate"], record_id))
+    with Emulator(org) as emu:
+        store = _new_store(tmp_path, emu)
+        assert jobs.sync_index(store).failed is None
+        emu.reset_counters()
+        resolver = Resolver(store)
+        wrong = []
+        for e164, found in holders.items():
+            best = min(found, key=lambda h: (h[0], _negated(h[1]), h[2]))
+            if resolver.resolve(e164)["record_id"] != best[2]:
+                wrong.append(e164)
+        assert wrong == [] and len(holders) > 900
+        assert rest_calls(emu) == 0
+
+
+def _negated(stamp: str) -> tuple:
+    """A sort key putting newer Salesforce datetimes first."""
+    return tuple(-ord(ch) for ch in stamp)
