@@ -60,7 +60,7 @@ PURGE_DAYS = 14                       # the recycle bin keeps deletions 15 days:
 EPOCH = "2000-01-01T00:00:00.000+0000"    # the high-water mark of an object with no records
 INDEX = "_index"                      # the index_sync row of the whole index
 OPERATION = "index_sync"              # the error log's operation for the sync
-STALE = "INDEX_STALE"                 # the catalogue code: the index could not be brought up to date
+STALE = "INDEX_STALE"                 # catalogue code: the index could not be updated
 SF_TIME = "%Y-%m-%dT%H:%M:%S.%f%z"    # Salesforce's datetime format ("...000+0000")
 
 
@@ -71,7 +71,8 @@ SF_TIME = "%Y-%m-%dT%H:%M:%S.%f%z"    # Salesforce's datetime format ("...000+00
 _COMMON = "LastModifiedDate, SystemModstamp"
 _FIELDS = {
     ("Contact", False): f"Id, Name, Phone, MobilePhone, AccountId, Account.Name, {_COMMON}",
-    ("Contact", True): f"Id, Name, Phone, MobilePhone, AccountId, Account.Name, IsPersonAccount, {_COMMON}",
+    ("Contact", True):
+        f"Id, Name, Phone, MobilePhone, AccountId, Account.Name, IsPersonAccount, {_COMMON}",
     ("Account", False): f"Id, Name, Phone, {_COMMON}",
     ("Account", True): f"Id, Name, Phone, PersonMobilePhone, IsPersonAccount, {_COMMON}",
     ("Lead", False): f"Id, Name, Company, Phone, MobilePhone, IsConverted, {_COMMON}",
@@ -228,7 +229,8 @@ class _Writer:
     def _write(self, object_name: str, record: dict) -> None:
         record_id = record.get("Id")
         self.db.execute("DELETE FROM index_phones WHERE record_id = ?", [record_id])
-        phones = phones_of(object_name, record, self.region) if _belongs(object_name, record) else []
+        belongs = _belongs(object_name, record)
+        phones = phones_of(object_name, record, self.region) if belongs else []
         if not phones:
             self.db.execute("DELETE FROM index_records WHERE record_id = ?", [record_id])
             return
@@ -353,8 +355,9 @@ class _Sync:
         threshold = self.settings.index_bulk_threshold
         if not threshold:
             return dict.fromkeys(OBJECTS, "keyset")
-        subrequests = [self.connection.query_subrequest(name, count_soql(name, self.person_accounts))
-                       for name in OBJECTS]
+        subrequests = [
+            self.connection.query_subrequest(name, count_soql(name, self.person_accounts))
+            for name in OBJECTS]
         responses = self._composite(subrequests)
         return {name: "bulk" if response["body"].get("totalSize", 0) > threshold else "keyset"
                 for name, response in zip(OBJECTS, responses)}
@@ -406,7 +409,8 @@ class _Sync:
             if state.get("bulk_locator"):
                 params["locator"] = state["bulk_locator"]
             self.report.api_calls += 1
-            response = self.connection.rest_response("GET", f"jobs/query/{job}/results", params=params)
+            response = self.connection.rest_response("GET", f"jobs/query/{job}/results",
+                                                     params=params)
             locator = response.headers.get("Sforce-Locator") or "null"
             # UTF-8 whatever the Content-Type says (requests would guess ISO-8859-1 for text/csv)
             self._commit_page(object_name, state, csv_records(response.content.decode("utf-8")),
@@ -473,7 +477,8 @@ class _Sync:
     def _drop_older_generations(db, object_name: str, generation: int) -> None:
         """A full sync's end: records it did not see are gone from the org."""
         old = "SELECT record_id FROM index_records WHERE object = ? AND generation < ?"
-        db.execute(f"DELETE FROM index_phones WHERE record_id IN ({old})", [object_name, generation])
+        db.execute(f"DELETE FROM index_phones WHERE record_id IN ({old})",
+                   [object_name, generation])
         db.execute("DELETE FROM index_records WHERE object = ? AND generation < ?",
                    [object_name, generation])
 
@@ -559,7 +564,8 @@ def sync(store, full: bool = False, connection_factory: Callable[..., Connection
 def _stale(store, code: str, detail: str) -> None:
     """Log the failed sync: one open INDEX_STALE incident, its detail naming the cause."""
     state = _state(store.db, INDEX)
-    detail = f"{code}: {detail}".strip() + f" (last synced: {state.get('last_round_at') or 'never'})"
+    last = state.get("last_round_at") or "never"
+    detail = f"{code}: {detail}".strip() + f" (last synced: {last})"
     with store.transaction() as db:
         _save_state(db, INDEX, last_error=code, last_error_at=now_iso())
     errors.report_failure(store, OPERATION, STALE, detail=detail)
@@ -574,7 +580,8 @@ def usable(store, settings: Settings | None = None) -> bool:
     settings = settings or load_settings(store)
     if not wanted(settings):
         return False
-    found = store.conn.execute("SELECT built_at FROM index_sync WHERE scope = ?", [INDEX]).fetchone()
+    found = store.conn.execute("SELECT built_at FROM index_sync WHERE scope = ?",
+                               [INDEX]).fetchone()
     return bool(found and found[0])
 
 
@@ -601,7 +608,8 @@ def write_back(store, object_name: str, records: Iterable[dict]) -> None:
     settings = load_settings(store)
     with store.transaction() as db:
         generation = _state(db, object_name).get("generation") or 0
-        _Writer(db, settings.default_region, generation).apply(object_name, records, only_newer=False)
+        writer = _Writer(db, settings.default_region, generation)
+        writer.apply(object_name, records, only_newer=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -641,7 +649,8 @@ def status(store) -> IndexStatus:
     per_object = {}
     for name in OBJECTS:
         state = _state(db, name)
-        records = db.execute("SELECT count(*) FROM index_records WHERE object = ?", [name]).fetchone()[0]
+        records = db.execute("SELECT count(*) FROM index_records WHERE object = ?",
+                             [name]).fetchone()[0]
         per_object[name] = {"phase": state.get("phase"), "records": records,
                             "last_full_at": state.get("last_full_at"),
                             "api_calls": state.get("api_calls") or 0}
@@ -650,8 +659,8 @@ def status(store) -> IndexStatus:
     age = (now - dt.datetime.fromisoformat(last)).total_seconds() if last else None
     next_run = None
     if wanted(settings):
-        next_run = now_iso(dt.datetime.fromisoformat(last) + dt.timedelta(minutes=settings.index_minutes)
-                           if last else now)
+        every = dt.timedelta(minutes=settings.index_minutes)
+        next_run = now_iso(dt.datetime.fromisoformat(last) + every if last else now)
     return IndexStatus(
         state=_state_name(settings, index, per_object), records=count_records(store),
         numbers=db.execute("SELECT count(DISTINCT e164) FROM index_phones").fetchone()[0],

@@ -35,7 +35,8 @@ def _snapshot(store) -> tuple[list, list]:
         "SELECT record_id, object, company, person, account_id, is_person_account, last_modified, "
         "system_modstamp FROM index_records ORDER BY record_id").fetchall()
     phones = store.conn.execute(
-        "SELECT record_id, field, e164, raw FROM index_phones ORDER BY record_id, field, e164").fetchall()
+        "SELECT record_id, field, e164, raw FROM index_phones ORDER BY record_id, field, e164"
+    ).fetchall()
     return records, phones
 
 
@@ -211,7 +212,8 @@ def _winner_case(emu, case: str, national: str):
 
 
 WINNER_CASES = ["contact_beats_account_and_lead", "account_beats_lead", "newest_contact_wins",
-                "tie_goes_to_the_smallest_id", "converted_lead_is_left_out", "person_account_mobile"]
+                "tie_goes_to_the_smallest_id", "converted_lead_is_left_out",
+                "person_account_mobile"]
 
 
 @pytest.mark.parametrize("case", WINNER_CASES)
@@ -330,7 +332,8 @@ def test_changes_made_while_the_initial_sync_pages_are_read_are_in_the_index(tmp
 # ---------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("outage", ["down", "daily_limit"])
-def test_with_salesforce_down_known_callers_are_named_and_the_log_says_stale(tmp_path, sf_emu, outage):
+def test_with_salesforce_down_known_callers_are_named_and_the_log_says_stale(tmp_path, sf_emu,
+                                                                            outage):
     national, e164 = fresh()
     sf_emu.add_record("Contact", {"LastName": "既知", "Phone": national})
     store = _new_store(tmp_path, sf_emu)
@@ -405,7 +408,8 @@ def test_the_cli_syncs_shows_and_clears_the_index(tmp_path, sf_emu):
     assert "Phone index: empty" in run_cli(store.home, "index", "status").output
 
 
-def test_objects_above_the_bulk_threshold_are_read_by_a_bulk_query_job(tmp_path, paged, monkeypatch):
+def test_objects_above_the_bulk_threshold_are_read_by_a_bulk_query_job(tmp_path, paged,
+                                                                       monkeypatch):
     keyset = _new_store(tmp_path, paged, "keyset")
     save_settings(keyset, {"index_bulk_threshold": 0})
     jobs.sync_index(keyset)
@@ -483,7 +487,8 @@ def test_every_generated_stored_form_is_indexed_and_answers_the_design_winner(tm
     priority = {"Contact": 0, "Account": 1, "Lead": 2}
     for (record_id, field), numbers in org.phone_truth.items():
         object_name, record = org.get(record_id)
-        if record.get("IsConverted") or (object_name == "Contact" and record.get("IsPersonAccount")):
+        hidden = object_name == "Contact" and record.get("IsPersonAccount")
+        if record.get("IsConverted") or hidden:
             continue
         for number in numbers:
             holders.setdefault(number.e164, []).append(
