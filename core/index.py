@@ -279,7 +279,7 @@ class SyncReport:
 
     skipped: str | None = None      # why nothing ran: "off", "not connected", "lease held"
     full: bool = False              # a full sync was started by this run
-    pages: int = 0                  # keyset pages read
+    pages: int = 0                  # pages of the full sync read (keyset or Bulk results)
     changes: int = 0                # rows the incremental round read
     api_calls: int = 0
     failed: str | None = None       # the catalogue code that stopped it
@@ -320,6 +320,8 @@ class _Sync:
             _save_state(db, INDEX, org_id=org.org_id, instance_url=org.instance_url)
 
     def _full_due(self) -> bool:
+        """Never synced in full, the last full sync older than ``index_full_days``, or no news
+        from the org for longer than the recycle bin keeps deletions."""
         db = self.store.db
         states = [_state(db, name) for name in OBJECTS]
         if any(s.get("phase") is None for s in states):
@@ -328,9 +330,10 @@ class _Sync:
             return False    # one is running: resume it
         now = dt.datetime.now(dt.timezone.utc)
         last_full = min(s.get("last_full_at") or "" for s in states)
-        last_round = _state(db, INDEX).get("last_round_at") or ""
+        # the last time the index was known to match the org (a round, or the full sync itself)
+        last_seen = max(_state(db, INDEX).get("last_round_at") or "", last_full)
         return (last_full < now_iso(now - dt.timedelta(days=self.settings.index_full_days))
-                or last_round < now_iso(now - dt.timedelta(days=PURGE_DAYS)))
+                or last_seen < now_iso(now - dt.timedelta(days=PURGE_DAYS)))
 
     def _start_full(self) -> None:
         """Take every object's high-water mark (one composite call) and start its pages."""

@@ -510,3 +510,13 @@ def test_every_generated_stored_form_is_indexed_and_answers_the_design_winner(tm
 def _negated(stamp: str) -> tuple:
     """A sort key putting newer Salesforce datetimes first."""
     return tuple(-ord(ch) for ch in stamp)
+
+
+@pytest.mark.parametrize("days_ago, full", [(6, False), (8, True)])
+def test_a_full_resync_runs_weekly(tmp_path, sf_emu, days_ago, full):
+    store = _new_store(tmp_path, sf_emu)
+    assert jobs.sync_index(store).full
+    then = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=days_ago)).isoformat()
+    with store.transaction() as db:     # as if the last full sync had run ``days_ago`` days ago
+        db.execute("UPDATE index_sync SET last_full_at = ? WHERE scope != '_index'", [then])
+    assert jobs.sync_index(store).full is full
