@@ -520,3 +520,15 @@ def test_a_full_resync_runs_weekly(tmp_path, sf_emu, days_ago, full):
     with store.transaction() as db:     # as if the last full sync had run ``days_ago`` days ago
         db.execute("UPDATE index_sync SET last_full_at = ? WHERE scope != '_index'", [then])
     assert jobs.sync_index(store).full is full
+
+
+def test_an_account_turned_person_account_is_shown_as_a_person_after_the_next_round(tmp_path,
+                                                                                     sf_emu):
+    national, e164 = fresh()
+    account = sf_emu.add_record("Account", {"Name": "法人化前", "Phone": national})
+    store = _new_store(tmp_path, sf_emu)
+    jobs.sync_index(store)
+    assert _person(store, e164) == ("Account", "法人化前", None)
+    sf_emu.edit_record(account, IsPersonAccount=True, LastName="個人化")
+    jobs.sync_index(store)
+    assert _person(store, e164) == ("Account", None, "個人化")
