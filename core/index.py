@@ -65,7 +65,8 @@ SF_TIME = "%Y-%m-%dT%H:%M:%S.%f%z"    # Salesforce's datetime format ("...000+00
 
 
 # ---------------------------------------------------------------------------------------------
-# the queries: constant statements, values only through format_soql
+# the queries: constant statements (object and field names from the tables below, never from
+# input), every one through format_soql, which alone fills in values
 # ---------------------------------------------------------------------------------------------
 
 _COMMON = "LastModifiedDate, SystemModstamp"
@@ -108,13 +109,13 @@ def round_soql(object_name: str, person_accounts: bool, since: dt.datetime) -> s
 def bulk_soql(object_name: str, person_accounts: bool) -> str:
     """A Bulk API 2.0 query job's statement: every record the initial sync reads."""
     key = (object_name, person_accounts)
-    return f"SELECT {_FIELDS[key]} FROM {object_name} WHERE {_INITIAL_WHERE[key]}"
+    return format_soql(f"SELECT {_FIELDS[key]} FROM {object_name} WHERE {_INITIAL_WHERE[key]}")
 
 
 def count_soql(object_name: str, person_accounts: bool) -> str:
     """How many records the initial sync of ``object_name`` reads (keyset or Bulk?)."""
     key = (object_name, person_accounts)
-    return f"SELECT COUNT() FROM {object_name} WHERE {_INITIAL_WHERE[key]}"
+    return format_soql(f"SELECT COUNT() FROM {object_name} WHERE {_INITIAL_WHERE[key]}")
 
 
 def csv_records(text: str) -> list[dict]:
@@ -138,7 +139,8 @@ def csv_records(text: str) -> list[dict]:
 
 def high_water_soql(object_name: str) -> str:
     """The newest SystemModstamp of ``object_name`` (where a full sync's first round starts)."""
-    return f"SELECT SystemModstamp FROM {object_name} ORDER BY SystemModstamp DESC LIMIT 1"
+    return format_soql(f"SELECT SystemModstamp FROM {object_name} "
+                       "ORDER BY SystemModstamp DESC LIMIT {limit}", limit=1)
 
 
 # ---------------------------------------------------------------------------------------------
