@@ -235,13 +235,24 @@ class _Writer:
             self.db.execute("DELETE FROM index_records WHERE record_id = ?", [record_id])
             return
         company, person = names_of(object_name, record)
+        # a live lookup's record lacks AccountId and SystemModstamp: the stored ones are kept
         self.db.execute(
-            "INSERT OR REPLACE INTO index_records (record_id, object, company, person, account_id, "
+            "INSERT INTO index_records (record_id, object, company, person, account_id, "
             "is_person_account, last_modified, system_modstamp, generation) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [record_id, object_name, company, person, record.get("AccountId"),
-             int(bool(record.get("IsPersonAccount"))), _sf_time(record.get("LastModifiedDate")),
-             _stamp_key(record.get("SystemModstamp")) or None, self.generation])
+            "VALUES (:id, :object, :company, :person, :account, :person_account, :modified, "
+            ":stamp, :generation) ON CONFLICT (record_id) DO UPDATE SET object = excluded.object, "
+            "company = excluded.company, person = excluded.person, "
+            "account_id = CASE WHEN :has_account THEN excluded.account_id ELSE account_id END, "
+            "is_person_account = excluded.is_person_account, "
+            "last_modified = excluded.last_modified, "
+            "system_modstamp = coalesce(excluded.system_modstamp, system_modstamp), "
+            "generation = excluded.generation",
+            {"id": record_id, "object": object_name, "company": company, "person": person,
+             "account": record.get("AccountId"), "has_account": "AccountId" in record,
+             "person_account": int(bool(record.get("IsPersonAccount"))),
+             "modified": _sf_time(record.get("LastModifiedDate")),
+             "stamp": _stamp_key(record.get("SystemModstamp")) or None,
+             "generation": self.generation})
         self.db.conn.executemany(
             "INSERT OR IGNORE INTO index_phones (record_id, field, e164, raw) VALUES (?, ?, ?, ?)",
             [[record_id, field, key, raw] for field, key, raw in phones])

@@ -532,3 +532,21 @@ def test_an_account_turned_person_account_is_shown_as_a_person_after_the_next_ro
     sf_emu.edit_record(account, IsPersonAccount=True, LastName="個人化")
     jobs.sync_index(store)
     assert _person(store, e164) == ("Account", None, "個人化")
+
+
+def test_a_written_back_contact_keeps_its_account_and_follows_a_rename(tmp_path, sf_emu):
+    (old_n, _), (new_n, new_e) = fresh(), fresh()
+    account = sf_emu.add_record("Account", {"Name": "書戻商事", "Phone": "03-0000-0001"})
+    contact = sf_emu.add_record("Contact", {"LastName": "書戻", "Phone": old_n,
+                                            "AccountId": account})
+    store = _new_store(tmp_path, sf_emu)
+    jobs.sync_index(store)
+    # a number changed since the last round: the live lookup finds it and writes it back
+    sf_emu.org.update_record("Contact", contact, {"Phone": new_n})
+    assert Resolver(store).resolve(new_e)["company"] == "書戻商事"
+    stored = store.conn.execute("SELECT account_id, system_modstamp FROM index_records "
+                                "WHERE record_id = ?", [contact]).fetchone()
+    assert stored[0] == account and stored[1]     # kept: the lookup does not read them
+    sf_emu.edit_record(account, Name="書戻商事（新）")
+    jobs.sync_index(store)
+    assert _person(store, new_e) == ("Contact", "書戻商事（新）", "書戻")
