@@ -346,8 +346,11 @@ def test_with_salesforce_down_known_callers_are_named_and_the_log_says_stale(tmp
     assert first.failed and second.failed
     stale = error_rows(store, "INDEX_STALE")
     assert len(stale) == 1 and stale[0]["count"] == 2 and stale[0]["open"]
+    assert "up to date" in stale[0]["message"]
     assert first.failed in stale[0]["detail"]
     assert index.status(store).state == "stale"
+    result = run_cli(store.home, "index", "sync")
+    assert result.exit_code == 1 and f"Error: {first.failed}" in result.output
     display = Resolver(store).resolve(e164)
     assert (display["status"], display["person"]) == ("matched", "既知")
 
@@ -550,3 +553,20 @@ def test_a_written_back_contact_keeps_its_account_and_follows_a_rename(tmp_path,
     sf_emu.edit_record(account, Name="書戻商事（新）")
     jobs.sync_index(store)
     assert _person(store, new_e) == ("Contact", "書戻商事（新）", "書戻")
+
+
+def test_the_nightly_run_registers_callers_from_the_index_with_zero_calls(store, host, sf_emu):
+    from plugin.call import Call
+
+    national, e164 = fresh()
+    sf_emu.add_record("Contact", {"LastName": "夜間", "FirstName": "登録",
+                                  "Phone": f"TEL {national}（代表）"})
+    save_emu_settings(store, sf_emu)
+    jobs.sync_index(store)
+    sf_emu.reset_counters()
+    host.hook.on_call_ended(call=Call(remote_number=national).end(duration=10))
+    report = jobs.register_contacts_for_day(store)
+    assert (report.registered, report.failed) == (1, None)
+    assert store.get_contact(e164)["person"] == "夜間 登録"
+    assert rest_calls(sf_emu) == 0
+    forget_connection(store)
