@@ -328,7 +328,8 @@ class _Sync:
         if _state(self.store.db, INDEX).get("org_id") not in (None, org.org_id):
             clear(self.store)
         with self.store.transaction() as db:
-            _save_state(db, INDEX, org_id=org.org_id, instance_url=org.instance_url)
+            _save_state(db, INDEX, org_id=org.org_id, instance_url=org.instance_url,
+                        connected_as=connected_as(self.settings))
 
     def _full_due(self) -> bool:
         """Never synced in full, the last full sync older than ``index_full_days``, or no news
@@ -540,6 +541,13 @@ class _Sync:
                 _save_state(db, object_name, high_water=newest)
 
 
+def connected_as(settings: Settings) -> str:
+    """Who the settings connect as (login host, auth method, user or client): an index built
+    under other settings may be another org's, so it is not used until a sync checks."""
+    who = settings.username if settings.auth_method == "password" else settings.oauth_client_id
+    return f"{settings.login_host()} {settings.auth_method} {who}"
+
+
 def wanted(settings: Settings) -> bool:
     """Whether the index is on and Salesforce is connected (so there is something to sync)."""
     return bool(settings.phone_index and settings.is_configured())
@@ -592,13 +600,14 @@ def _stale(store, code: str, detail: str) -> None:
 # ---------------------------------------------------------------------------------------------
 
 def usable(store, settings: Settings | None = None) -> bool:
-    """Whether lookups answer from the index: on, connected, and built once (one small read)."""
+    """Whether lookups answer from the index: on, connected as when it was last synced, and
+    built once (one small read)."""
     settings = settings or load_settings(store)
     if not wanted(settings):
         return False
-    found = store.conn.execute("SELECT built_at FROM index_sync WHERE scope = ?",
+    found = store.conn.execute("SELECT built_at, connected_as FROM index_sync WHERE scope = ?",
                                [INDEX]).fetchone()
-    return bool(found and found[0])
+    return bool(found and found[0] and found[1] == connected_as(settings))
 
 
 def find(store, e164: str) -> Contact | None:

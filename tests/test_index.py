@@ -570,3 +570,14 @@ def test_the_nightly_run_registers_callers_from_the_index_with_zero_calls(store,
     assert store.get_contact(e164)["person"] == "夜間 登録"
     assert rest_calls(sf_emu) == 0
     forget_connection(store)
+
+
+def test_connected_as_someone_else_the_index_waits_for_a_sync(tmp_path, sf_emu):
+    national, e164 = fresh()
+    sf_emu.add_record("Contact", {"LastName": "別接続", "Phone": national})
+    store = _new_store(tmp_path, sf_emu)
+    jobs.sync_index(store)
+    save_settings(store, {"username": "someone.else@example.com"})
+    assert not index.usable(store)      # perhaps another org: lookups go live meanwhile
+    save_settings(store, {"username": sf_emu.username})
+    assert index.usable(store) and index.find(store, e164).person == "別接続"
