@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "cli.demo_cmd",         # sfcti demo
     "cli.serve_cmd",        # sfcti serve
     "cli.kamailio_cmd",     # sfcti kamailio-config
+    "cli.index_cmd",        # sfcti index status / sync / clear
 )
 
 

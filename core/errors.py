@@ -202,6 +202,11 @@ _ENTRIES = [
      "Salesforce OAuth authentication failed.",
      "詳細を確認し、接続アプリケーションの設定（OAuth 範囲に api と refresh_token、コールバック URL、許可されているユーザー）を見直してから再接続してください。",
      "Read the detail, review the connected app (OAuth scopes api and refresh_token, callback URL, permitted users) and reconnect."),
+    ("INDEX_STALE", "salesforce",
+     "電話番号インデックスを最新にできませんでした。登録済みの発信者はインデックスの内容（最後の同期の時点）で表示されます。",
+     "The phone index could not be brought up to date. Known callers are still named from the index as of its last sync.",
+     "詳細の原因（接続障害や API 上限など）を確認してください。Salesforce が回復すると次の同期で自動的に最新になります。すぐに同期するには `sfcti index sync` を実行してください。",
+     "Read the cause in the detail (connection failure, API limit...). The next sync brings the index up to date once Salesforce answers again; run `sfcti index sync` to sync now."),
     # -- SMTP ----------------------------------------------------------------------------------
     ("SMTP_AUTH", "smtp",
      "SMTP サーバーがユーザー名またはパスワードを受け付けませんでした。",

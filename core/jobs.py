@@ -1,4 +1,5 @@
-"""The jobs that run on a clock: the nightly contact registration, its lease and its scheduler.
+"""The jobs that run on a clock: the nightly contact registration, the phone index's sync, their
+leases and their scheduler.
 
 The nightly run (:func:`register_contacts_for_day`) is guarded by a lease row in ``job_runs``
 (this module's table): when several host processes share an instance folder, one runs it. A
@@ -6,7 +7,9 @@ holder killed mid-run loses its lease at once on the same machine (its pid is go
 lease expires elsewhere. The work itself, queueing a day's numbers and working through the
 queue, is core/registration.py's. :class:`JobScheduler` fires the run with APScheduler at
 ``nightly_time`` in ``time_zone`` and catches up a run missed while everything was down; in
-after-call mode it retries the numbers still queued.
+after-call mode it retries the numbers still queued. The phone index (core/index.py) is synced
+every ``index_minutes`` under its own lease (:func:`sync_index`, also the admin's and the CLI's
+"sync now").
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import socket
 import uuid
 from typing import Callable
 
-from core import errors, registration
+from core import errors, index, registration
 from core.resolver import Resolver
 from core.settings import DEFAULTS, load_settings
 from core.store import now_iso
@@ -28,6 +31,7 @@ log = logging.getLogger(__name__)
 
 NIGHTLY = "nightly"        # the nightly run: its lease, and its operation in the error log
 RETRY = "after_call"       # the after-call mode's retry of numbers still queued: its lease
+INDEX = "index"            # the phone index's sync: its lease
 LEASE_SECONDS = 120.0
 
 
@@ -186,6 +190,25 @@ def _run(store, day, before, holder, settings, resolver, force, batch_size, prog
 
 
 # ---------------------------------------------------------------------------------------------
+# the phone index's sync
+# ---------------------------------------------------------------------------------------------
+
+def sync_index(store, full: bool = False, **options) -> index.SyncReport:
+    """Sync the phone index (``index.sync``: resume or start a full sync when due or ``full``,
+    then one incremental round) while holding the index lease, renewed after every page, so
+    only one process syncs at a time; skipped ("lease held") when another live process syncs.
+    ``options`` go to ``index.sync`` (``connection_factory``)."""
+    holder = new_holder()
+    if acquire_lease(store, INDEX, holder) is None:
+        return index.SyncReport(skipped="lease held")
+    try:
+        return index.sync(store, full=full, keep_alive=lambda: acquire_lease(store, INDEX, holder),
+                          **options)
+    finally:
+        release_lease(store, INDEX, holder)
+
+
+# ---------------------------------------------------------------------------------------------
 # when the nightly run is due
 # ---------------------------------------------------------------------------------------------
 
@@ -238,7 +261,9 @@ def catch_up(store, resolver: Resolver | None = None, now: dt.datetime | None = 
 class JobScheduler:
     """APScheduler in a daemon thread: the nightly run at ``nightly_time`` (``time_zone``), a
     catch-up check every few minutes (a run missed, or left by a crashed process), and in
-    after-call mode a retry of numbers still queued. Nothing is scheduled in mode "never"."""
+    after-call mode a retry of numbers still queued; the phone index's sync every
+    ``index_minutes`` (first at once) while the index is on and Salesforce connected. Nothing
+    else is scheduled in mode "never"."""
 
     CHECK_MINUTES = 5
     RETRY_SECONDS = 60
@@ -251,18 +276,19 @@ class JobScheduler:
 
     def configure(self, settings) -> None:
         """(Re)schedule the jobs for ``settings``; cheap when nothing relevant changed."""
-        key = (settings.contact_fetch, settings.nightly_time, settings.time_zone)
+        key = (settings.contact_fetch, settings.nightly_time, settings.time_zone,
+               index.wanted(settings), settings.index_minutes)
         if key == self._key:
             return
         self._key = key
         self.stop()
-        if registration.queues_numbers(settings):
+        if registration.queues_numbers(settings) or index.wanted(settings):
             self._scheduler = self._build(settings)
             self._scheduler.start()
 
     def scheduled(self, job_id: str) -> tuple[dt.datetime, str] | None:
         """(next run time in the job's time zone, trigger description such as
-        ``cron[hour='22', minute='0']``) of job ``job_id`` ("nightly", "catch_up", "retry"),
+        ``cron[hour='22', minute='0']``) of job ``job_id`` ("nightly", "catch_up", "retry", "index"),
         or None when it is not scheduled."""
         job = self._scheduler.get_job(job_id) if self._scheduler is not None else None
         return (job.next_run_time, str(job.trigger)) if job is not None else None
@@ -283,9 +309,12 @@ class JobScheduler:
             # the first check runs at once: a run missed while everything was down is caught up
             scheduler.add_job(self._nightly, IntervalTrigger(minutes=self.CHECK_MINUTES),
                               id="catch_up", next_run_time=dt.datetime.now(zone), **common)
-        else:
+        elif registration.queues_numbers(settings):
             scheduler.add_job(self._retry, IntervalTrigger(seconds=self.RETRY_SECONDS),
                               id="retry", next_run_time=dt.datetime.now(zone), **common)
+        if index.wanted(settings):
+            scheduler.add_job(self._index, IntervalTrigger(minutes=settings.index_minutes),
+                              id="index", next_run_time=dt.datetime.now(zone), **common)
         return scheduler
 
     def _nightly(self) -> None:
@@ -293,6 +322,12 @@ class JobScheduler:
             catch_up(self.store, self._resolver())
         except Exception as exc:  # the scheduler thread must live on
             errors.report_failure(self.store, NIGHTLY, exc)
+
+    def _index(self) -> None:
+        try:
+            sync_index(self.store)   # logs its Salesforce failures itself
+        except Exception as exc:  # the scheduler thread must live on
+            errors.report_failure(self.store, index.OPERATION, exc)
 
     def _retry(self) -> None:
         holder = new_holder()

@@ -3,11 +3,14 @@
 The rules are DESIGN.md §3. The order of the work in :meth:`Resolver.resolve`, cheapest first:
 
 1. a number that cannot be matched (withheld, empty, garbage, injection) answers at once;
-2. a registered contact answers from the store (zero API calls);
-3. a remembered no-match answers from the store (zero API calls);
-4. otherwise ONE composite request holding three SOQL queries (Contact, Account, Lead), each
+2. the phone index (core/index.py), when it is on and built: every stored form of the number,
+   the DESIGN §3 winner among all candidates (zero API calls);
+3. a registered contact answers from the store (zero API calls);
+4. a remembered no-match answers from the store (zero API calls);
+5. otherwise ONE composite request holding three SOQL queries (Contact, Account, Lead), each
    ``WHERE Phone IN (...) OR MobilePhone IN (...)`` over every format Salesforce may hold the
-   number in (``stored_variants``). Why composite + SOQL and not SOSL: docs/resolver.md.
+   number in (``stored_variants``). Why composite + SOQL and not SOSL: docs/resolver.md. What
+   it finds is written back to the index.
 
 SOQL is built only with ``simple_salesforce.format_soql`` on the constant statements of
 ``LOOKUP_SOQL``, so nothing a caller sends is ever part of the statement's syntax.
@@ -22,12 +25,13 @@ from typing import Callable, Iterable
 
 from simple_salesforce.format import format_soql, quote_soql_value
 
+from core import index
 from core.display import MATCHED, NOT_REGISTERED, Contact, display_for, unmatchable_display
 from core.phone import NumberKind, PhoneNumber, parse_phone, stored_matches, stored_variants
 from core.salesforce import Connection, connection_for, raise_for_subresponse
 from core.settings import Settings, load_settings
 
-OBJECTS = ("Contact", "Account", "Lead")   # priority order (DESIGN §3.1)
+OBJECTS = index.OBJECTS   # priority order (DESIGN §3.1)
 
 # Salesforce limits that shape the queries (reference/salesforce-wire.md §3.1, §2.9).
 SOQL_MAX_CHARS = 100_000          # a longer statement fails with QUERY_TOO_COMPLICATED
@@ -102,9 +106,7 @@ def query_variants(number: PhoneNumber, exhaustive: bool) -> list[str]:
 
 def record_phones(object_name: str, record: dict) -> list[str | None]:
     """The values of the phone fields a record was matched on."""
-    if object_name == "Account":
-        return [record.get("Phone"), record.get("PersonMobilePhone")]
-    return [record.get("Phone"), record.get("MobilePhone")]
+    return [record.get(field) for field in index.PHONE_FIELDS[object_name]]
 
 
 def newest(records: list[dict]) -> dict:
@@ -127,20 +129,10 @@ def pick(candidates: dict[str, list[dict]], number: PhoneNumber) -> tuple[str, d
 
 def contact_of(object_name: str, record: dict, record_url: str) -> Contact:
     """A matched Salesforce record as a contact (company/person by DESIGN §3.4)."""
-    company, person = _names(object_name, record)
+    company, person = index.names_of(object_name, record)
     return Contact(object=object_name, record_id=record.get("Id"), company=company,
                    person=person, record_url=record_url,
                    last_modified=record.get("LastModifiedDate"))
-
-
-def _names(object_name: str, record: dict) -> tuple[str | None, str | None]:
-    if object_name == "Contact":
-        return (record.get("Account") or {}).get("Name"), record.get("Name")
-    if object_name == "Account":
-        if record.get("IsPersonAccount"):
-            return None, record.get("Name")
-        return record.get("Name"), None
-    return record.get("Company"), record.get("Name")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,16 +179,29 @@ class Resolver:
         return self.cached(number) or self.lookup(number)
 
     def cached(self, number: PhoneNumber) -> dict | None:
-        """The display answerable without Salesforce (unmatchable, registered, remembered), or None."""
+        """The display answerable without Salesforce (unmatchable, in the phone index, registered,
+        remembered), or None."""
         display = unmatchable_display(number)
         if display is not None:
             return display
+        if index.usable(self.store, self.settings):
+            indexed = self.from_index(number)
+            if indexed is not None:
+                return indexed
         contact = self.store.get_contact(number.e164)
         if contact is not None:
             return display_for(number, MATCHED, contact)
         if self.store.is_remembered_no_match(number.e164):
             return display_for(number, NOT_REGISTERED)
         return None
+
+    def from_index(self, number: PhoneNumber) -> dict | None:
+        """The display of ``number``'s winner in the phone index, or None when it holds none."""
+        contact = index.find(self.store, number.e164)
+        if contact is None:
+            return None
+        self._remember_modified(number.e164, contact.last_modified)
+        return display_for(number, MATCHED, contact)
 
     def lookup(self, number: PhoneNumber | str) -> dict:
         """Ask Salesforce now, past the registered contacts and the no-match cache: one
@@ -221,7 +226,11 @@ class Resolver:
         for name, response in zip(OBJECTS, connection.composite(subrequests)):
             raise_for_subresponse(response)
             candidates[name] = list(response["body"].get("records", []))
-        return self._display(connection, number, pick(candidates, number))
+        winner = pick(candidates, number)
+        if winner is not None and index.usable(self.store, self.settings):
+            # the index missed a record Salesforce has (created since the last round)
+            index.write_back(self.store, winner[0], [winner[1]])
+        return self._display(connection, number, winner)
 
     def _display(self, connection: Connection, number: PhoneNumber, winner,
                  remember_no_match: bool = True) -> dict:
@@ -271,7 +280,8 @@ class Resolver:
         for the passes and the call budget (at most 1 call per 100 numbers, at least 3).
 
         With ``use_cache`` False (the nightly run) registered contacts and remembered no-matches
-        are asked again, so the registered names are refreshed.
+        are asked again, so the registered names are refreshed. When the phone index is on and
+        built, every number is answered from it (zero API calls): it holds the whole org.
 
         :raises core.salesforce.SalesforceError: (a subclass) when Salesforce cannot answer
         """
@@ -281,6 +291,9 @@ class Resolver:
             if number.kind == NumberKind.VALID:
                 numbers.setdefault(number.e164, number)
         results: dict[str, dict] = {}
+        if index.usable(self.store, self.settings):
+            return {e164: self.from_index(number) or display_for(number, NOT_REGISTERED)
+                    for e164, number in numbers.items()}
         if use_cache:
             for e164, number in numbers.items():
                 display = self.cached(number)

@@ -371,9 +371,16 @@ class Connection:
         result = self._call(lambda sf: sf.restful("composite", method="POST", json=payload))
         return list((result or {}).get("compositeResponse", []))
 
-    def query_subrequest(self, reference_id: str, soql: str) -> dict:
-        """A composite GET sub-request running ``soql`` (build ``soql`` with format_soql)."""
-        url = f"/services/data/v{self.version}/query/?" + urllib.parse.urlencode({"q": soql})
+    def rest_response(self, method: str, path: str, **kwargs) -> requests.Response:
+        """A REST request to ``path`` under /services/data/vXX.X/ (e.g. "jobs/query"): one call,
+        the raw response (Bulk API 2.0's results are CSV, not JSON). Failures raise as above."""
+        return self._call(lambda sf: sf._call_salesforce(method, sf.base_url + path, **kwargs))
+
+    def query_subrequest(self, reference_id: str, soql: str, all_rows: bool = False) -> dict:
+        """A composite GET sub-request running ``soql`` (build ``soql`` with format_soql);
+        with ``all_rows`` through queryAll (the recycle bin's rows too, with IsDeleted)."""
+        resource = "queryAll" if all_rows else "query"
+        url = f"/services/data/v{self.version}/{resource}/?" + urllib.parse.urlencode({"q": soql})
         return {"method": "GET", "url": url, "referenceId": reference_id}
 
     def check_permissions(self) -> list[str]:
@@ -390,8 +397,13 @@ class Connection:
 
     def record_url(self, object_name: str, record_id: str) -> str:
         """The Lightning URL of a record."""
-        host = urllib.parse.urlsplit(self.org.instance_url).netloc
-        return f"https://{host}/lightning/r/{object_name}/{record_id}/view"
+        return lightning_url(self.org.instance_url, object_name, record_id)
+
+
+def lightning_url(instance_url: str, object_name: str, record_id: str) -> str:
+    """The Lightning URL of a record of the org at ``instance_url``."""
+    host = urllib.parse.urlsplit(instance_url).netloc
+    return f"https://{host}/lightning/r/{object_name}/{record_id}/view"
 
 
 def _permission_problems(name: str, response: dict) -> list[str]:

@@ -71,6 +71,10 @@ class Settings:
     oauth_client_id: str = ""
     oauth_client_secret: str = dataclasses.field(default="", repr=False)
     oauth_refresh_token: str = dataclasses.field(default="", repr=False)
+    phone_index: bool = True          # answer from the local phone index (core/index.py)
+    index_minutes: int = 15           # an incremental sync round of the index every N minutes
+    index_full_days: int = 7          # a full re-sync of the index every N days
+    index_bulk_threshold: int = 200_000   # an object with more records is read by Bulk API 2.0 (0: never)
 
     def zone(self) -> dt.tzinfo:
         """The configured time zone; the default one when the stored name is unknown here."""
@@ -425,6 +429,10 @@ RULES: dict[str, Callable[[Any], Any]] = {
     "oauth_client_id": lambda v: _stripped(v, 1024),
     "oauth_client_secret": lambda v: _stripped(v, 1024),
     "oauth_refresh_token": lambda v: _stripped(v, 4096),
+    "phone_index": _bool,
+    "index_minutes": _int(1, 24 * 60),
+    "index_full_days": _int(1, 30),
+    "index_bulk_threshold": _int(0, 1_000_000_000),
 }
 assert set(RULES) == set(FIELDS), "every setting needs a validation rule"
 

@@ -164,7 +164,34 @@ def _migration_1(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1]
+def _migration_2(db: sqlite_utils.Database) -> None:
+    """The phone index of the org (owner: core/index.py, see docs/index.md)."""
+    tables = {
+        # one row per indexed record: what the screen shows and what picks the winner
+        "index_records": ({"record_id": str, "object": str, "company": str, "person": str,
+                           "account_id": str, "is_person_account": int, "last_modified": str,
+                           "system_modstamp": str, "generation": int}, "record_id"),
+        # one row per (record, phone field, number the field holds)
+        "index_phones": ({"record_id": str, "field": str, "e164": str, "raw": str},
+                         ("record_id", "field", "e164")),
+        # one row per object (its sync) and one, "_index", for the whole index
+        "index_sync": ({"scope": str, "phase": str, "resume_after": str, "high_water": str,
+                        "generation": int, "full_started_at": str, "last_full_at": str,
+                        "last_round_at": str, "records": int, "api_calls": int,
+                        "last_error": str, "last_error_at": str, "org_id": str,
+                        "instance_url": str, "built_at": str, "method": str, "bulk_job": str,
+                        "bulk_locator": str, "connected_as": str}, "scope"),
+    }
+    defaults = {"index_records": {"generation": 0, "is_person_account": 0},
+                "index_sync": {"generation": 0, "records": 0, "api_calls": 0}}
+    for name, (columns, pk) in tables.items():
+        db[name].create(columns, pk=pk, defaults=defaults.get(name), if_not_exists=True)
+    for table, columns in [("index_phones", ["e164"]), ("index_records", ["account_id"]),
+                           ("index_records", ["object", "generation"])]:
+        db[table].create_index(columns, if_not_exists=True)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_2]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,6 +29,9 @@ OWNERS = {
     "alert_state": "core/alerts.py",
     "admin_users": "core/accounts.py",
     "login_attempts": "core/accounts.py",
+    "index_records": "core/index.py",
+    "index_phones": "core/index.py",
+    "index_sync": "core/index.py",
 }
 # the schema is created by the store's migrations, which name every table once
 SCHEMA_FUNCTIONS = re.compile(r"^_migration_\d+$")

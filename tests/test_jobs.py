@@ -229,6 +229,7 @@ def test_a_missed_run_is_caught_up(connected, host):
 def test_the_scheduler_runs_nightly_at_22_tokyo_and_catches_up_at_start(connected, host, monkeypatch):
     from core import jobs
 
+    set_mode(connected, "nightly", phone_index=False)   # the nightly's live path (no index job)
     end_unscreened(host, [bulk_number(4)])
     scheduler = jobs.JobScheduler(connected, lambda: runtime().resolver)
     scheduler.configure(_settings(connected))
@@ -251,7 +252,9 @@ def test_the_scheduler_follows_the_settings(connected):
 
     scheduler = jobs.JobScheduler(connected, lambda: runtime().resolver)
     try:
-        set_mode(connected, "nightly", nightly_time="03:15", time_zone="America/New_York")
+        # the index job has its own test (test_index.py); off, nothing syncs in the background
+        set_mode(connected, "nightly", nightly_time="03:15", time_zone="America/New_York",
+                 phone_index=False)
         scheduler.configure(_settings(connected))
         next_run, trigger = scheduler.scheduled("nightly")
         assert str(next_run.tzinfo) == "America/New_York"

@@ -20,6 +20,7 @@ DEFAULTS = {
     "smtp_password": "", "smtp_sender": "", "alert_reminder_hours": 4,
     "admin_base_url": "http://127.0.0.1:5000", "auth_method": "password", "oauth_client_id": "",
     "oauth_client_secret": "", "oauth_refresh_token": "",
+    "phone_index": True, "index_minutes": 15, "index_full_days": 7, "index_bulk_threshold": 200_000,
 }
 
 

@@ -104,15 +104,17 @@ def test_new_migration_applied_once(tmp_path, monkeypatch):
     Store(tmp_path)
     applied = []
 
-    def migration_2(db):
+    released = len(store_module.MIGRATIONS)
+
+    def migration_next(db):
         applied.append(1)
         db["extra"].create({"id": int}, pk="id")
 
-    monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS + [migration_2])
+    monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS + [migration_next])
     for _ in range(3):
         s = Store(tmp_path)
     assert applied == [1]
-    assert s.schema_version == 2
+    assert s.schema_version == released + 1
     assert "extra" in s.db.table_names()
 
 
@@ -127,7 +129,7 @@ def test_failed_migration_rolls_back(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         Store(tmp_path)
     with raw(tmp_path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(store_module.MIGRATIONS) - 1
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
     assert "half" not in names
 

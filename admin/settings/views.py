@@ -13,6 +13,7 @@ from admin.helpers import failure_shown
 from admin.settings import bp
 from admin.settings.forms import DisconnectForm, SalesforceSettingsForm
 from admin.settings.oauth_views import callback_url, forget_oauth_grant
+from core import index
 from core.salesforce import ConnectionTestFailed, connect_and_save
 from core.settings import clear_credentials, load_settings, save_settings
 
@@ -63,6 +64,7 @@ def disconnect():
         stored = load_settings(store)
         revoked = forget_oauth_grant(store, stored)
         clear_credentials(store)
+        index.clear(store)   # the index is the org's data: it goes with the connection
         if stored.auth_method == "oauth_client_credentials":  # its secret is its credential
             save_settings(store, {"oauth_client_secret": None}, keep_blank_secrets=False)
             revoked = True
