@@ -54,6 +54,13 @@ class BackgroundSync:
             self._thread.start()
             return True
 
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the running sync ends (at most ``timeout`` seconds); True when none runs."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        return not self.running
+
     def _run(self, run: SyncRun) -> None:
         try:
             run.report = self._sync(self.store, full=run.full).as_dict()

@@ -44,13 +44,15 @@ def age_text(seconds: float | None) -> str:
 @bp.route("/")
 @login_required
 def status():
-    """The index as it is now, and the last sync started from this page."""
+    """The index as it is now, and the last sync started from this page. A failed sync shows
+    what it means (INDEX_STALE) and its cause, each from the catalogue."""
     store = get_store()
     shown = index.status(store)
     runner = background_sync(current_app, store)
     return render_template(
         "phone_index/status.html", status=shown, form=SyncForm(), running=runner.running,
-        last_run=runner.last, error=entry_for(shown.last_error) if shown.last_error else None,
+        last_run=runner.last, stale=entry_for(index.STALE),
+        error=entry_for(shown.last_error) if shown.last_error else None,
         state_label=state_label, phase_label=phase_label, age_text=age_text)
 
 
