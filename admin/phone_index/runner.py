@@ -15,6 +15,7 @@ from core import jobs
 from core.store import now_iso
 
 log = logging.getLogger(__name__)
+_CREATE_LOCK = threading.Lock()   # two first requests at once must not make two runners
 
 
 @dataclasses.dataclass
@@ -76,6 +77,3 @@ def background_sync(app: Flask, store) -> BackgroundSync:
     """The app's one BackgroundSync (created on first use)."""
     with _CREATE_LOCK:
         return app.extensions.setdefault("sfcti_index_sync", BackgroundSync(store))
-
-
-_CREATE_LOCK = threading.Lock()
