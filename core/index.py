@@ -33,7 +33,7 @@ import dataclasses
 import datetime as dt
 import io
 import time
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from simple_salesforce.format import format_soql
 
@@ -118,10 +118,9 @@ def count_soql(object_name: str, person_accounts: bool) -> str:
     return format_soql(f"SELECT COUNT() FROM {object_name} WHERE {_INITIAL_WHERE[key]}")
 
 
-def csv_records(text: str) -> list[dict]:
+def csv_records(text: str) -> Iterator[dict]:
     """Bulk API 2.0 CSV results as records shaped like the REST API's (``Account.Name`` nested,
-    booleans as bool, an empty value as None)."""
-    records = []
+    booleans as bool, an empty value as None), one at a time (a page holds 50,000)."""
     for row in csv.DictReader(io.StringIO(text)):
         record: dict = {}
         for name, value in row.items():
@@ -133,8 +132,7 @@ def csv_records(text: str) -> list[dict]:
                 record.setdefault(parent, {})[child] = value
             else:
                 record[name] = value
-        records.append(record)
-    return records
+        yield record
 
 
 def high_water_soql(object_name: str) -> str:
@@ -418,7 +416,9 @@ class _Sync:
                                                      params=params)
             locator = response.headers.get("Sforce-Locator") or "null"
             # UTF-8 whatever the Content-Type says (requests would guess ISO-8859-1 for text/csv)
-            self._commit_page(object_name, state, csv_records(response.content.decode("utf-8")),
+            text = response.content.decode("utf-8")
+            del response    # one copy of the page in memory, read row by row
+            self._commit_page(object_name, state, csv_records(text),
                               None if locator == "null" else {"bulk_locator": locator})
 
     def _bulk_create(self, object_name: str, state: dict) -> str:
@@ -452,7 +452,7 @@ class _Sync:
             self.keep_alive()
         return False
 
-    def _commit_page(self, object_name: str, state: dict, records: list[dict],
+    def _commit_page(self, object_name: str, state: dict, records: Iterable[dict],
                      resume: dict | None) -> None:
         """Commit a page of the full sync with where to resume (None: the object is done)."""
         generation = state["generation"]
