@@ -141,9 +141,9 @@ def _ensure_admin_account(app: Flask, store: Store) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from admin import alerts, auth, calls, contacts, errors, main, settings
+    from admin import alerts, auth, calls, contacts, errors, main, phone_index, settings
 
-    for module in (auth, main, settings, alerts, errors, calls, contacts):
+    for module in (auth, main, settings, phone_index, alerts, errors, calls, contacts):
         app.register_blueprint(module.bp)
     errors.register_error_pages(app)
 

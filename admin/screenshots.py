@@ -74,7 +74,12 @@ def emulator_or_none():
     except ImportError:
         yield None
         return
-    with Emulator(Org(), port=0) as emu:  # the settings page only needs a login to succeed
+    try:  # records for the phone index page; the settings page only needs a login to succeed
+        from emulator import generate_org
+        org = generate_org(size=300, seed=1)
+    except (ImportError, AttributeError):
+        org = Org()
+    with Emulator(org, port=0) as emu:
         yield emu
 
 
@@ -119,6 +124,9 @@ def _pages(page, base: str, outdir: pathlib.Path, emu, app) -> list[pathlib.Path
                        ("08-common-errors", "/errors/common"), ("09-alert-email", "/alerts/")]:
         page.goto(base + path)
         snap(name)
+    if emu is not None:
+        _sync_index(page, base)
+        snap("12-phone-index")
     page.click("#lang-en")
     page.goto(base + "/settings/")
     snap("10-settings-en")
@@ -146,6 +154,19 @@ def _fail_then_connect(page, base, emu, app, snap) -> None:
     page.fill("#security_token", emu.security_token)
     _submit(page)
     snap("03-settings-connected")
+
+
+def _sync_index(page, base: str) -> None:
+    """Press "sync now" on the index page and reload until the index is built."""
+    import time
+
+    page.goto(base + "/index/")
+    page.click("#sync_now")
+    deadline = time.monotonic() + 60
+    while page.locator("#index-running").count() and time.monotonic() < deadline:
+        time.sleep(0.5)
+        page.reload()
+    page.goto(base + "/index/")   # without the "started" message
 
 
 def _submit(page) -> None:

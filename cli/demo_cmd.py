@@ -1,7 +1,8 @@
 """`sfcti demo` (`make demo`): the whole product in one command.
 
-Starts the emulator with a sample org, connects the instance to it, places simulated calls through
-the reference host (the plugin loaded by its entry point), registers the contacts, prints the
+Starts the emulator with a sample org, connects the instance to it, builds the phone index, places
+simulated calls through the reference host (the plugin loaded by its entry point), rings a caller
+stored in an odd format (named from the index, no API call), registers the contacts, prints the
 annotated history, then leaves the emulator (and the admin, when present) running until Ctrl-C.
 Safe to run again on the same instance folder: the calls of one day are recorded once.
 """
@@ -30,7 +31,14 @@ DEMO_RECORDS = [
        "LastModifiedDate": "2024-05-03T09:00:00.000+0000"}]),
     ("Lead", {"LastName": "見込", "FirstName": "一郎", "Company": "サンプル工業",
               "Phone": "(06) 6666-0202", "LastModifiedDate": "2024-05-02T09:00:00.000+0000"}, []),
+    # a number a live lookup cannot find (SOQL compares the stored string exactly): a prefix,
+    # U+2010 dashes and a note; the phone index reads it
+    ("Account", {"Name": "株式会社表記ゆれ", "LastModifiedDate": "2024-05-01T09:00:00.000+0000"},
+     [{"LastName": "表記", "FirstName": "揺子", "Phone": "TEL 03\u20105555\u20100303（代表）",
+       "LastModifiedDate": "2024-05-04T09:00:00.000+0000"}]),
 ]
+# the odd-format caller above, dialled as a carrier delivers it
+ODD_CALL = ("inbound", "+81355550303", {"agent": "agent-02"})
 
 
 def sample_org():
@@ -132,6 +140,37 @@ def place_calls(calls, call_ids: list[str]) -> None:
         click.echo(screen_text(direction, number, display) + f"  ({elapsed:.0f} ms)")
 
 
+def build_index(store) -> None:
+    """Build the local phone index (the host's scheduler would, every few minutes) and say what
+    it holds and what it cost."""
+    from core import index, jobs
+
+    verb = "Building" if index.status(store).state == "empty" else "Updating"
+    click.echo(f"{verb} the phone index (every phone field of the org, read on our side)...")
+    started = time.perf_counter()
+    report = jobs.sync_index(store)
+    seconds = time.perf_counter() - started
+    if report.skipped or report.failed:
+        click.echo(f"  not built ({report.skipped or report.failed}): calls are looked up live\n")
+        return
+    calls = f"{report.api_calls} API call{'' if report.api_calls == 1 else 's'}"
+    click.echo(f"  {report.records} records, {index.status(store).numbers} numbers, {calls}, "
+               f"{seconds:.1f} s\n")
+
+
+def ring_odd_caller(emu, call_id: str) -> None:
+    """Ring the caller whose number is stored in an odd format, showing that no API call is
+    spent: the emulator's count of calls Salesforce bills, before and after."""
+    stored = DEMO_RECORDS[-1][2][0]["Phone"]
+    click.echo(f"\nA caller stored as {stored!r} rings for the first time:")
+    before = emu.api_usage()[0]
+    click.echo(f"  Salesforce API calls so far: {before}")
+    place_calls([ODD_CALL], [call_id])
+    after = emu.api_usage()[0]
+    click.echo(f"  Salesforce API calls after the ring: {after} "
+               f"({after - before} spent: named from the phone index)")
+
+
 def say_what_was_recorded(call_ids: list[str], before: set[str]) -> None:
     """Tell whether this run added calls to the history or found today's already there."""
     new = len(call_ids) - len(before & set(call_ids))
@@ -214,10 +253,12 @@ def run_demo(home: str, wait: bool) -> None:
         add_demo_records(emu)
         connect(store, emu)
         click.echo(f"Connected {home} to {emu.login_url} as {emu.username}\n")
+        build_index(store)
         calls = demo_calls(org)
-        ids = demo_call_ids(store, len(calls))
+        ids = demo_call_ids(store, len(calls) + 1)
         before = recorded(store, ids)
-        place_calls(calls, ids)
+        place_calls(calls, ids[:-1])
+        ring_odd_caller(emu, ids[-1])
         from core.runtime import runtime_for
         runtime_for().wait_idle(timeout=30)
         say_what_was_recorded(ids, before)

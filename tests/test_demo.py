@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from cli.demo_cmd import free_port
+from cli.demo_cmd import DEMO_RECORDS, free_port
 from helpers import ROOT
 
 
@@ -52,18 +52,37 @@ def test_the_demo_runs_on_a_fresh_instance_and_again(tmp_path):
     assert "サンプル工業 / 見込 一郎" in out               # a Lead
     assert "非通知" in out and "status=withheld" in out
     assert "03-9876-0000 未登録" in out
-    assert "'registered': 6" in out
-    assert "Recorded today's 9 demo calls" in out
+    assert "'registered': 7" in out
+    assert "Recorded today's 10 demo calls" in out
+    built = re.search(r"Building the phone index .*\n  (\d+) records, (\d+) numbers, (\d+) API calls?, "
+                      r"\d+\.\d s", out)
+    assert built, "the demo does not show the index being built"
+    records, numbers, calls = map(int, built.groups())
+    assert records > len(DEMO_RECORDS) and numbers >= records // 2 and 1 <= calls <= 10
+    assert_odd_caller_named_without_api_call(out)
     history_part = out.split("Call history")[1]
     assert history_part.count("株式会社デモ商事") >= 3
     assert "03-1234-5678" in history_part and "株式会社サンプル / 山田 太郎" in history_part
     first = history(home)
-    assert len(first) == 9
+    assert len(first) == 10
     again = run_demo(home)
     assert "株式会社デモ商事 / 山田 花子" in again and "Traceback" not in again
+    assert "Updating the phone index" in again
+    assert_odd_caller_named_without_api_call(again)
     assert "already in the call history" in again and "nothing was recorded twice" in again
     second = history(home)
     assert sorted(r["call_id"] for r in second) == sorted(r["call_id"] for r in first)
+
+
+def assert_odd_caller_named_without_api_call(out: str) -> None:
+    """The Contact stored as "TEL 03‐5555‐0303（代表）" (U+2010 dashes) is named on the ring, and
+    the emulator's count of billed API calls is the same before and after it."""
+    odd = re.search(r"A caller stored as 'TEL 03\u20105555\u20100303（代表）' rings for the first time:\n"
+                    r"  Salesforce API calls so far: (\d+)\n"
+                    r"┌ 着信 inbound: '\+81355550303'\n│ 株式会社表記ゆれ / 表記 揺子\n.*?└.*?\n"
+                    r"  Salesforce API calls after the ring: (\d+) ", out, re.S)
+    assert odd, "the demo does not ring the caller stored in an odd format"
+    assert odd.group(1) == odd.group(2)
 
 
 def time_wait_port() -> int:

@@ -51,3 +51,15 @@ class SalesforceSettingsForm(SettingsFormBase):
 
 class DisconnectForm(FlaskForm):
     disconnect = SubmitField(_l("Disconnect"))
+
+
+class IndexSettingsForm(SettingsFormBase):
+    """The phone index's settings: saved as they are (no connection test needed)."""
+
+    setting_names = ("phone_index", "index_minutes", "index_full_days", "index_bulk_threshold")
+
+    phone_index = BooleanField(_l("Answer from the local phone index"))
+    index_minutes = StringField(_l("Sync every (minutes)"))
+    index_full_days = StringField(_l("Full re-sync every (days)"))
+    index_bulk_threshold = StringField(_l("Bulk API above (records per object)"))
+    save_index = SubmitField(_l("Save the index settings"))

@@ -11,7 +11,7 @@ from admin import get_store
 from admin.auth import login_required
 from admin.helpers import failure_shown
 from admin.settings import bp
-from admin.settings.forms import DisconnectForm, SalesforceSettingsForm
+from admin.settings.forms import DisconnectForm, IndexSettingsForm, SalesforceSettingsForm
 from admin.settings.oauth_views import callback_url, forget_oauth_grant
 from core import index
 from core.salesforce import ConnectionTestFailed, connect_and_save
@@ -41,10 +41,36 @@ def salesforce():
             return redirect(url_for("settings.salesforce"))
     elif not form.is_submitted():
         form.fill(stored)
-    return render_template("settings/salesforce.html", form=form, failure=failure,
-                           stored=stored.secret_stored(), connected=stored.is_configured(),
-                           disconnect_form=DisconnectForm(), username=stored.username,
-                           auth_method=stored.auth_method,
+    return _settings_page(stored, form, _filled(IndexSettingsForm, stored), failure)
+
+
+@bp.route("/index", methods=("POST",))
+@login_required
+def index_settings():
+    """Save the phone index's settings (a form of its own: they need no connection test)."""
+    store = get_store()
+    stored = load_settings(store)
+    form = IndexSettingsForm()
+    if form.validate_on_submit():
+        save_settings(store, form.values())
+        flash(_("The phone index settings are saved."), "success")
+        return redirect(url_for("settings.salesforce", _anchor="phone-index"))
+    return _settings_page(stored, _filled(SalesforceSettingsForm, stored), form, None)
+
+
+def _filled(form_class, stored):
+    """A form of the settings page showing the stored values (not the posted ones: the other
+    form was submitted)."""
+    form = form_class(formdata=None)
+    form.fill(stored)
+    return form
+
+
+def _settings_page(stored, form, index_form, failure):
+    return render_template("settings/salesforce.html", form=form, index_form=index_form,
+                           failure=failure, stored=stored.secret_stored(),
+                           connected=stored.is_configured(), disconnect_form=DisconnectForm(),
+                           username=stored.username, auth_method=stored.auth_method,
                            callback_url=callback_url(stored))
 
 
