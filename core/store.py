@@ -244,12 +244,20 @@ class Store:
 
     def __init__(self, home: str | os.PathLike):
         self.home = pathlib.Path(home).expanduser().absolute()
-        try:
-            self.home.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"Cannot create the instance folder {self.home}: {exc}") from exc
         self.db_path = self.home / DB_NAME
         self.key_path = self.home / KEY_NAME
+        # call history, the index and the admin's password hash are nobody else's business: a
+        # new folder is 0700, a new database 0600 (SQLite gives its WAL and shm files its mode)
+        try:
+            self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"Cannot create the instance folder {self.home}: {exc}") from exc
+        try:
+            os.close(os.open(self.db_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise StoreError(f"Cannot create the database {self.db_path}: {exc}") from exc
         self._local = threading.local()
         self._fernet: Fernet | None = None
         self._fernet_lock = threading.Lock()

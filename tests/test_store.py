@@ -58,6 +58,18 @@ def test_creates_missing_folder(tmp_path):
     assert (home / "sfcti.db").is_file()
 
 
+def test_a_new_instance_is_readable_by_its_owner_only(tmp_path):
+    """Call history and the admin's password hash: folder 0700; database, WAL and shm 0600."""
+    home = tmp_path / "instance"
+    store = Store(home)
+    store.conn.execute("SELECT count(*) FROM calls").fetchone()   # WAL and shm exist now
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    files = {path.name: stat.S_IMODE(path.stat().st_mode) for path in home.iterdir()
+             if path.name.startswith("sfcti.db")}
+    assert set(files) == {"sfcti.db", "sfcti.db-wal", "sfcti.db-shm"}
+    assert set(files.values()) == {0o600}, files
+
+
 @pytest.mark.parametrize("table", sorted(ALL_TABLES))
 def test_every_table_has_its_columns(store, table):
     columns = store.db[table].columns_dict
