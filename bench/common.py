@@ -26,3 +26,17 @@ def replace_section(section: str) -> None:
         end = text.find("\n## ", start + 1)
         text = text[:start + 1] + section + ("\n" + text[end + 1:] if end != -1 else "")
     DOC.write_text(text, encoding="utf-8")
+
+
+def main(description: str, run, report) -> None:
+    """A benchmark's command line: measure with ``run()``, print ``report(figures)`` (its
+    markdown section) and, with ``--write-docs``, put it into docs/benchmarks.md."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
+    args = parser.parse_args()
+    section = report(run())
+    print(section)
+    if args.write_docs:
+        replace_section(section)

@@ -19,7 +19,6 @@ cold) or run at the same time on their own host threads (hanging), so machine no
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import importlib.util
 import os
@@ -34,7 +33,7 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.common import percentile, replace_section  # noqa: E402
+from bench.common import main as bench_main, percentile  # noqa: E402
 
 BUDGET_MS = 800
 HANG_THREADS = 4
@@ -316,16 +315,5 @@ def report(figures: dict) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    """Measure, print the section and, with ``--write-docs``, write it into docs/benchmarks.md."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
-    args = parser.parse_args()
-    section = report(run())
-    print(section)
-    if args.write_docs:
-        replace_section(section)
-
-
 if __name__ == "__main__":
-    main()
+    bench_main(__doc__.splitlines()[0], run, report)

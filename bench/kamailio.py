@@ -19,7 +19,6 @@ answers 486 so each call ends at once (and the bridge records it in the history)
 
 from __future__ import annotations
 
-import argparse
 import os
 import pathlib
 import platform
@@ -34,7 +33,7 @@ import uuid
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(1, str(ROOT / "tests"))  # tests/sip.py: starting and stopping Kamailio
-from bench.common import percentile, replace_section  # noqa: E402
+from bench.common import main as bench_main, percentile  # noqa: E402
 
 CHILDREN = 8
 BUDGET_MS = 800
@@ -249,16 +248,5 @@ def report(figures: dict) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    """Measure, print the section and, with ``--write-docs``, write it into docs/benchmarks.md."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
-    args = parser.parse_args()
-    section = report(run())
-    print(section)
-    if args.write_docs:
-        replace_section(section)
-
-
 if __name__ == "__main__":
-    main()
+    bench_main(__doc__.splitlines()[0], run, report)
