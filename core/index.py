@@ -6,8 +6,8 @@ the E.164 key of every number it holds (``core.phone.index_keys``), so a lookup 
 whatever the stored form. docs/index.md explains the whole of it; in short:
 
 - **Tables** (this module's): ``index_records`` (one row per record: what the screen shows and
-  what picks the winner), ``index_phones`` (record, field, E.164 key, raw value; indexed on the
-  key) and ``index_sync`` (one row per object: phase, resume point, high-water SystemModstamp,
+  what picks the winner), ``index_phones`` (record, field, E.164 key, raw value, the record's
+  priority and LastModifiedDate; indexed so a number's first row is its winner) and ``index_sync`` (one row per object: phase, resume point, high-water SystemModstamp,
   counts, calls; and the row ``_index`` for the whole index).
 - **Initial (and weekly full) sync**, object by object, in keyset pages of 2,000 rows
   (``WHERE Id > :last ORDER BY Id``); each page and its resume point are committed together, so a
@@ -253,9 +253,11 @@ class _Writer:
              "modified": _sf_time(record.get("LastModifiedDate")),
              "stamp": _stamp_key(record.get("SystemModstamp")) or None,
              "generation": self.generation})
+        priority, modified = OBJECTS.index(object_name), _sf_time(record.get("LastModifiedDate"))
         self.db.conn.executemany(
-            "INSERT OR IGNORE INTO index_phones (record_id, field, e164, raw) VALUES (?, ?, ?, ?)",
-            [[record_id, field, key, raw] for field, key, raw in phones])
+            "INSERT OR IGNORE INTO index_phones (record_id, field, e164, raw, priority, "
+            "last_modified) VALUES (?, ?, ?, ?, ?, ?)",
+            [[record_id, field, key, raw, priority, modified] for field, key, raw in phones])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -613,12 +615,14 @@ def usable(store, settings: Settings | None = None) -> bool:
 def find(store, e164: str) -> Contact | None:
     """The DESIGN §3 winner for ``e164`` among every indexed record holding it (Contact, then
     Account, then Lead; newest LastModifiedDate; smallest Id), or None. No API call."""
+    # the first row of the index (e164, priority, last_modified DESC, record_id) is the winner:
+    # one index seek, however many records hold the number (a company's main line)
     found = store.conn.execute(
         "SELECT r.object, r.record_id, r.company, r.person, r.last_modified, s.instance_url "
-        "FROM index_phones p JOIN index_records r ON r.record_id = p.record_id "
-        "LEFT JOIN index_sync s ON s.scope = ? WHERE p.e164 = ? "
-        "ORDER BY CASE r.object WHEN 'Contact' THEN 0 WHEN 'Account' THEN 1 ELSE 2 END, "
-        "r.last_modified DESC, r.record_id LIMIT 1", [INDEX, e164]).fetchone()
+        "FROM (SELECT record_id FROM index_phones WHERE e164 = ? "
+        "      ORDER BY priority, last_modified DESC, record_id LIMIT 1) AS winner "
+        "JOIN index_records r ON r.record_id = winner.record_id "
+        "LEFT JOIN index_sync s ON s.scope = ?", [e164, INDEX]).fetchone()
     if found is None:
         return None
     object_name, record_id, company, person, last_modified, instance_url = found

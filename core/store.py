@@ -171,8 +171,10 @@ def _migration_2(db: sqlite_utils.Database) -> None:
         "index_records": ({"record_id": str, "object": str, "company": str, "person": str,
                            "account_id": str, "is_person_account": int, "last_modified": str,
                            "system_modstamp": str, "generation": int}, "record_id"),
-        # one row per (record, phone field, number the field holds)
-        "index_phones": ({"record_id": str, "field": str, "e164": str, "raw": str},
+        # one row per (record, phone field, number the field holds), with the record's object
+        # priority and LastModifiedDate, so the winner for a number is the first row of an index
+        "index_phones": ({"record_id": str, "field": str, "e164": str, "raw": str,
+                          "priority": int, "last_modified": str},
                          ("record_id", "field", "e164")),
         # one row per object (its sync) and one, "_index", for the whole index
         "index_sync": ({"scope": str, "phase": str, "resume_after": str, "high_water": str,
@@ -186,7 +188,9 @@ def _migration_2(db: sqlite_utils.Database) -> None:
                 "index_sync": {"generation": 0, "records": 0, "api_calls": 0}}
     for name, (columns, pk) in tables.items():
         db[name].create(columns, pk=pk, defaults=defaults.get(name), if_not_exists=True)
-    for table, columns in [("index_phones", ["e164"]), ("index_records", ["account_id"]),
+    db.execute("CREATE INDEX IF NOT EXISTS idx_index_phones_winner ON index_phones "
+               "(e164, priority, last_modified DESC, record_id)")
+    for table, columns in [("index_records", ["account_id"]),
                            ("index_records", ["object", "generation"])]:
         db[table].create_index(columns, if_not_exists=True)
 

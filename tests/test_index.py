@@ -208,12 +208,21 @@ def _winner_case(emu, case: str, national: str):
         add("Account", {"IsPersonAccount": True, "LastName": "個人", "FirstName": "花子",
                         "PersonMobilePhone": wide, "LastModifiedDate": OLD})
         return None, "個人 花子", "Account"
+    if case == "main_line_held_by_many":
+        # a company's main line on many contacts: the newest one wins, whatever the order added
+        for day in (4, 2, 8, 1, 7, 3, 6):
+            for n in range(30):
+                add("Contact", {"LastName": f"代表{day}-{n}", "Phone": f"{national}（代表）",
+                                "LastModifiedDate": _lmd(day)})
+        add("Contact", {"LastName": "最新", "Phone": dash, "LastModifiedDate": _lmd(9)})
+        add("Lead", {"LastName": "見込", "Company": "見込", "Phone": tel, "LastModifiedDate": NEW})
+        return None, "最新", "Contact"
     raise AssertionError(case)
 
 
 WINNER_CASES = ["contact_beats_account_and_lead", "account_beats_lead", "newest_contact_wins",
                 "tie_goes_to_the_smallest_id", "converted_lead_is_left_out",
-                "person_account_mobile"]
+                "person_account_mobile", "main_line_held_by_many"]
 
 
 @pytest.mark.parametrize("case", WINNER_CASES)
