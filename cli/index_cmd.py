@@ -29,7 +29,8 @@ def format_status(status, settings) -> str:
              f"  next run: {_local(settings, status.next_run)}",
              f"  API calls spent: {status.api_calls}"]
     if status.last_error:
-        lines.append(f"  last error: {status.last_error} at {_local(settings, status.last_error_at)}")
+        at = _local(settings, status.last_error_at)
+        lines.append(f"  last error: {status.last_error} at {at}")
     for name, state in status.objects.items():
         lines.append(f"  {name}: {state['records']} records, phase {state['phase'] or '-'}, "
                      f"last full sync {_local(settings, state['last_full_at'])}")

@@ -33,7 +33,7 @@ import dataclasses
 import datetime as dt
 import io
 import time
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from simple_salesforce.format import format_soql
 
@@ -60,18 +60,20 @@ PURGE_DAYS = 14                       # the recycle bin keeps deletions 15 days:
 EPOCH = "2000-01-01T00:00:00.000+0000"    # the high-water mark of an object with no records
 INDEX = "_index"                      # the index_sync row of the whole index
 OPERATION = "index_sync"              # the error log's operation for the sync
-STALE = "INDEX_STALE"                 # the catalogue code: the index could not be brought up to date
+STALE = "INDEX_STALE"                 # catalogue code: the index could not be updated
 SF_TIME = "%Y-%m-%dT%H:%M:%S.%f%z"    # Salesforce's datetime format ("...000+0000")
 
 
 # ---------------------------------------------------------------------------------------------
-# the queries: constant statements, values only through format_soql
+# the queries: constant statements (object and field names from the tables below, never from
+# input), every one through format_soql, which alone fills in values
 # ---------------------------------------------------------------------------------------------
 
 _COMMON = "LastModifiedDate, SystemModstamp"
 _FIELDS = {
     ("Contact", False): f"Id, Name, Phone, MobilePhone, AccountId, Account.Name, {_COMMON}",
-    ("Contact", True): f"Id, Name, Phone, MobilePhone, AccountId, Account.Name, IsPersonAccount, {_COMMON}",
+    ("Contact", True):
+        f"Id, Name, Phone, MobilePhone, AccountId, Account.Name, IsPersonAccount, {_COMMON}",
     ("Account", False): f"Id, Name, Phone, {_COMMON}",
     ("Account", True): f"Id, Name, Phone, PersonMobilePhone, IsPersonAccount, {_COMMON}",
     ("Lead", False): f"Id, Name, Company, Phone, MobilePhone, IsConverted, {_COMMON}",
@@ -107,19 +109,18 @@ def round_soql(object_name: str, person_accounts: bool, since: dt.datetime) -> s
 def bulk_soql(object_name: str, person_accounts: bool) -> str:
     """A Bulk API 2.0 query job's statement: every record the initial sync reads."""
     key = (object_name, person_accounts)
-    return f"SELECT {_FIELDS[key]} FROM {object_name} WHERE {_INITIAL_WHERE[key]}"
+    return format_soql(f"SELECT {_FIELDS[key]} FROM {object_name} WHERE {_INITIAL_WHERE[key]}")
 
 
 def count_soql(object_name: str, person_accounts: bool) -> str:
     """How many records the initial sync of ``object_name`` reads (keyset or Bulk?)."""
     key = (object_name, person_accounts)
-    return f"SELECT COUNT() FROM {object_name} WHERE {_INITIAL_WHERE[key]}"
+    return format_soql(f"SELECT COUNT() FROM {object_name} WHERE {_INITIAL_WHERE[key]}")
 
 
-def csv_records(text: str) -> list[dict]:
+def csv_records(text: str) -> Iterator[dict]:
     """Bulk API 2.0 CSV results as records shaped like the REST API's (``Account.Name`` nested,
-    booleans as bool, an empty value as None)."""
-    records = []
+    booleans as bool, an empty value as None), one at a time (a page holds 50,000)."""
     for row in csv.DictReader(io.StringIO(text)):
         record: dict = {}
         for name, value in row.items():
@@ -131,13 +132,13 @@ def csv_records(text: str) -> list[dict]:
                 record.setdefault(parent, {})[child] = value
             else:
                 record[name] = value
-        records.append(record)
-    return records
+        yield record
 
 
 def high_water_soql(object_name: str) -> str:
     """The newest SystemModstamp of ``object_name`` (where a full sync's first round starts)."""
-    return f"SELECT SystemModstamp FROM {object_name} ORDER BY SystemModstamp DESC LIMIT 1"
+    return format_soql(f"SELECT SystemModstamp FROM {object_name} "
+                       "ORDER BY SystemModstamp DESC LIMIT {limit}", limit=1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -228,18 +229,30 @@ class _Writer:
     def _write(self, object_name: str, record: dict) -> None:
         record_id = record.get("Id")
         self.db.execute("DELETE FROM index_phones WHERE record_id = ?", [record_id])
-        phones = phones_of(object_name, record, self.region) if _belongs(object_name, record) else []
+        belongs = _belongs(object_name, record)
+        phones = phones_of(object_name, record, self.region) if belongs else []
         if not phones:
             self.db.execute("DELETE FROM index_records WHERE record_id = ?", [record_id])
             return
         company, person = names_of(object_name, record)
+        # a live lookup's record lacks AccountId and SystemModstamp: the stored ones are kept
         self.db.execute(
-            "INSERT OR REPLACE INTO index_records (record_id, object, company, person, account_id, "
+            "INSERT INTO index_records (record_id, object, company, person, account_id, "
             "is_person_account, last_modified, system_modstamp, generation) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [record_id, object_name, company, person, record.get("AccountId"),
-             int(bool(record.get("IsPersonAccount"))), _sf_time(record.get("LastModifiedDate")),
-             _stamp_key(record.get("SystemModstamp")) or None, self.generation])
+            "VALUES (:id, :object, :company, :person, :account, :person_account, :modified, "
+            ":stamp, :generation) ON CONFLICT (record_id) DO UPDATE SET object = excluded.object, "
+            "company = excluded.company, person = excluded.person, "
+            "account_id = CASE WHEN :has_account THEN excluded.account_id ELSE account_id END, "
+            "is_person_account = excluded.is_person_account, "
+            "last_modified = excluded.last_modified, "
+            "system_modstamp = coalesce(excluded.system_modstamp, system_modstamp), "
+            "generation = excluded.generation",
+            {"id": record_id, "object": object_name, "company": company, "person": person,
+             "account": record.get("AccountId"), "has_account": "AccountId" in record,
+             "person_account": int(bool(record.get("IsPersonAccount"))),
+             "modified": _sf_time(record.get("LastModifiedDate")),
+             "stamp": _stamp_key(record.get("SystemModstamp")) or None,
+             "generation": self.generation})
         self.db.conn.executemany(
             "INSERT OR IGNORE INTO index_phones (record_id, field, e164, raw) VALUES (?, ?, ?, ?)",
             [[record_id, field, key, raw] for field, key, raw in phones])
@@ -277,7 +290,7 @@ class SyncReport:
 
     skipped: str | None = None      # why nothing ran: "off", "not connected", "lease held"
     full: bool = False              # a full sync was started by this run
-    pages: int = 0                  # keyset pages read
+    pages: int = 0                  # pages of the full sync read (keyset or Bulk results)
     changes: int = 0                # rows the incremental round read
     api_calls: int = 0
     failed: str | None = None       # the catalogue code that stopped it
@@ -315,9 +328,12 @@ class _Sync:
         if _state(self.store.db, INDEX).get("org_id") not in (None, org.org_id):
             clear(self.store)
         with self.store.transaction() as db:
-            _save_state(db, INDEX, org_id=org.org_id, instance_url=org.instance_url)
+            _save_state(db, INDEX, org_id=org.org_id, instance_url=org.instance_url,
+                        connected_as=connected_as(self.settings))
 
     def _full_due(self) -> bool:
+        """Never synced in full, the last full sync older than ``index_full_days``, or no news
+        from the org for longer than the recycle bin keeps deletions."""
         db = self.store.db
         states = [_state(db, name) for name in OBJECTS]
         if any(s.get("phase") is None for s in states):
@@ -326,9 +342,10 @@ class _Sync:
             return False    # one is running: resume it
         now = dt.datetime.now(dt.timezone.utc)
         last_full = min(s.get("last_full_at") or "" for s in states)
-        last_round = _state(db, INDEX).get("last_round_at") or ""
+        # the last time the index was known to match the org (a round, or the full sync itself)
+        last_seen = max(_state(db, INDEX).get("last_round_at") or "", last_full)
         return (last_full < now_iso(now - dt.timedelta(days=self.settings.index_full_days))
-                or last_round < now_iso(now - dt.timedelta(days=PURGE_DAYS)))
+                or last_seen < now_iso(now - dt.timedelta(days=PURGE_DAYS)))
 
     def _start_full(self) -> None:
         """Take every object's high-water mark (one composite call) and start its pages."""
@@ -353,8 +370,9 @@ class _Sync:
         threshold = self.settings.index_bulk_threshold
         if not threshold:
             return dict.fromkeys(OBJECTS, "keyset")
-        subrequests = [self.connection.query_subrequest(name, count_soql(name, self.person_accounts))
-                       for name in OBJECTS]
+        subrequests = [
+            self.connection.query_subrequest(name, count_soql(name, self.person_accounts))
+            for name in OBJECTS]
         responses = self._composite(subrequests)
         return {name: "bulk" if response["body"].get("totalSize", 0) > threshold else "keyset"
                 for name, response in zip(OBJECTS, responses)}
@@ -406,10 +424,13 @@ class _Sync:
             if state.get("bulk_locator"):
                 params["locator"] = state["bulk_locator"]
             self.report.api_calls += 1
-            response = self.connection.rest_response("GET", f"jobs/query/{job}/results", params=params)
+            response = self.connection.rest_response("GET", f"jobs/query/{job}/results",
+                                                     params=params)
             locator = response.headers.get("Sforce-Locator") or "null"
             # UTF-8 whatever the Content-Type says (requests would guess ISO-8859-1 for text/csv)
-            self._commit_page(object_name, state, csv_records(response.content.decode("utf-8")),
+            text = response.content.decode("utf-8")
+            del response    # one copy of the page in memory, read row by row
+            self._commit_page(object_name, state, csv_records(text),
                               None if locator == "null" else {"bulk_locator": locator})
 
     def _bulk_create(self, object_name: str, state: dict) -> str:
@@ -443,7 +464,7 @@ class _Sync:
             self.keep_alive()
         return False
 
-    def _commit_page(self, object_name: str, state: dict, records: list[dict],
+    def _commit_page(self, object_name: str, state: dict, records: Iterable[dict],
                      resume: dict | None) -> None:
         """Commit a page of the full sync with where to resume (None: the object is done)."""
         generation = state["generation"]
@@ -473,7 +494,8 @@ class _Sync:
     def _drop_older_generations(db, object_name: str, generation: int) -> None:
         """A full sync's end: records it did not see are gone from the org."""
         old = "SELECT record_id FROM index_records WHERE object = ? AND generation < ?"
-        db.execute(f"DELETE FROM index_phones WHERE record_id IN ({old})", [object_name, generation])
+        db.execute(f"DELETE FROM index_phones WHERE record_id IN ({old})",
+                   [object_name, generation])
         db.execute("DELETE FROM index_records WHERE object = ? AND generation < ?",
                    [object_name, generation])
 
@@ -519,6 +541,13 @@ class _Sync:
                 _save_state(db, object_name, high_water=newest)
 
 
+def connected_as(settings: Settings) -> str:
+    """Who the settings connect as (login host, auth method, user or client): an index built
+    under other settings may be another org's, so it is not used until a sync checks."""
+    who = settings.username if settings.auth_method == "password" else settings.oauth_client_id
+    return f"{settings.login_host()} {settings.auth_method} {who}"
+
+
 def wanted(settings: Settings) -> bool:
     """Whether the index is on and Salesforce is connected (so there is something to sync)."""
     return bool(settings.phone_index and settings.is_configured())
@@ -527,8 +556,9 @@ def wanted(settings: Settings) -> bool:
 def sync(store, full: bool = False, connection_factory: Callable[..., Connection] = connection_for,
          keep_alive: Callable[[], None] = lambda: None) -> SyncReport:
     """Bring the index up to date: resume or start a full sync when one is due (or ``full``),
-    then one incremental round. Never raises for Salesforce failures: they are logged (one
-    INDEX_STALE row: callers are still named from the index as it is) and reported.
+    then one incremental round. Never raises for a failure of Salesforce or of an answer: it
+    is logged (one INDEX_STALE row: callers are still named from the index as it is) and
+    reported in ``failed``.
 
     Callers other than core/jobs.py use ``jobs.sync_index``, which holds the lease that keeps
     one process syncing at a time; ``keep_alive`` is called after each page to renew it.
@@ -545,19 +575,23 @@ def sync(store, full: bool = False, connection_factory: Callable[..., Connection
         work.run(full)
     except SalesforceError as exc:
         report.failed = exc.code
-        _stale(store, exc)
+        _stale(store, exc.code, exc.detail)
+    except Exception as exc:  # an answer we did not expect: logged, never a traceback
+        report.failed = errors.report_failure(store, OPERATION, exc).code
+        _stale(store, report.failed, errors.describe_failure(exc)[1])
     else:
         errors.record_recovery(store, "salesforce", OPERATION)
     report.records = count_records(store)
     return report
 
 
-def _stale(store, exc: SalesforceError) -> None:
+def _stale(store, code: str, detail: str) -> None:
     """Log the failed sync: one open INDEX_STALE incident, its detail naming the cause."""
     state = _state(store.db, INDEX)
-    detail = f"{exc.code}: {exc.detail}".strip() + f" (last synced: {state.get('last_round_at') or 'never'})"
+    last = state.get("last_round_at") or "never"
+    detail = f"{code}: {detail}".strip() + f" (last synced: {last})"
     with store.transaction() as db:
-        _save_state(db, INDEX, last_error=exc.code, last_error_at=now_iso())
+        _save_state(db, INDEX, last_error=code, last_error_at=now_iso())
     errors.report_failure(store, OPERATION, STALE, detail=detail)
 
 
@@ -566,12 +600,14 @@ def _stale(store, exc: SalesforceError) -> None:
 # ---------------------------------------------------------------------------------------------
 
 def usable(store, settings: Settings | None = None) -> bool:
-    """Whether lookups answer from the index: on, connected, and built once (one small read)."""
+    """Whether lookups answer from the index: on, connected as when it was last synced, and
+    built once (one small read)."""
     settings = settings or load_settings(store)
     if not wanted(settings):
         return False
-    found = store.conn.execute("SELECT built_at FROM index_sync WHERE scope = ?", [INDEX]).fetchone()
-    return bool(found and found[0])
+    found = store.conn.execute("SELECT built_at, connected_as FROM index_sync WHERE scope = ?",
+                               [INDEX]).fetchone()
+    return bool(found and found[0] and found[1] == connected_as(settings))
 
 
 def find(store, e164: str) -> Contact | None:
@@ -597,7 +633,8 @@ def write_back(store, object_name: str, records: Iterable[dict]) -> None:
     settings = load_settings(store)
     with store.transaction() as db:
         generation = _state(db, object_name).get("generation") or 0
-        _Writer(db, settings.default_region, generation).apply(object_name, records, only_newer=False)
+        writer = _Writer(db, settings.default_region, generation)
+        writer.apply(object_name, records, only_newer=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -637,7 +674,8 @@ def status(store) -> IndexStatus:
     per_object = {}
     for name in OBJECTS:
         state = _state(db, name)
-        records = db.execute("SELECT count(*) FROM index_records WHERE object = ?", [name]).fetchone()[0]
+        records = db.execute("SELECT count(*) FROM index_records WHERE object = ?",
+                             [name]).fetchone()[0]
         per_object[name] = {"phase": state.get("phase"), "records": records,
                             "last_full_at": state.get("last_full_at"),
                             "api_calls": state.get("api_calls") or 0}
@@ -646,8 +684,8 @@ def status(store) -> IndexStatus:
     age = (now - dt.datetime.fromisoformat(last)).total_seconds() if last else None
     next_run = None
     if wanted(settings):
-        next_run = now_iso(dt.datetime.fromisoformat(last) + dt.timedelta(minutes=settings.index_minutes)
-                           if last else now)
+        every = dt.timedelta(minutes=settings.index_minutes)
+        next_run = now_iso(dt.datetime.fromisoformat(last) + every if last else now)
     return IndexStatus(
         state=_state_name(settings, index, per_object), records=count_records(store),
         numbers=db.execute("SELECT count(DISTINCT e164) FROM index_phones").fetchone()[0],

@@ -142,9 +142,10 @@ def index_keys(raw, default_region=DEFAULT_REGION):
 
 def _region(default_region):
     try:
-        return default_region if default_region in phonenumbers.SUPPORTED_REGIONS else DEFAULT_REGION
+        supported = default_region in phonenumbers.SUPPORTED_REGIONS
     except TypeError:  # an unhashable region
         return DEFAULT_REGION
+    return default_region if supported else DEFAULT_REGION
 
 
 def _as_text(raw):
@@ -158,8 +159,7 @@ def _as_text(raw):
         return bytes.decode(bytes(memoryview(raw)[:MAX_INPUT_CHARS * 4]), "utf-8", errors="replace")
     if isinstance(raw, bool):
         return repr(raw)
-    text = str(raw)
-    return str.__str__(text) if isinstance(text, str) else None
+    return str.__str__(str(raw))
 
 
 @functools.lru_cache(maxsize=8192)

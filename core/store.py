@@ -180,7 +180,7 @@ def _migration_2(db: sqlite_utils.Database) -> None:
                         "last_round_at": str, "records": int, "api_calls": int,
                         "last_error": str, "last_error_at": str, "org_id": str,
                         "instance_url": str, "built_at": str, "method": str, "bulk_job": str,
-                        "bulk_locator": str}, "scope"),
+                        "bulk_locator": str, "connected_as": str}, "scope"),
     }
     defaults = {"index_records": {"generation": 0, "is_person_account": 0},
                 "index_sync": {"generation": 0, "records": 0, "api_calls": 0}}

@@ -35,7 +35,8 @@ def _snapshot(store) -> tuple[list, list]:
         "SELECT record_id, object, company, person, account_id, is_person_account, last_modified, "
         "system_modstamp FROM index_records ORDER BY record_id").fetchall()
     phones = store.conn.execute(
-        "SELECT record_id, field, e164, raw FROM index_phones ORDER BY record_id, field, e164").fetchall()
+        "SELECT record_id, field, e164, raw FROM index_phones ORDER BY record_id, field, e164"
+    ).fetchall()
     return records, phones
 
 
@@ -211,7 +212,8 @@ def _winner_case(emu, case: str, national: str):
 
 
 WINNER_CASES = ["contact_beats_account_and_lead", "account_beats_lead", "newest_contact_wins",
-                "tie_goes_to_the_smallest_id", "converted_lead_is_left_out", "person_account_mobile"]
+                "tie_goes_to_the_smallest_id", "converted_lead_is_left_out",
+                "person_account_mobile"]
 
 
 @pytest.mark.parametrize("case", WINNER_CASES)
@@ -330,7 +332,8 @@ def test_changes_made_while_the_initial_sync_pages_are_read_are_in_the_index(tmp
 # ---------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("outage", ["down", "daily_limit"])
-def test_with_salesforce_down_known_callers_are_named_and_the_log_says_stale(tmp_path, sf_emu, outage):
+def test_with_salesforce_down_known_callers_are_named_and_the_log_says_stale(tmp_path, sf_emu,
+                                                                            outage):
     national, e164 = fresh()
     sf_emu.add_record("Contact", {"LastName": "既知", "Phone": national})
     store = _new_store(tmp_path, sf_emu)
@@ -343,8 +346,11 @@ def test_with_salesforce_down_known_callers_are_named_and_the_log_says_stale(tmp
     assert first.failed and second.failed
     stale = error_rows(store, "INDEX_STALE")
     assert len(stale) == 1 and stale[0]["count"] == 2 and stale[0]["open"]
+    assert "up to date" in stale[0]["message"]
     assert first.failed in stale[0]["detail"]
     assert index.status(store).state == "stale"
+    result = run_cli(store.home, "index", "sync")
+    assert result.exit_code == 1 and f"Error: {first.failed}" in result.output
     display = Resolver(store).resolve(e164)
     assert (display["status"], display["person"]) == ("matched", "既知")
 
@@ -405,7 +411,8 @@ def test_the_cli_syncs_shows_and_clears_the_index(tmp_path, sf_emu):
     assert "Phone index: empty" in run_cli(store.home, "index", "status").output
 
 
-def test_objects_above_the_bulk_threshold_are_read_by_a_bulk_query_job(tmp_path, paged, monkeypatch):
+def test_objects_above_the_bulk_threshold_are_read_by_a_bulk_query_job(tmp_path, paged,
+                                                                       monkeypatch):
     keyset = _new_store(tmp_path, paged, "keyset")
     save_settings(keyset, {"index_bulk_threshold": 0})
     jobs.sync_index(keyset)
@@ -460,3 +467,117 @@ def test_a_full_resync_drops_records_gone_without_a_trace(tmp_path, sf_emu):
     assert index.find(store, e164).person == "消滅"    # a round cannot see it
     report = jobs.sync_index(store, full=True)
     assert report.full and index.find(store, e164) is None
+
+
+def test_the_cli_explains_a_missing_instance_and_a_missing_connection(tmp_path):
+    result = run_cli(tmp_path / "nothing", "index", "status")
+    assert result.exit_code != 0 and "No sfcti instance" in result.output
+    store = Store(tmp_path / "unconnected")
+    result = run_cli(store.home, "index", "sync")
+    assert result.exit_code == 1 and "not connected" in result.output
+    assert "Phone index: not connected" in run_cli(store.home, "index", "status").output
+
+
+def test_every_generated_stored_form_is_indexed_and_answers_the_design_winner(tmp_path):
+    """The generator records the numbers it wrote into each phone value (every form people type,
+    odd ones included): each is found in the index, and a lookup of each gives the DESIGN §3
+    winner among the records the generator put it in, with zero API calls."""
+    from emulator import Emulator
+    from emulator.datagen import generate_org
+
+    org = generate_org(size=1000, seed=11, person_accounts=True)
+    holders: dict[str, list[tuple[int, str, str]]] = {}
+    priority = {"Contact": 0, "Account": 1, "Lead": 2}
+    for (record_id, field), numbers in org.phone_truth.items():
+        object_name, record = org.get(record_id)
+        hidden = object_name == "Contact" and record.get("IsPersonAccount")
+        if record.get("IsConverted") or hidden:
+            continue
+        for number in numbers:
+            holders.setdefault(number.e164, []).append(
+                (priority[object_name], record["LastModifiedDate"], record_id))
+    with Emulator(org) as emu:
+        store = _new_store(tmp_path, emu)
+        assert jobs.sync_index(store).failed is None
+        emu.reset_counters()
+        resolver = Resolver(store)
+        wrong = []
+        for e164, found in holders.items():
+            best = min(found, key=lambda h: (h[0], _negated(h[1]), h[2]))
+            if resolver.resolve(e164)["record_id"] != best[2]:
+                wrong.append(e164)
+        assert wrong == [] and len(holders) > 900
+        assert rest_calls(emu) == 0
+
+
+def _negated(stamp: str) -> tuple:
+    """A sort key putting newer Salesforce datetimes first."""
+    return tuple(-ord(ch) for ch in stamp)
+
+
+@pytest.mark.parametrize("days_ago, full", [(6, False), (8, True)])
+def test_a_full_resync_runs_weekly(tmp_path, sf_emu, days_ago, full):
+    store = _new_store(tmp_path, sf_emu)
+    assert jobs.sync_index(store).full
+    then = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=days_ago)).isoformat()
+    with store.transaction() as db:     # as if the last full sync had run ``days_ago`` days ago
+        db.execute("UPDATE index_sync SET last_full_at = ? WHERE scope != '_index'", [then])
+    assert jobs.sync_index(store).full is full
+
+
+def test_an_account_turned_person_account_is_shown_as_a_person_after_the_next_round(tmp_path,
+                                                                                     sf_emu):
+    national, e164 = fresh()
+    account = sf_emu.add_record("Account", {"Name": "法人化前", "Phone": national})
+    store = _new_store(tmp_path, sf_emu)
+    jobs.sync_index(store)
+    assert _person(store, e164) == ("Account", "法人化前", None)
+    sf_emu.edit_record(account, IsPersonAccount=True, LastName="個人化")
+    jobs.sync_index(store)
+    assert _person(store, e164) == ("Account", None, "個人化")
+
+
+def test_a_written_back_contact_keeps_its_account_and_follows_a_rename(tmp_path, sf_emu):
+    (old_n, _), (new_n, new_e) = fresh(), fresh()
+    account = sf_emu.add_record("Account", {"Name": "書戻商事", "Phone": "03-0000-0001"})
+    contact = sf_emu.add_record("Contact", {"LastName": "書戻", "Phone": old_n,
+                                            "AccountId": account})
+    store = _new_store(tmp_path, sf_emu)
+    jobs.sync_index(store)
+    # a number changed since the last round: the live lookup finds it and writes it back
+    sf_emu.org.update_record("Contact", contact, {"Phone": new_n})
+    assert Resolver(store).resolve(new_e)["company"] == "書戻商事"
+    stored = store.conn.execute("SELECT account_id, system_modstamp FROM index_records "
+                                "WHERE record_id = ?", [contact]).fetchone()
+    assert stored[0] == account and stored[1]     # kept: the lookup does not read them
+    sf_emu.edit_record(account, Name="書戻商事（新）")
+    jobs.sync_index(store)
+    assert _person(store, new_e) == ("Contact", "書戻商事（新）", "書戻")
+
+
+def test_the_nightly_run_registers_callers_from_the_index_with_zero_calls(store, host, sf_emu):
+    from plugin.call import Call
+
+    national, e164 = fresh()
+    sf_emu.add_record("Contact", {"LastName": "夜間", "FirstName": "登録",
+                                  "Phone": f"TEL {national}（代表）"})
+    save_emu_settings(store, sf_emu)
+    jobs.sync_index(store)
+    sf_emu.reset_counters()
+    host.hook.on_call_ended(call=Call(remote_number=national).end(duration=10))
+    report = jobs.register_contacts_for_day(store)
+    assert (report.registered, report.failed) == (1, None)
+    assert store.get_contact(e164)["person"] == "夜間 登録"
+    assert rest_calls(sf_emu) == 0
+    forget_connection(store)
+
+
+def test_connected_as_someone_else_the_index_waits_for_a_sync(tmp_path, sf_emu):
+    national, e164 = fresh()
+    sf_emu.add_record("Contact", {"LastName": "別接続", "Phone": national})
+    store = _new_store(tmp_path, sf_emu)
+    jobs.sync_index(store)
+    save_settings(store, {"username": "someone.else@example.com"})
+    assert not index.usable(store)      # perhaps another org: lookups go live meanwhile
+    save_settings(store, {"username": sf_emu.username})
+    assert index.usable(store) and index.find(store, e164).person == "別接続"

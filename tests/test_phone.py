@@ -390,7 +390,8 @@ TYPED_FORMS = [
     ("［03］1234-5678", TOKYO, None), ("[03] 1234-5678", TOKYO, None), ("【03】1234-5678", TOKYO, None),
     ("〔03〕1234-5678", TOKYO, None), ("（０３）１２３４－５６７８", TOKYO, None),
     # every plus
-    ("＋81 3-1234-5678", TOKYO, None), ("﹢81 3-1234-5678", TOKYO, None), ("⁺81312345678", TOKYO, None),
+    ("＋81 3-1234-5678", TOKYO, None), ("﹢81 3-1234-5678", TOKYO, None),
+    ("⁺81312345678", TOKYO, None),
     # every space
     ("03\u30001234\u30005678", TOKYO, None), ("03\u00a01234\u00a05678", TOKYO, None),
     ("03\u20091234\u20095678", TOKYO, None), ("03\u202f1234\u202f5678", TOKYO, None),
@@ -424,11 +425,13 @@ TYPED_FORMS = [
     ("+81 03-1234-5678", TOKYO, None), ("+81-90-1234-5678", MOBILE, None),
     ("(+81) 3-1234-5678", TOKYO, None), ("+81(3)1234-5678", TOKYO, None),
     # dots and groupings
-    ("03.1234.5678", TOKYO, None), ("090.1234.5678", MOBILE, None), ("+81.3.1234.5678", TOKYO, None),
+    ("03.1234.5678", TOKYO, None), ("090.1234.5678", MOBILE, None),
+    ("+81.3.1234.5678", TOKYO, None),
     # international prefixes: 010 (dialled from Japan), 00 (most of the world), bare country code
     ("010-81-3-1234-5678", TOKYO, None), ("0081-3-1234-5678", TOKYO, None),
     ("0081312345678", TOKYO, None), ("00 44 20 7946 0958", LONDON, None),
-    ("81312345678", TOKYO, None), ("81-3-1234-5678", TOKYO, None), ("81 90 1234 5678", MOBILE, None),
+    ("81312345678", TOKYO, None), ("81-3-1234-5678", TOKYO, None),
+    ("81 90 1234 5678", MOBILE, None),
 ]
 
 
@@ -518,3 +521,11 @@ def test_str_subclass_whose_methods_raise_is_read_as_its_value():
 
 def test_bytes_subclass_whose_methods_raise_is_read_as_its_value():
     assert parse_phone(HostileBytes(b"03-1234-5678")).e164 == TOKYO
+
+
+def test_object_whose_str_returns_a_hostile_str_is_read_as_its_value():
+    class Wrapper:
+        def __str__(self):
+            return HostileStr("03-1234-5678")
+
+    assert parse_phone(Wrapper()).e164 == TOKYO
