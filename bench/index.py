@@ -41,8 +41,6 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import phonenumbers  # noqa: E402
-
 ORG_SIZE = 1_000_000
 QUICK_SIZE = 20_000
 LATENCY = 0.020
@@ -57,7 +55,7 @@ SHARED = 10                     # a number on more records than this is a shared
 KEYSET_SIZE = 100_000           # the keyset-pages comparison's org (every object under the threshold)
 DOC = ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- index:begin -->", "<!-- index:end -->"
-PRIORITY = {"Contact": 0, "Account": 1, "Lead": 2}
+FULL_WIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
 MADE: list[pathlib.Path] = []   # the stores' temporary homes, removed at the end (a 1M index is 400 MB)
 
 
@@ -86,64 +84,41 @@ def peak_rss_mb() -> float:
 # ---------------------------------------------------------------------------------------------
 
 class Truth:
-    """The numbers the generator wrote into each phone value, and the winner they imply."""
+    """The numbers the generator wrote into each phone value (``org.phone_truth``), who holds
+    each (bench/resolve.py's ``holders_by_number``) and the DESIGN §3 winner that implies
+    (its ``truth``); kept in step when the bench edits a phone."""
 
     def __init__(self, org):
-        from emulator.datagen import PHONE_FIELDS
-        self.org, self.fields = org, PHONE_FIELDS
-        self.truth = org.phone_truth
-        self.holders: dict[str, set] = {}
-        for (record_id, field), numbers in self.truth.items():
-            for number in numbers:
-                self.holders.setdefault(number.e164, set()).add((record_id, field))
+        self.org, self.truth = org, org.phone_truth
+        self.holders = resolve_bench().holders_by_number(org)
 
     def winner(self, e164: str) -> tuple[str, str] | None:
         """(object, Id) DESIGN §3 picks for ``e164``: Contact > Account > Lead, newest
-        LastModifiedDate, smallest Id; only live records whose value still holds the number."""
-        candidates = []
-        for record_id, field in self.holders.get(e164, ()):
-            if e164 not in {n.e164 for n in self.truth.get((record_id, field), ())}:
-                continue
-            found = self.org.get(record_id)
-            if found is None or not self.eligible(*found):
-                continue
-            candidates.append((PRIORITY[found[0]], found[1]["LastModifiedDate"], record_id, found[0]))
-        if not candidates:
-            return None
-        candidates.sort(key=lambda c: c[2])
-        candidates.sort(key=lambda c: c[1], reverse=True)
-        best = min(candidates, key=lambda c: c[0])
-        return best[3], best[2]
-
-    @staticmethod
-    def eligible(obj: str, record: dict) -> bool:
-        if record.get("IsDeleted"):
-            return False
-        if obj == "Lead":
-            return not record.get("IsConverted")
-        if obj == "Contact":
-            return not record.get("IsPersonAccount")  # the hidden contact of a person account
-        return True
+        LastModifiedDate, smallest Id."""
+        return resolve_bench().truth(self.holders, e164)
 
     def values(self) -> list[tuple[str, str, str, object]]:
         """(object, Id, field, Number) of every number written into a phone value."""
-        rows = []
-        for (record_id, field), numbers in self.truth.items():
-            obj = self.org.object_of(record_id)
-            for number in numbers:
-                rows.append((obj, record_id, field, number))
-        return rows
+        return [(self.org.object_of(record_id), record_id, field, number)
+                for (record_id, field), numbers in self.truth.items() for number in numbers]
 
     def stored(self, record_id: str, field: str) -> str | None:
         found = self.org.get(record_id)
         return found[1].get(field) if found else None
 
     def edit(self, record_id: str, field: str, value: str, e164: str, emu) -> None:
-        """Change a phone through the emulator's control, keeping the truth in step."""
-        from emulator.datagen import Number
+        """Change a phone through the emulator's control, keeping the truth in step (the records
+        in ``holders`` are the org's own, so their LastModifiedDate follows)."""
+        from emulator.datagen import PHONE_FIELDS, Number
+        found = self.org.get(record_id)
+        for old in self.truth.get((record_id, field), ()):
+            elsewhere = [self.truth.get((record_id, other), ()) for other in PHONE_FIELDS[found[0]]
+                         if other != field]
+            if not any(old in numbers for numbers in elsewhere):
+                self.holders[old.e164] = [h for h in self.holders[old.e164] if h[1] is not found[1]]
         emu.edit_record(record_id, **{field: value})
-        self.truth[(record_id, field)] = (Number(e164, (), e164[1:3]),)
-        self.holders.setdefault(e164, set()).add((record_id, field))
+        self.truth[(record_id, field)] = (Number(e164, (), "81"),)
+        self.holders.setdefault(e164, []).append(found)
 
 
 def common_forms(number) -> set[str]:
@@ -185,24 +160,11 @@ def pick_numbers(truth: Truth, rng: random.Random, per_stratum: int, pool: int) 
             "holders": holders}
 
 
-def unknown_numbers(truth: Truth, count: int, rng: random.Random) -> list[str]:
-    """Valid Japanese numbers no phone value of the org holds, as E.164."""
-    found: list[str] = []
-    while len(found) < count:
-        prefix = rng.choice(["3", "6", "45", "52", "90", "80", "70"])
-        rest = 10 - len(prefix) - (0 if prefix in ("90", "80", "70") else 1)
-        e164 = f"+81{prefix}{rng.randint(2, 9)}{rng.randrange(10 ** (rest - 1)):0{rest - 1}d}"
-        if e164 not in truth.holders and e164 not in found \
-                and phonenumbers.is_valid_number(phonenumbers.parse(e164, None)):
-            found.append(e164)
-    return found
-
-
 def edit_targets(truth: Truth, count: int, rng: random.Random) -> list[tuple[str, str, str, str]]:
     """(Id, field, new stored value, its E.164) for ``count`` records' Phone: new IP-phone
     numbers nobody holds, typed in assorted forms (common and odd)."""
     records = [(obj, r) for obj in ("Contact", "Account", "Lead") for r in truth.org.records[obj]
-               if r.get("Phone") and Truth.eligible(obj, r)]
+               if r.get("Phone") and resolve_bench()._eligible(obj, r)]
     edits, used = [], set()
     for obj, record in rng.sample(records, count):
         while True:
@@ -213,8 +175,8 @@ def edit_targets(truth: Truth, count: int, rng: random.Random) -> list[tuple[str
                 break
         groups = ("050", local[:4], local[4:])
         value = rng.choice(["-".join(groups), "".join(groups), f"+81 50 {groups[1]} {groups[2]}",
-                            "－".join(groups).translate(str.maketrans("0123456789", "０１２３４５６７８９")),
-                            f"TEL {'-'.join(groups)}", "‐".join(groups), f"{'-'.join(groups)}（代表）"])
+                            "－".join(groups).translate(FULL_WIDTH), f"TEL {'-'.join(groups)}",
+                            "‐".join(groups), f"{'-'.join(groups)}（代表）"])
         edits.append((record["Id"], "Phone", value, e164))
     return edits
 
@@ -229,7 +191,7 @@ def serve(pipe, size: int, seed: int, latency: float, needs: dict) -> None:
     truth = Truth(org)
     rng = random.Random(seed)
     numbers = pick_numbers(truth, rng, needs["per_stratum"], needs["pool"])
-    unknown = unknown_numbers(truth, needs["unknown"], rng)
+    unknown = resolve_bench().unknown_numbers(truth.holders, needs["unknown"], rng)
     with Emulator(org) as emu:
         emu.faults.latency = latency
         pipe.send({"login_url": emu.login_url, "ca_path": emu.ca_path, "username": emu.username,
@@ -348,7 +310,7 @@ def cold_lookups(emu: Emu, stores: dict, numbers: dict, rng: random.Random) -> d
     resolvers = {side: Resolver(store) for side, store in stores.items()}
     for resolver in resolvers.values():
         resolver.connection_factory(resolver.store)  # log in before the clock starts
-    out = {side: {"ms": [], "by_number": {}, "calls": own_calls(store)} for side, store in stores.items()}
+    out = {side: {"ms": [], "by_number": {}, "api": own_calls(store)} for side, store in stores.items()}
     for stratum in ("common", "odd"):
         for side in out:
             out[side][stratum] = {"n": 0, "match": 0, "right": 0}
@@ -365,7 +327,7 @@ def cold_lookups(emu: Emu, stores: dict, numbers: dict, rng: random.Random) -> d
                 figures["match"] += got is not None
                 figures["right"] += got == tuple(winner)
     for side, store in stores.items():
-        out[side]["calls"] = own_calls(store) - out[side]["calls"]
+        out[side]["api"] = own_calls(store) - out[side]["api"]
     return out
 
 
@@ -490,7 +452,7 @@ def report(env: dict, r: dict) -> str:
          f"{rate(lv['common'], 'right'):.1%} / {rate(lv['odd'], 'right'):.1%}", ""),
         ("right record, the org's mix", f"{weighted(ix, 'right', odd_share):.1%}",
          f"{weighted(lv, 'right', odd_share):.1%}", ""),
-        (f"API calls, these {n_cold} first calls", f"{ix['calls']}", f"{lv['calls']}", ""),
+        (f"API calls, these {n_cold} first calls", f"{ix['api']}", f"{lv['api']}", ""),
         ("screen p50, cold number (first call), ms", f"{p50['index']:.2f}", f"{p50['live']:.1f}",
          ratio(p50["live"], p50["index"])),
         ("**screen p99, cold number (first call), ms** (target < 1 ms)", f"**{p99['index']:.2f}**",
@@ -531,7 +493,7 @@ def report(env: dict, r: dict) -> str:
     round_calls = ROUNDS_PER_DAY * r["idle"]["api"]
     for d in r["days"]:
         total_index = d["index"] + round_calls
-        lines.append(f"| {d['calls']:,} | {d['distinct']:,} | {d['index']} + {round_calls} = "
+        lines.append(f"| {d['per_day']:,} | {d['distinct']:,} | {d['index']} + {round_calls} = "
                      f"{total_index:,} | {d['live']:,} | {ratio(d['live'], total_index)} |")
     lines += ["", "Weekly full re-sync: the initial sync's calls once a week "
               f"(about {sync['api'] / 7:.0f} a day for this org).", ""]
@@ -572,14 +534,14 @@ def shared_rows(holders: dict, cold: dict, percentile) -> list[tuple]:
 def sync_lines(sync: dict, records: int, title: str) -> list[str]:
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(sync["by_kind"].items()) if k != "login")
     server_s = sum(sync["server_s"].values())
+    spent = ", ".join(f"{k} {v:.1f} s" for k, v in sorted(sync["server_s"].items()))
     return [f"{title}, in a child process, of {records:,} records: **{sync['wall']:.0f} s** wall "
             f"({records / sync['wall']:,.0f} records/s), **{sync['api']} API calls** ({kinds}), "
             f"peak memory of the syncing process **{sync['peak_mb']:.0f} MB** VmHWM "
             f"({sync['peak_before_mb']:.0f} MB after its imports; target < 200 MB), database "
             f"**{sync['db_mb']:.0f} MB**; {sync['report']['records']:,} records indexed. "
-            f"Of the wall time, the emulator spent {server_s:.0f} s answering "
-            f"({', '.join(f'{k} {v:.0f} s' for k, v in sorted(sync['server_s'].items()) if v >= 1)}) "
-            f"(the added latency included); the rest, about {sync['wall'] - server_s:.0f} s, is the "
+            f"Of the wall time, the emulator spent {server_s:.0f} s answering ({spent}; the added "
+            f"latency included); the rest, about {sync['wall'] - server_s:.0f} s, is the "
             "syncing process's own work and its waits between polls of a Bulk job."]
 
 
@@ -606,6 +568,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="also sync an org of this size in keyset pages only (0: skip; "
                              "--quick skips it)")
     parser.add_argument("--profile", action="store_true", help="cProfile the initial sync")
+    parser.add_argument("--sync-only", action="store_true", help="stop after the initial sync")
     parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
     parser.add_argument("--sync-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -631,6 +594,8 @@ def main(argv: list[str] | None = None) -> None:
         results["sync"] = initial_sync(emu, store_index, args.profile)
         print(f"  {results['sync']['wall']:.0f} s, {results['sync']['api']} calls, "
               f"{results['sync']['peak_mb']:.0f} MB", flush=True)
+        if args.sync_only:
+            return
         results["idle"] = idle_round(store_index)
         stores = {"index": store_index, "live": store_live}
         print("cold lookups, both sides...", flush=True)
@@ -642,7 +607,7 @@ def main(argv: list[str] | None = None) -> None:
         for calls in DAYS:
             print(f"a day of {calls:,} calls, both sides...", flush=True)
             figures = day(env, store_index, calls, known, unknown, rng)
-            figures["calls"] = calls
+            figures["per_day"] = calls
             results["days"].append(figures)
             taken = figures["callers"]
             known, unknown = known[taken:], unknown[int(taken * UNKNOWN_SHARE) + 1:]
