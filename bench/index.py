@@ -534,7 +534,7 @@ def shared_rows(holders: dict, cold: dict, percentile) -> list[tuple]:
 def sync_lines(sync: dict, records: int, title: str) -> list[str]:
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(sync["by_kind"].items()) if k != "login")
     server_s = sum(sync["server_s"].values())
-    spent = ", ".join(f"{k} {v:.1f} s" for k, v in sorted(sync["server_s"].items()))
+    spent = ", ".join(f"{k} {v:.1f} s" for k, v in sorted(sync["server_s"].items()) if k != "login")
     return [f"{title}, in a child process, of {records:,} records: **{sync['wall']:.0f} s** wall "
             f"({records / sync['wall']:,.0f} records/s), **{sync['api']} API calls** ({kinds}), "
             f"peak memory of the syncing process **{sync['peak_mb']:.0f} MB** VmHWM "
