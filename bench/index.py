@@ -574,6 +574,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.sync_child:
         return sync_child(args.sync_child)
+    try:
+        run(args)
+    finally:
+        for home in MADE:
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def run(args: argparse.Namespace) -> None:
+    """The benchmark proper (main removes the stores it made afterwards)."""
     size = QUICK_SIZE if args.quick else args.size
     started = time.perf_counter()
     rng = random.Random(args.seed)
@@ -616,12 +625,8 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         parent.send(("stop",))
         process.join(timeout=30)
-    try:
-        if args.keyset_size and not args.quick:
-            results["keyset"] = keyset_sync(args.keyset_size, args.seed)
-    finally:
-        for home in MADE:
-            shutil.rmtree(home, ignore_errors=True)
+    if args.keyset_size and not args.quick:
+        results["keyset"] = keyset_sync(args.keyset_size, args.seed)
     results["bench_s"] = time.perf_counter() - started
     text = report(env, results)
     print()
