@@ -20,7 +20,6 @@ cold) or run at the same time on their own host threads (hanging), so machine no
 from __future__ import annotations
 
 import concurrent.futures
-import importlib.util
 import os
 import pathlib
 import platform
@@ -42,13 +41,9 @@ HANG_SEED_RINGS = 8     # each waits the full read timeout: 2 rounds of 4 thread
 
 def seed_strategy_class():
     """``SeedStrategy`` from bench/resolve.py, imported (not copied); importing runs no bench."""
-    module = sys.modules.get("bench_resolve")
-    if module is None:
-        spec = importlib.util.spec_from_file_location("bench_resolve", ROOT / "bench" / "resolve.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["bench_resolve"] = module
-        spec.loader.exec_module(module)
-    return module.SeedStrategy
+    from bench.resolve import SeedStrategy
+
+    return SeedStrategy
 
 
 def new_seed(emu, org, timeout: tuple[float, float]):

@@ -26,10 +26,8 @@ encoded into each stored value) and the DESIGN §3 rules applied to it, never fr
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import multiprocessing
-import os
 import pathlib
 import random
 import re
@@ -61,13 +59,9 @@ MADE: list[pathlib.Path] = []   # the stores' temporary homes, removed at the en
 
 def resolve_bench():
     """bench/resolve.py as a module (its helpers are reused, not copied); importing runs no bench."""
-    module = sys.modules.get("bench_resolve")
-    if module is None:
-        spec = importlib.util.spec_from_file_location("bench_resolve", ROOT / "bench" / "resolve.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["bench_resolve"] = module
-        spec.loader.exec_module(module)
-    return module
+    import bench.resolve
+
+    return bench.resolve
 
 
 def peak_rss_mb() -> float:
