@@ -228,6 +228,20 @@ def browser():
         browser.close()
 
 
+@pytest.fixture
+def page(browser, admin_server):
+    """A fresh Japanese browser tab on the served admin; JavaScript dialogs (there should be
+    none) are dismissed and kept in ``page.dialogs``. A module may define its own."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="ja-JP",
+                                  extra_http_headers={"Accept-Language": "ja"})
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    page.dialogs = []
+    page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
+    yield page
+    context.close()
+
+
 @pytest.fixture(scope="module")
 def served_app(tmp_path_factory):
     """An admin app on its own instance folder, one per test module (a server thread serves one

@@ -21,18 +21,6 @@ def emu():
         yield emu
 
 
-@pytest.fixture
-def page(browser, admin_server):
-    context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="ja-JP",
-                                  extra_http_headers={"Accept-Language": "ja"})
-    context.set_default_timeout(10_000)
-    page = context.new_page()
-    page.dialogs = []
-    page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
-    yield page
-    context.close()
-
-
 def fill_salesforce(page, emu, password: str) -> None:
     page.goto(page.url.split("/", 3)[0] + "//" + page.url.split("/", 3)[2] + "/settings/")
     page.fill("#username", emu.username)

@@ -31,16 +31,6 @@ def emu():
         yield emu
 
 
-@pytest.fixture
-def page(browser, admin_server):
-    context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="ja-JP",
-                                  extra_http_headers={"Accept-Language": "ja"})
-    context.set_default_timeout(10_000)
-    page = context.new_page()
-    yield page
-    context.close()
-
-
 def reload_until(page, selector: str, text: str, timeout: float = 30.0) -> str:
     """Reload the page as an admin would until ``selector`` shows ``text``; what it shows last."""
     deadline = time.monotonic() + timeout
