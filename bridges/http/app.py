@@ -33,9 +33,9 @@ from urllib.parse import unquote_to_bytes
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
-from bridges.host import load_host
+from bridges.host import BoundedScreens, load_host
 from core import history
-from core.runtime import WorkerPool, fallback_display, runtime_for
+from core.runtime import fallback_display, runtime_for
 from core.store import ENV_HOME, home_path
 from plugin.call import Call, new_call_id
 
@@ -357,35 +357,28 @@ class LookupService:
     def __init__(self, home: str):
         self.pm = load_host()
         self.runtime = runtime_for(home)
+        self.screens = BoundedScreens(self.pm, self.runtime.settings, "sfcti-http", GUARD_THREADS,
+                                      grace=GRACE_SECONDS)
         # read now: a long-running host starts its scheduler before the first call comes
-        self.budget_ms = self.runtime.settings().screen_budget_ms
-        self.pool = WorkerPool("sfcti-http", GUARD_THREADS)
+        self.screens.budget = self.runtime.settings().screen_budget_ms / 1000.0
         self._stripes = [threading.Lock() for _ in range(LOCK_STRIPES)]
 
     def screen(self, call: Call, started: float) -> dict:
         """The call's display from its hook, or the fallback display if the hook (or anything
         under it) has not answered by the budget."""
-        hook = self.pm.hook.on_incoming_call if call.direction == "inbound" \
-            else self.pm.hook.on_outgoing_call
-        future = self.pool.submit(self._screen_task, hook, call)
         try:
-            display = future.result(timeout=self._remaining(started))
+            display = self.screens.screen(call, started)
         except Exception:  # timed out, or failed past the hook's own guard
             display = None
         return display or fallback_display(call)
-
-    def _screen_task(self, hook, call: Call) -> dict | None:
-        display = hook(call=call)
-        self.budget_ms = self.runtime.settings().screen_budget_ms  # cached: one small read
-        return display
 
     def end(self, call: Call, started: float) -> tuple[str, dict | None]:
         """End the call through ``on_call_ended``: ("recorded", row) when this request recorded
         it, ("repeat", row) when it was recorded before, ("failed", None) when it could not be
         (the error log says why), ("pending", None) when that is not known within the budget."""
-        future = self.pool.submit(self._end_task, call)
+        future = self.screens.submit(self._end_task, call)
         try:
-            return future.result(timeout=self._remaining(started))
+            return future.result(timeout=self.screens.remaining(started))
         except TimeoutError:  # still writing (a busy database): the worker carries on
             return "pending", None
         except Exception:  # the history could not be read: the error is the service log's
@@ -409,12 +402,9 @@ class LookupService:
         except history.CallNotFound:
             return None
 
-    def _remaining(self, started: float) -> float:
-        return max(0.0, self.budget_ms / 1000.0 + GRACE_SECONDS - (time.monotonic() - started))
-
     def close(self) -> None:
         """Let the worker threads end."""
-        self.pool.stop()
+        self.screens.stop()
 
 
 # ---------------------------------------------------------------------------------------------

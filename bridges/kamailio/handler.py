@@ -36,10 +36,9 @@ import unicodedata
 os.environ["SFCTI_JOBS"] = "off"  # before the runtime is made: no scheduler in the workers
 os.environ["SFCTI_LOOKUP_THREADS"] = "2"  # a worker handles one message at a time
 
-from bridges.host import load_host  # noqa: E402
+from bridges.host import BoundedScreens, load_host  # noqa: E402
 from bridges.kamailio.config import AgentRule  # noqa: E402
-from core.runtime import WorkerPool, runtime_for  # noqa: E402
-from core.settings import Settings  # noqa: E402
+from core.runtime import runtime_for  # noqa: E402
 from plugin.call import Call  # noqa: E402
 
 try:
@@ -170,34 +169,23 @@ class BoundedHooks:
     """
 
     def __init__(self):
-        self._pid = None
-        self._pool = None
-        self.budget = Settings.screen_budget_ms / 1000.0   # until this process reads the settings
+        self.screens = BoundedScreens(HOST, lambda: runtime_for().settings(), "sfcti-kamailio",
+                                      HOOK_THREADS)
 
-    def _workers(self) -> WorkerPool:
-        if self._pid != os.getpid():      # threads do not survive Kamailio's fork
-            self._pool, self._pid = WorkerPool("sfcti-kamailio", HOOK_THREADS), os.getpid()
-        return self._pool
-
-    def screen(self, hook, call: Call, started: float) -> dict | None:
+    def screen(self, call: Call, started: float) -> dict | None:
         """The hook's display, or None when it fails or outlasts the budget counted from
         ``started`` (time.monotonic())."""
-        future = self._workers().submit(self._screen, hook, call)
         try:
-            display = future.result(timeout=max(0.0, self.budget - (time.monotonic() - started)))
+            display = self.screens.screen(call, started)
         except concurrent.futures.TimeoutError:
-            _log_error(f"sfcti: {hook.name} gave no answer within {self.budget * 1000:.0f} ms; "
-                       f"the call goes on unchanged")
+            _log_error(f"sfcti: the {call.direction} screen gave no answer within "
+                       f"{self.screens.budget * 1000:.0f} ms; the call goes on unchanged")
             return None
         except Exception as exc:
-            _log_error(f"sfcti: {hook.name} failed: {exc!r}; the call goes on unchanged")
+            _log_error(f"sfcti: the {call.direction} screen failed: {exc!r}; "
+                       f"the call goes on unchanged")
             return None
-        self.settle(min(SETTLE_SECONDS, self.budget - (time.monotonic() - started)))
-        return display
-
-    def _screen(self, hook, call: Call):
-        display = hook(call=call)
-        self.budget = runtime_for().settings().screen_budget_ms / 1000.0
+        self.settle(min(SETTLE_SECONDS, self.screens.remaining(started)))
         return display
 
     def end(self, call: Call, shown: dict | None) -> None:
@@ -272,11 +260,10 @@ class KamailioBridge:
     def _initial_invite(self, started: float) -> None:
         call = self._call_of_request()
         KSR.pv.sets(DIALOG_VAR, call_facts_json(call))
+        display = self.hooks.screen(call, started)
         if call.direction == "outbound":
-            display = self.hooks.screen(HOST.hook.on_outgoing_call, call, started)
             self._name_called_party(display, call)
         else:
-            display = self.hooks.screen(HOST.hook.on_incoming_call, call, started)
             self._name_caller(display)
         if isinstance(display, dict):
             KSR.pv.sets(SHOWN_VAR, json.dumps(display, ensure_ascii=False))
