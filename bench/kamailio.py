@@ -228,7 +228,8 @@ def report(figures: dict) -> str:
         _row("registered contacts", figures["registered"],
              "target: under 1 ms added median"),
         _row("first call of a number (cold cache)", figures["cold"],
-             "one live lookup (composite request) per INVITE"),
+             "one live lookup (composite request) per INVITE: the phone index is not built "
+             "here, and the live lookup misses numbers stored in odd forms"),
         "",
         f"Memory per UDP worker after the calls ({CHILDREN} workers each, mean over the workers): "
         f"without the bridge {mean('relay', 0):.1f} MB RSS / {mean('relay', 1):.1f} MB PSS; "
