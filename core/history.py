@@ -247,6 +247,27 @@ def numbers_called(store, start: str, end: str) -> list[str]:
         "AND e164 IS NOT NULL", [start, end])]
 
 
+def get_calls(store, call_ids: list[str]) -> dict[str, dict]:
+    """``{call_id: history row}`` for those of ``call_ids`` in the history."""
+    found: dict[str, dict] = {}
+    for start in range(0, len(call_ids), 500):
+        chunk = call_ids[start:start + 500]
+        cursor = store.conn.execute(
+            f"SELECT {', '.join(CALL_COLUMNS)} FROM calls WHERE call_id IN "
+            f"({', '.join('?' for _ in chunk)})", chunk)
+        found.update((row[0], dict(zip(CALL_COLUMNS, row))) for row in cursor.fetchall())
+    return found
+
+
+def agents_seen(store, limit: int = 1000) -> list[dict]:
+    """The agents of the history: ``{"agent_id", "calls", "last_call_at"}``, the most recently
+    seen first."""
+    cursor = store.conn.execute(
+        "SELECT agent_id, count(*), max(started_at) FROM calls WHERE agent_id IS NOT NULL "
+        "AND agent_id != '' GROUP BY agent_id ORDER BY max(started_at) DESC LIMIT ?", [int(limit)])
+    return [{"agent_id": a, "calls": n, "last_call_at": at} for a, n, at in cursor.fetchall()]
+
+
 def count_calls(store, search: str | None = None) -> int:
     """How many calls :func:`list_calls` would page through."""
     where, params = substring_filter(search, SEARCHED_COLUMNS)

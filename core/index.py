@@ -631,6 +631,19 @@ def find(store, e164: str) -> Contact | None:
                    last_modified=last_modified)
 
 
+def accounts_of(store, record_ids: list[str]) -> dict[str, tuple[str | None, bool]]:
+    """``{record_id: (its account's Id, whether it is a person account)}`` for those of
+    ``record_ids`` in the index (a Contact's AccountId; an Account's own flag). No API call."""
+    found: dict[str, tuple[str | None, bool]] = {}
+    for start in range(0, len(record_ids), 500):
+        chunk = record_ids[start:start + 500]
+        cursor = store.conn.execute(
+            "SELECT record_id, account_id, is_person_account FROM index_records WHERE record_id IN "
+            f"({', '.join('?' for _ in chunk)})", chunk)
+        found.update((rid, (account, bool(person))) for rid, account, person in cursor.fetchall())
+    return found
+
+
 def write_back(store, object_name: str, records: Iterable[dict]) -> None:
     """Records a live lookup just found, into the index: they are as current as anything the
     index holds (their next sync round adds what a lookup does not read, SystemModstamp)."""

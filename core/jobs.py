@@ -17,12 +17,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-import os
-import socket
-import uuid
 from typing import Callable
 
-from core import errors, index, registration
+from core import activity, errors, index, registration
+from core.holders import holder_alive, new_holder
 from core.resolver import Resolver
 from core.settings import DEFAULTS, load_settings
 from core.store import now_iso
@@ -39,33 +37,6 @@ LEASE_SECONDS = 120.0
 # the lease: one process runs a job at a time
 # ---------------------------------------------------------------------------------------------
 
-def new_holder() -> str:
-    """An id for one run: host, pid and a random part (threads of one process differ too)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-
-
-def _holder_alive(holder: str) -> bool:
-    host, _, rest = holder.partition(":")
-    pid = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid.isdigit():
-        return True  # another machine: only the lease's expiry tells
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return not _is_zombie(int(pid))
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
-    except (OSError, IndexError):
-        return False
-
-
 def _job_row(db, job: str) -> dict | None:
     cursor = db.execute("SELECT job, day, started_at, finished_at, holder, lease_until "
                         "FROM job_runs WHERE job = ?", [job])
@@ -80,7 +51,7 @@ def acquire_lease(store, job: str, holder: str, seconds: float = LEASE_SECONDS) 
     with store.transaction() as db:
         row = _job_row(db, job)
         if row and row["holder"] and row["holder"] != holder \
-                and (row["lease_until"] or "") > now_iso(now) and _holder_alive(row["holder"]):
+                and (row["lease_until"] or "") > now_iso(now) and holder_alive(row["holder"]):
             return None
         until = now_iso(now + dt.timedelta(seconds=seconds))
         db.execute("INSERT INTO job_runs (job, holder, lease_until) VALUES (?, ?, ?) "
@@ -262,11 +233,12 @@ class JobScheduler:
     """APScheduler in a daemon thread: the nightly run at ``nightly_time`` (``time_zone``), a
     catch-up check every few minutes (a run missed, or left by a crashed process), and in
     after-call mode a retry of numbers still queued; the phone index's sync every
-    ``index_minutes`` (first at once) while the index is on and Salesforce connected. Nothing
-    else is scheduled in mode "never"."""
+    ``index_minutes`` (first at once) while the index is on and Salesforce connected; the
+    sending of waiting Tasks every 15 seconds while calls are logged as Tasks."""
 
     CHECK_MINUTES = 5
     RETRY_SECONDS = 60
+    TASK_SECONDS = 15       # Tasks waiting (a backlog, retries, calls ended in Kamailio) go out
 
     def __init__(self, store, resolver_factory: Callable[[], Resolver]):
         self.store = store
@@ -277,12 +249,12 @@ class JobScheduler:
     def configure(self, settings) -> None:
         """(Re)schedule the jobs for ``settings``; cheap when nothing relevant changed."""
         key = (settings.contact_fetch, settings.nightly_time, settings.time_zone,
-               index.wanted(settings), settings.index_minutes)
+               index.wanted(settings), settings.index_minutes, activity.wanted(settings))
         if key == self._key:
             return
         self._key = key
         self.stop()
-        if registration.queues_numbers(settings) or index.wanted(settings):
+        if registration.queues_numbers(settings) or index.wanted(settings) or activity.wanted(settings):
             self._scheduler = self._build(settings)
             self._scheduler.start()
 
@@ -315,7 +287,16 @@ class JobScheduler:
         if index.wanted(settings):
             scheduler.add_job(self._index, IntervalTrigger(minutes=settings.index_minutes),
                               id="index", next_run_time=dt.datetime.now(zone), **common)
+        if activity.wanted(settings):
+            scheduler.add_job(self._tasks, IntervalTrigger(seconds=self.TASK_SECONDS),
+                              id="tasks", next_run_time=dt.datetime.now(zone), **common)
         return scheduler
+
+    def _tasks(self) -> None:
+        try:
+            activity.send(self.store)   # logs its Salesforce failures itself
+        except Exception as exc:  # the scheduler thread must live on
+            errors.report_failure(self.store, activity.OPERATION, exc)
 
     def _nightly(self) -> None:
         try:

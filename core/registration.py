@@ -19,7 +19,7 @@ import dataclasses
 import datetime as dt
 from typing import Callable
 
-from core import errors, history
+from core import activity, errors, history
 from core.display import MATCHED, NOT_REGISTERED, Contact, unmatchable_display
 from core.phone import parse_phone
 from core.resolver import Resolver
@@ -156,8 +156,9 @@ def settle(store, displays: dict[str, dict | None], resolver: Resolver | None = 
 
 def record_ended_call(store, facts: history.CallFacts, shown: dict, number_display: str | None,
                       settings: Settings) -> tuple[dict | None, bool]:
-    """Record the ended call in the history (once per call id) and, unless the number is
-    registered already or the mode is "never", queue it; one transaction.
+    """Record the ended call in the history (once per call id), queue its Task when calls are
+    logged as Tasks and, unless the number is registered already or the mode is "never", queue
+    the number; one transaction.
 
     Returns (the new history row or None for a repeat, whether the number was queued). A
     registered number's call is named from its contact at once.
@@ -171,6 +172,8 @@ def record_ended_call(store, facts: history.CallFacts, shown: dict, number_displ
         queued = bool(row and e164 and found is None and queues_numbers(settings))
         if queued:
             _queue(store, [e164], settings.local_day(facts.started_at))
+        if row and activity.wanted(settings):
+            activity.enqueue(store, facts.call_id)
     return row, queued
 
 

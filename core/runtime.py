@@ -24,7 +24,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from core import history, jobs, registration
+from core import activity, history, jobs, registration
 from core.alerts import AlertWorker
 from core.display import UNAVAILABLE, display_for, unavailable_display, unmatchable_display
 from core.errors import close_salesforce_incidents, report_failure
@@ -40,6 +40,10 @@ SHOWN_MAX = 20_000      # displays remembered between a call's screen and its en
 LOOKUP_THREADS = 8      # requests' connection pool keeps 10 connections per host
 REGISTER_THREADS = 2
 ENV_JOBS = "SFCTI_JOBS"  # "off": no scheduler nor alert sender here (one-shot CLI hosts, tests)
+# "off": ended calls' Tasks are left to the process that runs the jobs (a Kamailio worker, whose
+# threads run only while it handles a message, must not hold a request to Salesforce open)
+ENV_SEND_TASKS = "SFCTI_SEND_TASKS"
+TASK_GATHER_SECONDS = 1.0   # calls ending together go out as one request
 # lookup threads per process; a host process that handles one call at a time (a Kamailio worker)
 # needs few, and every thread costs it memory of its own
 ENV_LOOKUP_THREADS = "SFCTI_LOOKUP_THREADS"
@@ -155,6 +159,9 @@ class Runtime:
         self.store = open_store(home)
         self.lookups = WorkerPool("sfcti-lookup", lookup_threads)
         self.background = WorkerPool("sfcti-register", REGISTER_THREADS)
+        self.task_sender = WorkerPool("sfcti-tasks", 1)
+        self.sends_tasks = _env_on(ENV_SEND_TASKS)
+        self._tasks_due = threading.Event()
         self.matches = Memo(SHOWN_MAX, ttl=MATCH_TTL)
         self.shown = Memo(SHOWN_MAX)
         self._inflight: dict[str, concurrent.futures.Future] = {}
@@ -252,6 +259,8 @@ class Runtime:
         row, queued = registration.record_ended_call(self.store, facts, shown, number.display, settings)
         if queued and registration.registers_after_call(settings):
             self.background.submit(self._register_after_call, number.e164, shown, facts.call_id)
+        if row and self.sends_tasks and activity.wanted(settings):
+            self._send_tasks_soon()
         return row
 
     def _display_after(self, number) -> dict:
@@ -264,12 +273,26 @@ class Runtime:
         except Exception as exc:  # a worker thread must never die of it
             report_failure(self.store, "register", exc, call_id=call_id)
 
+    def _send_tasks_soon(self) -> None:
+        """Send the waiting Tasks after a short gathering pause; one pending send at a time."""
+        if not self._tasks_due.is_set():
+            self._tasks_due.set()
+            self.task_sender.submit(self._send_tasks)
+
+    def _send_tasks(self) -> None:
+        time.sleep(TASK_GATHER_SECONDS)
+        self._tasks_due.clear()
+        try:
+            activity.send(self.store)
+        except Exception as exc:  # a worker thread must never die of it
+            report_failure(self.store, activity.OPERATION, exc)
+
     # -- lifecycle -----------------------------------------------------------------------------
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
-        """Wait for queued lookups and registrations to finish; False on timeout."""
+        """Wait for queued lookups, registrations and Task sends to finish; False on timeout."""
         deadline = time.monotonic() + timeout
-        for pool in (self.lookups, self.background):
+        for pool in (self.lookups, self.background, self.task_sender):
             if not pool.wait_idle(max(0.0, deadline - time.monotonic())):
                 return False
         return True
@@ -282,6 +305,7 @@ class Runtime:
             self.alert_worker.stop()
         self.lookups.stop()
         self.background.stop()
+        self.task_sender.stop()
 
 
 _RUNTIMES: dict[tuple[int, pathlib.Path], Runtime] = {}
@@ -297,10 +321,13 @@ def runtime_for(home: str | os.PathLike | None = None) -> Runtime:
         with _RUNTIMES_LOCK:
             runtime = _RUNTIMES.get(key)
             if runtime is None:
-                enabled = os.environ.get(ENV_JOBS, "on").lower() not in ("off", "0", "no")
-                runtime = _RUNTIMES[key] = Runtime(key[1], jobs_enabled=enabled,
+                runtime = _RUNTIMES[key] = Runtime(key[1], jobs_enabled=_env_on(ENV_JOBS),
                                                    lookup_threads=_lookup_threads())
     return runtime
+
+
+def _env_on(name: str) -> bool:
+    return os.environ.get(name, "on").lower() not in ("off", "0", "no")
 
 
 def _lookup_threads() -> int:

@@ -19,13 +19,14 @@ Failures leave as the named exceptions below, whose ``.code`` is a catalogue cod
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import re
 import threading
 import urllib.parse
 import xml.etree.ElementTree as ET
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 from xml.sax.saxutils import escape
 
 import requests
@@ -319,8 +320,21 @@ class Connection:
 
     # -- accounting ----------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def counted_as(self, kind: str) -> Iterator[None]:
+        """Count this thread's requests made inside the block as ``kind`` (not by their URL), so
+        that a job can tell what it spent of the daily limit (core/activity.py's share)."""
+        before = getattr(self._local, "kind", None)
+        self._local.kind = kind
+        try:
+            yield
+        finally:
+            self._local.kind = before
+
     def _on_response(self, method: str, url: str, response: requests.Response) -> None:
         kind = request_kind(method, url)
+        if kind != "login":
+            kind = getattr(self._local, "kind", None) or kind
         if kind == "login":
             self._local.login_body = response.content
         # An unauthenticated request (401) is not charged to the org: Salesforce cannot tell
@@ -370,6 +384,20 @@ class Connection:
         payload = {"allOrNone": all_or_none, "compositeRequest": subrequests}
         result = self._call(lambda sf: sf.restful("composite", method="POST", json=payload))
         return list((result or {}).get("compositeResponse", []))
+
+    def create_records(self, records: list[dict], all_or_none: bool = False) -> list[dict]:
+        """Create up to 200 records in one sObject Collections request (one API call); returns
+        Salesforce's SaveResults in order (``{"id", "success", "errors": [{"statusCode",
+        "message", "fields"}]}``). A refused record does not raise: check ``success``.
+
+        :raises SalesforceError: (and its subclasses) when the request as a whole fails
+        """
+        payload = {"allOrNone": all_or_none, "records": records}
+        result = self._call(lambda sf: sf.restful("composite/sobjects", method="POST", json=payload))
+        if not isinstance(result, list) or len(result) != len(records):
+            raise SalesforceError("SERVER_ERROR", errors.clean_text(
+                f"composite/sobjects answered {type(result).__name__} for {len(records)} records"))
+        return result
 
     def rest_response(self, method: str, path: str, **kwargs) -> requests.Response:
         """A REST request to ``path`` under /services/data/vXX.X/ (e.g. "jobs/query"): one call,

@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import re
+import string
 import threading
 import urllib.parse
 import weakref
@@ -34,6 +35,11 @@ CONTACT_FETCH = ("nightly", "after_call", "never")
 NIGHTLY, AFTER_CALL, NEVER = CONTACT_FETCH
 SMTP_SECURITY = ("starttls", "ssl", "none")
 AUTH_METHODS = ("password", "oauth_web", "oauth_client_credentials")
+ACTIVITY_UNMATCHED = ("skip", "log")     # a call with no matched record: no Task, or one without Who/What
+ACTIVITY_LANGUAGES = ("ja", "en")
+# what a Task subject template and the call link template may name (core/activity.py fills them)
+SUBJECT_FIELDS = ("direction", "name", "company", "person", "number", "agent", "duration")
+CALL_URL_FIELDS = ("call_id", "agent", "number")
 LOGIN_URL = "https://login.salesforce.com"
 SANDBOX_LOGIN_URL = "https://test.salesforce.com"
 
@@ -75,6 +81,12 @@ class Settings:
     index_minutes: int = 15           # an incremental sync round of the index every N minutes
     index_full_days: int = 7          # a full re-sync of the index every N days
     index_bulk_threshold: int = 200_000   # an object with more records is read by Bulk API 2.0 (0: never)
+    activity_logging: bool = True     # log each ended call as a Task (core/activity.py)
+    activity_unmatched: str = "skip"  # a call with no matched record: "skip" or "log" it without one
+    activity_language: str = "ja"     # the language of the built-in Task subject and description
+    activity_subject: str = ""        # a subject template ({direction} {name} ...); blank: built-in
+    call_url_template: str = ""       # a link to the call in the phone system, e.g. https://pbx/cdr?id={call_id}
+    activity_api_share: int = 20      # percent of the org's daily API limit Task logging may spend
 
     def zone(self) -> dt.tzinfo:
         """The configured time zone; the default one when the stored name is unknown here."""
@@ -201,6 +213,8 @@ MESSAGES = {
     "api_version": ("Must be a Salesforce API version such as 59.0.",
                     "59.0 のような Salesforce API バージョンを入力してください。"),
     "file": ("File not found or not readable.", "ファイルが見つからないか読み取れません。"),
+    "template": ("Unknown placeholder or format; use only {fields} in braces, e.g. {{name}}.",
+                 "使えない差し込み項目か書式です。{fields} だけを {{name}} のように波かっこで囲んで使えます。"),
 }
 
 
@@ -399,6 +413,24 @@ def _file(value: Any) -> str:
     return text
 
 
+def _template(fields: tuple[str, ...], max_len: int, url: bool = False) -> Callable[[Any], str]:
+    """A text template naming only ``fields`` as ``{name}`` (no attribute, index, conversion or
+    format spec: a template must never reach into the objects it is filled from)."""
+    def check(value: Any) -> str:
+        text = _stripped(value, max_len)
+        try:
+            parts = list(string.Formatter().parse(text))
+        except ValueError:
+            raise _Invalid("template", fields=fields) from None
+        for _, name, spec, conversion in parts:
+            if name is not None and (name not in fields or spec or conversion):
+                raise _Invalid("template", fields=fields)
+        if url and text:
+            _url(("http", "https"), "http_url")(text.format_map({f: "x" for f in fields}))
+        return text
+    return check
+
+
 RULES: dict[str, Callable[[Any], Any]] = {
     # Salesforce usernames have the form of an e-mail address, at most 80 characters
     "username": lambda v: _email(v, 80),
@@ -433,6 +465,12 @@ RULES: dict[str, Callable[[Any], Any]] = {
     "index_minutes": _int(1, 24 * 60),
     "index_full_days": _int(1, 30),
     "index_bulk_threshold": _int(0, 1_000_000_000),
+    "activity_logging": _bool,
+    "activity_unmatched": _choice(*ACTIVITY_UNMATCHED),
+    "activity_language": _choice(*ACTIVITY_LANGUAGES),
+    "activity_subject": _template(SUBJECT_FIELDS, 255),
+    "call_url_template": _template(CALL_URL_FIELDS, 1024, url=True),
+    "activity_api_share": _int(1, 100),
 }
 assert set(RULES) == set(FIELDS), "every setting needs a validation rule"
 

@@ -21,6 +21,8 @@ DEFAULTS = {
     "admin_base_url": "http://127.0.0.1:5000", "auth_method": "password", "oauth_client_id": "",
     "oauth_client_secret": "", "oauth_refresh_token": "",
     "phone_index": True, "index_minutes": 15, "index_full_days": 7, "index_bulk_threshold": 200_000,
+    "activity_logging": True, "activity_unmatched": "skip", "activity_language": "ja",
+    "activity_subject": "", "call_url_template": "", "activity_api_share": 20,
 }
 
 
@@ -74,7 +76,10 @@ CHANGES = {
     "smtp_user": "mailer", "smtp_password": "パスワード", "smtp_sender": "sfcti@example.com",
     "alert_reminder_hours": 12, "admin_base_url": "https://admin.example.com:8443",
     "auth_method": "oauth_web", "oauth_client_id": "3MVG9client", "oauth_client_secret": "secret9",
-    "oauth_refresh_token": "5Aep861token",
+    "oauth_refresh_token": "5Aep861token", "activity_logging": False, "activity_unmatched": "log",
+    "activity_language": "en", "activity_subject": "{direction}: {company} {person} ({number}, {agent})",
+    "call_url_template": "https://pbx.example.com/cdr?id={call_id}&agent={agent}",
+    "activity_api_share": 5,
 }
 
 
@@ -228,6 +233,8 @@ VALID = [
     ("smtp_host", "smtp.example.com"), ("smtp_host", "127.0.0.1"), ("smtp_host", "::1"),
     ("smtp_sender", "Sfcti.Alerts+1@example.co.jp"), ("admin_base_url", "http://localhost:5000"),
     ("default_region", "us"), ("api_version", "64.0"), ("sandbox", "yes"),
+    ("activity_subject", "{name}"), ("activity_subject", "通話 {duration} {{literal}}"),
+    ("call_url_template", "http://pbx.local/call/{call_id}"), ("activity_api_share", "100"),
 ]
 
 
@@ -268,6 +275,14 @@ INVALID = [
     ("api_version", "v59.0"), ("api_version", "59"), ("api_version", "59.0; DROP"),
     ("sandbox", "maybe"), ("sandbox", 2),
     ("ca_bundle", "/nonexistent/ca.pem"), ("username", 12345),
+    # a template may name only its placeholders: never an attribute, an index or a conversion
+    ("activity_subject", "{name.__class__}"), ("activity_subject", "{0}"), ("activity_subject", "{}"),
+    ("activity_subject", "{name!r}"), ("activity_subject", "{name:>300}"), ("activity_subject", "{"),
+    ("activity_subject", "{secret}"), ("activity_subject", "x" * 256),
+    ("call_url_template", "javascript:alert('{call_id}')"), ("call_url_template", "{call_id}"),
+    ("call_url_template", "https://pbx/{call_id.__init__}"), ("call_url_template", "https://pbx/{password}"),
+    ("activity_unmatched", "maybe"), ("activity_language", "fr"), ("activity_api_share", 0),
+    ("activity_api_share", 101), ("activity_api_share", "２０"),
 ]
 
 
