@@ -383,8 +383,8 @@ class _Handler(BaseHTTPRequestHandler):
         started = time.perf_counter()
         path, params = split_url(self.path)
         kind = oauth.classify(path) or record_page.classify(path) or classify(self.command, path, params)
-        entry = {"time": datetime.now(timezone.utc).isoformat(), "method": self.command, "path": path,
-                 "kind": kind, "status": None}
+        entry = self._entry = {"time": datetime.now(timezone.utc).isoformat(), "method": self.command,
+                               "path": path, "kind": kind, "status": None}
         body = self._read_body()
         emu._record(entry)
         active = emu.faults.for_request(kind)
@@ -494,6 +494,8 @@ class _Handler(BaseHTTPRequestHandler):
         return self._send(status, data, _JSON, headers)
 
     def _send(self, status, data, content_type, headers=None):
+        # Logged before the bytes leave: a client reading the log after its answer sees the status.
+        self._entry["status"] = status
         self.send_response(status)
         if content_type:
             self.send_header("Content-Type", content_type)
