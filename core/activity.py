@@ -52,7 +52,7 @@ _ACCESS_CODES = ("INSUFFICIENT_ACCESS", "INSUFFICIENT_ACCESS_OR_READONLY",
                  "INSUFFICIENT_ACCESS_ON_CROSS_REFERENCE_ENTITY", "INVALID_TYPE")
 _INACTIVE_OWNER = "INACTIVE_OWNER_OR_USER"
 _VALIDATION = "FIELD_CUSTOM_VALIDATION_EXCEPTION"
-OUTBOX_COLUMNS = ("call_id", "state", "created_at", "updated_at", "attempts", "next_attempt_at",
+OUTBOX_COLUMNS = ("call_id", "company", "person", "state", "created_at", "updated_at", "attempts", "next_attempt_at",
                   "claimed_by", "claimed_until", "uncertain", "owner_fallback", "task_id",
                   "task_url", "error_code", "error_message", "logged_at")
 
@@ -66,13 +66,16 @@ def wanted(settings: Settings) -> bool:
     return bool(settings.activity_logging and settings.is_configured())
 
 
-def enqueue(store, call_id: str) -> bool:
-    """Queue the ended call ``call_id`` for logging; False when it was queued before."""
+def enqueue(store, call_id: str, shown: dict | None = None) -> bool:
+    """Queue the ended call ``call_id`` for logging, with the names its screen ``shown`` (the
+    Task's subject uses them when the record is not registered); False when queued before."""
     now = now_iso()
+    names = Contact.from_mapping(shown if (shown or {}).get("status") == "matched" else None)
     with store.transaction() as db:
         return db.execute(
-            "INSERT OR IGNORE INTO task_outbox (call_id, state, created_at, updated_at, "
-            "next_attempt_at) VALUES (?, ?, ?, ?, ?)", [call_id, WAITING, now, now, now]).rowcount == 1
+            "INSERT OR IGNORE INTO task_outbox (call_id, company, person, state, created_at, "
+            "updated_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [call_id, names.company, names.person, WAITING, now, now, now]).rowcount == 1
 
 
 def retry(store, call_id: str) -> bool:
@@ -218,6 +221,7 @@ def _claim(store, holder: str, settings: Settings, now: dt.datetime, force: bool
         for row in rows:
             if row["state"] == SENDING:
                 row["uncertain"] = 1
+            row["state"] = SENDING
             db.execute("UPDATE task_outbox SET state = ?, claimed_by = ?, claimed_until = ?, "
                        "uncertain = ?, attempts = attempts + 1, updated_at = ? WHERE call_id = ?",
                        [SENDING, holder, until, row["uncertain"], stamp, row["call_id"]])
@@ -233,6 +237,10 @@ def _orphans(db, stamp: str, limit: int) -> list[dict]:
             or not holder_alive(r["claimed_by"] or "")][:limit]
 
 
+class _ShareSpent(Exception):
+    "The share of today's API limit for Task logging is spent."
+
+
 class _Batch:
     """One claimed batch: look up the uncertain calls, build the Tasks, send, settle."""
 
@@ -242,6 +250,8 @@ class _Batch:
         self.connection_factory = connection_factory
         self.rows = {r["call_id"]: r for r in rows}
         self.calls = history.get_calls(store, list(self.rows))
+        for call_id, call in self.calls.items():
+            call.update(shown_company=self.rows[call_id]["company"], shown_person=self.rows[call_id]["person"])
 
     def run(self) -> bool:
         """Send the batch; False when a failure of the whole request should end the run."""
@@ -251,9 +261,25 @@ class _Batch:
             connection = self.connection_factory(self.store)
             with connection.counted_as(API_KIND):
                 return self._send(connection)
+        except _ShareSpent:
+            self._release()
+            self.report.stopped = "share spent"
+            return False
         except Exception as exc:
             self._defer_all(exc)
             return False
+
+    def _spend(self) -> None:
+        """Count one request about to be made; raises _ShareSpent when the share allows none."""
+        if _share_left(self.store, self.settings) < 1:
+            raise _ShareSpent()
+        self.report.api_calls += 1
+
+    def _release(self) -> None:
+        """Give the calls still claimed back to the queue, due at once and as they were."""
+        for call_id, row in self.rows.items():
+            if row["state"] == SENDING:
+                self._settle(call_id, WAITING, uncertain=bool(row["uncertain"]))
 
     def _send(self, connection: Connection) -> bool:
         pending = [c for c in self.rows if c in self.calls]
@@ -267,8 +293,8 @@ class _Batch:
         tasks = self._tasks(connection, pending)
         if tasks:
             ids = list(tasks)
+            self._spend()
             results = connection.create_records([tasks[c] for c in ids])
-            self.report.api_calls += 1
             for call_id, result in zip(ids, results):
                 self._result(connection, call_id, result)
         errors.record_recovery(self.store, "salesforce", OPERATION)
@@ -283,7 +309,7 @@ class _Batch:
         for chunk in _chunks_by_length(call_ids, QUERY_CHARS):
             soql = format_soql("SELECT Id, CallObject FROM Task WHERE CallObject IN {ids} "
                                "ORDER BY CreatedDate, Id", ids=chunk)
-            self.report.api_calls += 1
+            self._spend()
             for record in connection.query(soql).get("records", []):
                 found.setdefault(record.get("CallObject"), record.get("Id"))
         return {c: found[c] for c in call_ids if found.get(c)}
@@ -349,7 +375,7 @@ class _Batch:
         if account_ids:
             subrequests.append(connection.query_subrequest("accounts", format_soql(
                 "SELECT Id, PersonContactId FROM Account WHERE Id IN {ids}", ids=account_ids)))
-        self.report.api_calls += 1
+        self._spend()
         found: dict[str, tuple] = {}
         for response in connection.composite(subrequests):
             if (response.get("httpStatusCode") or 0) >= 300:
@@ -526,10 +552,11 @@ def _started(call: dict) -> dt.datetime:
         return _utcnow()
 
 
-def _name(call: dict, contact: Contact | None) -> str:
-    names = [n for n in ((contact or Contact()).company or call.get("company"),
-                         (contact or Contact()).person or call.get("person")) if n]
-    return " / ".join(dict.fromkeys(names))
+def _names(call: dict, contact: Contact | None) -> tuple[str, str]:
+    """(company, person) of the call: its record's, else those its screen showed."""
+    contact = contact or Contact()
+    return (contact.company or call.get("company") or call.get("shown_company") or "",
+            contact.person or call.get("person") or call.get("shown_person") or "")
 
 
 def _duration(seconds) -> str:
@@ -541,10 +568,11 @@ def subject(call: dict, contact: Contact | None, settings: Settings) -> str:
     """The Task's subject: the settings' template (or the built-in one of the language)."""
     texts = _TEXTS[settings.activity_language]
     number = call.get("display_number") or call.get("remote_number") or texts["unknown"]
+    company, person = _names(call, contact)
     values = {
-        "direction": texts["words"][_kind(call)], "name": _name(call, contact) or number,
-        "company": (contact.company if contact else None) or call.get("company") or "",
-        "person": (contact.person if contact else None) or call.get("person") or "",
+        "direction": texts["words"][_kind(call)],
+        "name": " / ".join(dict.fromkeys(n for n in (company, person) if n)) or number,
+        "company": company, "person": person,
         "number": number, "agent": call.get("agent_id") or "",
         "duration": _duration(call.get("duration_seconds")),
     }

@@ -199,9 +199,10 @@ def _migration_3(db: sqlite_utils.Database) -> None:
     """Calls logged as Salesforce Tasks (owners: core/agents.py, core/activity.py; docs/activity.md)."""
     db["agent_users"].create({"agent_id": str, "user_id": str, "user_name": str, "username": str,
                               "email": str, "mapped_at": str}, pk="agent_id", if_not_exists=True)
-    # one row per call to log: its state, the claim of the process sending it, the Task it became
+    # one row per call to log: the names its screen showed, its state, the claim of the process
+    # sending it, the Task it became
     db["task_outbox"].create(
-        {"call_id": str, "state": str, "created_at": str, "updated_at": str, "attempts": int,
+        {"call_id": str, "company": str, "person": str, "state": str, "created_at": str, "updated_at": str, "attempts": int,
          "next_attempt_at": str, "claimed_by": str, "claimed_until": str, "uncertain": int,
          "owner_fallback": int, "task_id": str, "task_url": str, "error_code": str,
          "error_message": str, "logged_at": str},
