@@ -12,6 +12,10 @@ class RefetchForm(FlaskForm):
     submit = SubmitField(_l("Re-fetch"))
 
 
+class LogAgainForm(FlaskForm):
+    submit = SubmitField(_l("Log again"))
+
+
 class CallSearchForm(FlaskForm):
     class Meta:
         csrf = False
