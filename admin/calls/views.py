@@ -75,7 +75,7 @@ def _log_again(call_id: str) -> None:
     if not queued:
         flash(_("This call is logged already or on its way to Salesforce."), "error")
     elif activity.wanted(load_settings(store)):
-        flash(_("Queued: the call is logged in Salesforce within a few seconds."), "success")
+        flash(_("Queued: the call is logged in Salesforce within about 15 seconds."), "success")
     else:
         flash(_("Queued, but nothing is sent while Task logging is off or Salesforce is not "
                 "connected: turn it on in the settings."), "error")
