@@ -151,7 +151,7 @@ def test_a_skipped_call_says_no_record_matched(admin_client, calls, emu):
 
 def test_a_call_never_queued_says_not_logged(admin_client, calls):
     cell = state_cell(row_of(history_page(admin_client), "agent-none"))
-    assert "未登録" in cell and "再登録" in cell
+    assert "登録なし" in cell and "再登録" in cell
     assert "Not logged" in state_cell(row_of(history_page(admin_client, "en"), "agent-none"))
 
 
