@@ -42,7 +42,6 @@ WAITING, SENDING, LOGGED, FAILED, SKIPPED = STATES
 BATCH_SIZE = 200                  # sObject Collections' limit per request
 OPERATION = "activity"            # error-log operation of failures of a whole request
 REJECTED = "activity_rejected"    # error-log operation of a Task Salesforce refused
-OWNER = "agent_owner"             # error-log operation of an agent mapped to an inactive user
 API_KIND = "activity"             # what the requests of this module are counted as
 BACKOFF_SECONDS = (30, 60, 120, 300, 600, 1800, 3600)
 QUERY_CHARS = 8000                # a CallObject lookup's query stays far below the URL limit
@@ -401,7 +400,7 @@ class _Batch:
         call = self.calls[call_id]
         if code == _INACTIVE_OWNER and not self.rows[call_id]["owner_fallback"]:
             # the Task goes out at once, owned by the connection user; the admin is told to re-map
-            errors.record_failure(self.store, "salesforce", OWNER, _INACTIVE_OWNER, call_id=call_id,
+            errors.record_failure(self.store, "salesforce", agents.OWNER_OPERATION, _INACTIVE_OWNER, call_id=call_id,
                                   detail=f"agent {errors.clean_text(call.get('agent_id') or '')}: {message}")
             self._settle(call_id, WAITING, owner_fallback=True)
             self.report.deferred += 1

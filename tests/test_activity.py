@@ -48,11 +48,10 @@ def emu(emu_server):
 
 
 @pytest.fixture
-def logging_store(store, emu, monkeypatch):
-    """The instance connected to the module's emulator, Tasks sent only when a test says so."""
+def logging_store(store, emu):
+    """The instance connected to the module's emulator (Tasks sent only when a test says so)."""
     from core.salesforce import forget_connection
 
-    monkeypatch.setenv("SFCTI_SEND_TASKS", "off")
     connect(store, emu, connect_timeout=2.0, read_timeout=2.0)
     yield store
     forget_connection(store)
