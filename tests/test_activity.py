@@ -375,3 +375,14 @@ def test_hostile_call_ids_stay_values_in_the_lookup_by_call_object(logging_store
     emu.faults.clear()
     assert send(logging_store, force=True).found == 1
     assert len(tasks_of(emu, call_id)) == 1
+
+
+def test_connection_test_refuses_a_user_who_cannot_create_tasks(logging_store, emu):
+    from core.salesforce import ConnectionTestFailed, connect_and_save
+
+    emu.deny_create("Task")
+    with pytest.raises(ConnectionTestFailed) as caught:
+        connect_and_save(logging_store, {})
+    assert caught.value.catalogue_entry.code == "TASK_CREATE_DENIED"
+    assert caught.value.problems == ["Task: cannot be created"]
+    assert "Edit Tasks" in caught.value.catalogue_entry.remedy_en
