@@ -578,8 +578,9 @@ def _check_composite_size(subrequests):
     if len(subrequests) > MAX_SUBREQUESTS:
         raise ApiError(400, "INVALID_INPUT", f"Composite API supports a maximum of {MAX_SUBREQUESTS} "
                        f"subrequests; received {len(subrequests)}.")
+    limited = ("query", "query_more", "collections")
     queries = sum(1 for s in subrequests if isinstance(s, dict) and classify(
-        s.get("method", ""), split_url(str(s.get("url", "")))[0], {}) in ("query", "query_more", "collections"))
+        s.get("method", ""), split_url(str(s.get("url", "")))[0], {}) in limited)
     if queries > MAX_QUERY_SUBREQUESTS:
         raise ApiError(400, "INVALID_INPUT", f"Composite API supports a maximum of "
                        f"{MAX_QUERY_SUBREQUESTS} query or sObject Collections subrequests; received "
