@@ -248,6 +248,7 @@ class _Batch:
         self.store, self.settings, self.report, self.now = store, settings, report, now
         self.connection_factory = connection_factory
         self.rows = {r["call_id"]: r for r in rows}
+        self.settled: list[dict] = []       # outbox rows to write, in one transaction
         self.calls = history.get_calls(store, list(self.rows))
         for call_id, call in self.calls.items():
             call.update(shown_company=self.rows[call_id]["company"], shown_person=self.rows[call_id]["person"])
@@ -267,6 +268,8 @@ class _Batch:
         except Exception as exc:
             self._defer_all(exc)
             return False
+        finally:
+            self._write_settled()
 
     def _spend(self) -> None:
         """Count one request about to be made; raises _ShareSpent when the share allows none."""
@@ -296,6 +299,7 @@ class _Batch:
             results = connection.create_records([tasks[c] for c in ids])
             for call_id, result in zip(ids, results):
                 self._result(connection, call_id, result)
+        self._write_settled()
         errors.record_recovery(self.store, "salesforce", OPERATION)
         self._close_rejections_when_none_left()
         return True
@@ -444,13 +448,21 @@ class _Batch:
                   "task_id": task[0] if task else None, "task_url": task[1] if task else None,
                   "error_code": error[0] if error else None, "error_message": error[1] if error else None,
                   "logged_at": stamp if state == LOGGED else None}
+        self.settled.append(values)
+
+    def _write_settled(self) -> None:
+        """Write the settled calls' rows, all in one transaction."""
+        if not self.settled:
+            return
         with self.store.transaction() as db:
-            db.execute("UPDATE task_outbox SET state = :state, updated_at = :updated_at, "
-                       "next_attempt_at = :next_attempt_at, uncertain = :uncertain, "
-                       "owner_fallback = :owner_fallback, task_id = :task_id, task_url = :task_url, "
-                       "error_code = :error_code, error_message = :error_message, "
-                       "logged_at = :logged_at, claimed_by = NULL, claimed_until = NULL "
-                       "WHERE call_id = :call_id", values)
+            db.conn.executemany(
+                "UPDATE task_outbox SET state = :state, updated_at = :updated_at, "
+                "next_attempt_at = :next_attempt_at, uncertain = :uncertain, "
+                "owner_fallback = :owner_fallback, task_id = :task_id, task_url = :task_url, "
+                "error_code = :error_code, error_message = :error_message, "
+                "logged_at = :logged_at, claimed_by = NULL, claimed_until = NULL "
+                "WHERE call_id = :call_id", self.settled)
+        self.settled = []
 
     def _close_rejections_when_none_left(self) -> None:
         if not self.store.conn.execute("SELECT 1 FROM task_outbox WHERE state = ? LIMIT 1",

@@ -386,3 +386,18 @@ def test_connection_test_refuses_a_user_who_cannot_create_tasks(logging_store, e
     assert caught.value.catalogue_entry.code == "TASK_CREATE_DENIED"
     assert caught.value.problems == ["Task: cannot be created"]
     assert "Edit Tasks" in caught.value.catalogue_entry.remedy_en
+
+
+def test_person_account_task_names_its_person_and_the_account(store, pa_emulator, host):
+    from core.salesforce import forget_connection
+
+    connect(store, pa_emulator, connect_timeout=2.0, read_timeout=2.0)
+    try:
+        placed = call(host, "045-111-2222")
+        assert send(store).logged == 1
+        account = next(a for a in pa_emulator.org.records["Account"] if a.get("LastName") == "伊藤")
+        task = one_task(pa_emulator, placed.call_id)
+        assert (task["WhoId"], task["WhatId"]) == (account["PersonContactId"], account["Id"])
+        assert task["Subject"] == "着信 伊藤 健"
+    finally:
+        forget_connection(store)
