@@ -531,7 +531,7 @@ def task_fields(call: dict, contact: Contact | None, relations: dict, owners: di
                 settings: Settings, owner_fallback: bool = False) -> dict:
     """The Task of the history row ``call``: a completed call Task related to ``contact``
     (``relations``: ``{record_id: (WhoId, WhatId)}``), owned by the agent's mapped user
-    (``owners``) for answered calls and by the connection user otherwise."""
+    (``owners``), except a missed call, which the connection user owns (nobody took it)."""
     texts = _TEXTS[settings.activity_language]
     kind = _kind(call)
     fields = {
@@ -551,7 +551,7 @@ def task_fields(call: dict, contact: Contact | None, relations: dict, owners: di
         who, what = relations.get(contact.record_id, (None, None))
         fields.update({k: v for k, v in (("WhoId", who), ("WhatId", what)) if v})
     owner = owners.get(call.get("agent_id") or "")
-    if owner and kind in (0, 2) and not owner_fallback:
+    if owner and not is_missed(call) and not owner_fallback:   # the agent placed or took it
         fields["OwnerId"] = owner["user_id"]
     return fields
 

@@ -401,3 +401,11 @@ def test_person_account_task_names_its_person_and_the_account(store, pa_emulator
         assert task["Subject"] == "着信 伊藤 健"
     finally:
         forget_connection(store)
+
+
+def test_unanswered_outbound_call_is_still_the_agents(logging_store, emu, host):
+    user = map_agent(logging_store, emu, "104", "hanako@agents.example")
+    placed = call(host, CONTACT_NUMBER, agent="104", direction="outbound", answered=False)
+    send(logging_store)
+    task = one_task(emu, placed.call_id)
+    assert task["OwnerId"] == user.user_id and task["Subject"].startswith("発信（不通）")
