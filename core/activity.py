@@ -33,7 +33,7 @@ from core.display import Contact
 from core.holders import holder_alive, new_holder
 from core.salesforce import AccessDenied, Connection, LimitExceeded, Unavailable, connection_for
 from core.settings import Settings, load_settings
-from core.store import now_iso
+from core.store import now_iso, select_in
 
 log = logging.getLogger(__name__)
 
@@ -97,14 +97,9 @@ def retry(store, call_id: str) -> bool:
 
 def states_for(store, call_ids: list[str]) -> dict[str, dict]:
     """``{call_id: outbox row}`` for those of ``call_ids`` queued for logging."""
-    found: dict[str, dict] = {}
-    for start in range(0, len(call_ids), 500):
-        chunk = call_ids[start:start + 500]
-        cursor = store.conn.execute(
-            f"SELECT {', '.join(OUTBOX_COLUMNS)} FROM task_outbox WHERE call_id IN "
-            f"({', '.join('?' for _ in chunk)})", chunk)
-        found.update((row[0], dict(zip(OUTBOX_COLUMNS, row))) for row in cursor.fetchall())
-    return found
+    rows = select_in(store.conn, f"SELECT {', '.join(OUTBOX_COLUMNS)} FROM task_outbox "
+                                 "WHERE call_id IN ({marks})", call_ids)
+    return {row[0]: dict(zip(OUTBOX_COLUMNS, row)) for row in rows}
 
 
 def get_state(store, call_id: str) -> dict | None:

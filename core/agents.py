@@ -22,7 +22,7 @@ from typing import Iterable
 from simple_salesforce.format import format_soql
 
 from core import errors, history
-from core.store import now_iso, substring_filter
+from core.store import now_iso, select_in, substring_filter
 
 AGENT_ID_MAX = 200               # the call history keeps agent ids up to this length
 SEARCH_LIMIT = 50
@@ -222,15 +222,9 @@ def count_mappings(store, search: str | None = None) -> int:
 
 def owners_for(store, agent_ids: Iterable[str | None]) -> dict[str, dict]:
     """``{agent_id: mapping row}`` for those of ``agent_ids`` that are mapped."""
-    wanted = sorted({a for a in agent_ids if a})
-    found: dict[str, dict] = {}
-    for start in range(0, len(wanted), 500):
-        chunk = wanted[start:start + 500]
-        marks = ", ".join("?" for _ in chunk)
-        cursor = store.conn.execute(
-            f"SELECT {', '.join(MAPPING_COLUMNS)} FROM agent_users WHERE agent_id IN ({marks})", chunk)
-        found.update((row[0], dict(zip(MAPPING_COLUMNS, row))) for row in cursor.fetchall())
-    return found
+    rows = select_in(store.conn, f"SELECT {', '.join(MAPPING_COLUMNS)} FROM agent_users "
+                                 "WHERE agent_id IN ({marks})", sorted({a for a in agent_ids if a}))
+    return {row[0]: dict(zip(MAPPING_COLUMNS, row)) for row in rows}
 
 
 def unknown_agents(store, limit: int = 100) -> list[dict]:

@@ -39,12 +39,10 @@ def emu_server(tmp_path_factory):
 
 @pytest.fixture
 def emu(emu_server):
-    """The module's emulator, healthy, with its validation rules and permissions restored."""
+    """The module's emulator, healthy (no faults, validation rules or denied permissions)."""
     emu_server.reset()
     yield emu_server
     emu_server.reset()
-    emu_server.clear_validation_rules()
-    emu_server.allow_create("Task")
 
 
 @pytest.fixture
