@@ -33,7 +33,7 @@ from core.display import Contact
 from core.holders import holder_alive, new_holder
 from core.salesforce import AccessDenied, Connection, LimitExceeded, Unavailable, connection_for
 from core.settings import Settings, load_settings
-from core.store import now_iso
+from core.store import now_iso, select_in
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,6 @@ WAITING, SENDING, LOGGED, FAILED, SKIPPED = STATES
 BATCH_SIZE = 200                  # sObject Collections' limit per request
 OPERATION = "activity"            # error-log operation of failures of a whole request
 REJECTED = "activity_rejected"    # error-log operation of a Task Salesforce refused
-OWNER = "agent_owner"             # error-log operation of an agent mapped to an inactive user
 API_KIND = "activity"             # what the requests of this module are counted as
 BACKOFF_SECONDS = (30, 60, 120, 300, 600, 1800, 3600)
 QUERY_CHARS = 8000                # a CallObject lookup's query stays far below the URL limit
@@ -98,14 +97,9 @@ def retry(store, call_id: str) -> bool:
 
 def states_for(store, call_ids: list[str]) -> dict[str, dict]:
     """``{call_id: outbox row}`` for those of ``call_ids`` queued for logging."""
-    found: dict[str, dict] = {}
-    for start in range(0, len(call_ids), 500):
-        chunk = call_ids[start:start + 500]
-        cursor = store.conn.execute(
-            f"SELECT {', '.join(OUTBOX_COLUMNS)} FROM task_outbox WHERE call_id IN "
-            f"({', '.join('?' for _ in chunk)})", chunk)
-        found.update((row[0], dict(zip(OUTBOX_COLUMNS, row))) for row in cursor.fetchall())
-    return found
+    rows = select_in(store.conn, f"SELECT {', '.join(OUTBOX_COLUMNS)} FROM task_outbox "
+                                 "WHERE call_id IN ({marks})", call_ids)
+    return {row[0]: dict(zip(OUTBOX_COLUMNS, row)) for row in rows}
 
 
 def get_state(store, call_id: str) -> dict | None:
@@ -249,6 +243,7 @@ class _Batch:
         self.store, self.settings, self.report, self.now = store, settings, report, now
         self.connection_factory = connection_factory
         self.rows = {r["call_id"]: r for r in rows}
+        self.settled: list[dict] = []       # outbox rows to write, in one transaction
         self.calls = history.get_calls(store, list(self.rows))
         for call_id, call in self.calls.items():
             call.update(shown_company=self.rows[call_id]["company"], shown_person=self.rows[call_id]["person"])
@@ -268,6 +263,8 @@ class _Batch:
         except Exception as exc:
             self._defer_all(exc)
             return False
+        finally:
+            self._write_settled()
 
     def _spend(self) -> None:
         """Count one request about to be made; raises _ShareSpent when the share allows none."""
@@ -297,6 +294,7 @@ class _Batch:
             results = connection.create_records([tasks[c] for c in ids])
             for call_id, result in zip(ids, results):
                 self._result(connection, call_id, result)
+        self._write_settled()
         errors.record_recovery(self.store, "salesforce", OPERATION)
         self._close_rejections_when_none_left()
         return True
@@ -401,7 +399,7 @@ class _Batch:
         call = self.calls[call_id]
         if code == _INACTIVE_OWNER and not self.rows[call_id]["owner_fallback"]:
             # the Task goes out at once, owned by the connection user; the admin is told to re-map
-            errors.record_failure(self.store, "salesforce", OWNER, _INACTIVE_OWNER, call_id=call_id,
+            errors.record_failure(self.store, "salesforce", agents.OWNER_OPERATION, _INACTIVE_OWNER, call_id=call_id,
                                   detail=f"agent {errors.clean_text(call.get('agent_id') or '')}: {message}")
             self._settle(call_id, WAITING, owner_fallback=True)
             self.report.deferred += 1
@@ -445,13 +443,21 @@ class _Batch:
                   "task_id": task[0] if task else None, "task_url": task[1] if task else None,
                   "error_code": error[0] if error else None, "error_message": error[1] if error else None,
                   "logged_at": stamp if state == LOGGED else None}
+        self.settled.append(values)
+
+    def _write_settled(self) -> None:
+        """Write the settled calls' rows, all in one transaction."""
+        if not self.settled:
+            return
         with self.store.transaction() as db:
-            db.execute("UPDATE task_outbox SET state = :state, updated_at = :updated_at, "
-                       "next_attempt_at = :next_attempt_at, uncertain = :uncertain, "
-                       "owner_fallback = :owner_fallback, task_id = :task_id, task_url = :task_url, "
-                       "error_code = :error_code, error_message = :error_message, "
-                       "logged_at = :logged_at, claimed_by = NULL, claimed_until = NULL "
-                       "WHERE call_id = :call_id", values)
+            db.conn.executemany(
+                "UPDATE task_outbox SET state = :state, updated_at = :updated_at, "
+                "next_attempt_at = :next_attempt_at, uncertain = :uncertain, "
+                "owner_fallback = :owner_fallback, task_id = :task_id, task_url = :task_url, "
+                "error_code = :error_code, error_message = :error_message, "
+                "logged_at = :logged_at, claimed_by = NULL, claimed_until = NULL "
+                "WHERE call_id = :call_id", self.settled)
+        self.settled = []
 
     def _close_rejections_when_none_left(self) -> None:
         if not self.store.conn.execute("SELECT 1 FROM task_outbox WHERE state = ? LIMIT 1",
@@ -520,7 +526,7 @@ def task_fields(call: dict, contact: Contact | None, relations: dict, owners: di
                 settings: Settings, owner_fallback: bool = False) -> dict:
     """The Task of the history row ``call``: a completed call Task related to ``contact``
     (``relations``: ``{record_id: (WhoId, WhatId)}``), owned by the agent's mapped user
-    (``owners``) for answered calls and by the connection user otherwise."""
+    (``owners``), except a missed call, which the connection user owns (nobody took it)."""
     texts = _TEXTS[settings.activity_language]
     kind = _kind(call)
     fields = {
@@ -540,7 +546,7 @@ def task_fields(call: dict, contact: Contact | None, relations: dict, owners: di
         who, what = relations.get(contact.record_id, (None, None))
         fields.update({k: v for k, v in (("WhoId", who), ("WhatId", what)) if v})
     owner = owners.get(call.get("agent_id") or "")
-    if owner and kind in (0, 2) and not owner_fallback:
+    if owner and not is_missed(call) and not owner_fallback:   # the agent placed or took it
         fields["OwnerId"] = owner["user_id"]
     return fields
 

@@ -21,8 +21,8 @@ from typing import Iterable
 
 from simple_salesforce.format import format_soql
 
-from core import history
-from core.store import now_iso, substring_filter
+from core import errors, history
+from core.store import now_iso, select_in, substring_filter
 
 AGENT_ID_MAX = 200               # the call history keeps agent ids up to this length
 SEARCH_LIMIT = 50
@@ -35,6 +35,9 @@ _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u
 # a spreadsheet runs a cell that starts with one of these as a formula
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 LOOKUP_CHUNK = 100               # keys per User query: keeps the query URL short
+# the error-log operation of an agent mapped to a user who can no longer own Tasks; a change of
+# the map closes it (the next Task of a still-wrong mapping opens it again)
+OWNER_OPERATION = "agent_owner"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -175,6 +178,7 @@ def map_agent(store, agent_id: str, user: SalesforceUser) -> dict:
     row = _mapping_row(clean_agent_id(agent_id), user)
     with store.transaction() as db:
         _upsert(db, [row])
+    errors.record_recovery(store, "salesforce", OWNER_OPERATION)
     return row
 
 
@@ -218,15 +222,9 @@ def count_mappings(store, search: str | None = None) -> int:
 
 def owners_for(store, agent_ids: Iterable[str | None]) -> dict[str, dict]:
     """``{agent_id: mapping row}`` for those of ``agent_ids`` that are mapped."""
-    wanted = sorted({a for a in agent_ids if a})
-    found: dict[str, dict] = {}
-    for start in range(0, len(wanted), 500):
-        chunk = wanted[start:start + 500]
-        marks = ", ".join("?" for _ in chunk)
-        cursor = store.conn.execute(
-            f"SELECT {', '.join(MAPPING_COLUMNS)} FROM agent_users WHERE agent_id IN ({marks})", chunk)
-        found.update((row[0], dict(zip(MAPPING_COLUMNS, row))) for row in cursor.fetchall())
-    return found
+    rows = select_in(store.conn, f"SELECT {', '.join(MAPPING_COLUMNS)} FROM agent_users "
+                                 "WHERE agent_id IN ({marks})", sorted({a for a in agent_ids if a}))
+    return {row[0]: dict(zip(MAPPING_COLUMNS, row)) for row in rows}
 
 
 def unknown_agents(store, limit: int = 100) -> list[dict]:
@@ -309,6 +307,7 @@ def _apply(store, mappings: list[dict]) -> ImportReport:
     changed = [m for m in mappings if (before.get(m["agent_id"]) or {}).get("user_id") != m["user_id"]]
     with store.transaction() as db:
         _upsert(db, changed)
+    errors.record_recovery(store, "salesforce", OWNER_OPERATION)
     return ImportReport(mapped=len(changed), unchanged=len(mappings) - len(changed))
 
 

@@ -86,6 +86,19 @@ def substring_filter(search: str | None, columns: tuple[str, ...]) -> tuple[str,
     return " WHERE " + " OR ".join(f"{column} LIKE :p ESCAPE '\\'" for column in columns), {"p": pattern}
 
 
+IN_CHUNK = 500    # keys per `IN (...)`: well below SQLite's limit of bound parameters
+
+
+def select_in(conn: sqlite3.Connection, sql: str, keys: list) -> list[tuple]:
+    """The rows of ``sql`` (a SELECT whose ``IN ({marks})`` takes the keys) for every key of
+    ``keys``, asked ``IN_CHUNK`` keys at a time."""
+    rows: list[tuple] = []
+    for start in range(0, len(keys), IN_CHUNK):
+        chunk = list(keys[start:start + IN_CHUNK])
+        rows += conn.execute(sql.format(marks=", ".join("?" for _ in chunk)), chunk).fetchall()
+    return rows
+
+
 def now_iso(at: dt.datetime | None = None) -> str:
     """The UTC time ``at`` (default: now) as an ISO-8601 string with microseconds.
 

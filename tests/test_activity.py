@@ -39,20 +39,17 @@ def emu_server(tmp_path_factory):
 
 @pytest.fixture
 def emu(emu_server):
-    """The module's emulator, healthy, with its validation rules and permissions restored."""
+    """The module's emulator, healthy (no faults, validation rules or denied permissions)."""
     emu_server.reset()
     yield emu_server
     emu_server.reset()
-    emu_server.clear_validation_rules()
-    emu_server.allow_create("Task")
 
 
 @pytest.fixture
-def logging_store(store, emu, monkeypatch):
-    """The instance connected to the module's emulator, Tasks sent only when a test says so."""
+def logging_store(store, emu):
+    """The instance connected to the module's emulator (Tasks sent only when a test says so)."""
     from core.salesforce import forget_connection
 
-    monkeypatch.setenv("SFCTI_SEND_TASKS", "off")
     connect(store, emu, connect_timeout=2.0, read_timeout=2.0)
     yield store
     forget_connection(store)
@@ -376,3 +373,37 @@ def test_hostile_call_ids_stay_values_in_the_lookup_by_call_object(logging_store
     emu.faults.clear()
     assert send(logging_store, force=True).found == 1
     assert len(tasks_of(emu, call_id)) == 1
+
+
+def test_connection_test_refuses_a_user_who_cannot_create_tasks(logging_store, emu):
+    from core.salesforce import ConnectionTestFailed, connect_and_save
+
+    emu.deny_create("Task")
+    with pytest.raises(ConnectionTestFailed) as caught:
+        connect_and_save(logging_store, {})
+    assert caught.value.catalogue_entry.code == "TASK_CREATE_DENIED"
+    assert caught.value.problems == ["Task: cannot be created"]
+    assert "Edit Tasks" in caught.value.catalogue_entry.remedy_en
+
+
+def test_person_account_task_names_its_person_and_the_account(store, pa_emulator, host):
+    from core.salesforce import forget_connection
+
+    connect(store, pa_emulator, connect_timeout=2.0, read_timeout=2.0)
+    try:
+        placed = call(host, "045-111-2222")
+        assert send(store).logged == 1
+        account = next(a for a in pa_emulator.org.records["Account"] if a.get("LastName") == "伊藤")
+        task = one_task(pa_emulator, placed.call_id)
+        assert (task["WhoId"], task["WhatId"]) == (account["PersonContactId"], account["Id"])
+        assert task["Subject"] == "着信 伊藤 健"
+    finally:
+        forget_connection(store)
+
+
+def test_unanswered_outbound_call_is_still_the_agents(logging_store, emu, host):
+    user = map_agent(logging_store, emu, "104", "hanako@agents.example")
+    placed = call(host, CONTACT_NUMBER, agent="104", direction="outbound", answered=False)
+    send(logging_store)
+    task = one_task(emu, placed.call_id)
+    assert task["OwnerId"] == user.user_id and task["Subject"].startswith("発信（不通）")
