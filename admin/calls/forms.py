@@ -13,6 +13,8 @@ class RefetchForm(FlaskForm):
 
 
 class LogAgainForm(FlaskForm):
+    """"Log again" on a call whose Task failed, was skipped or was never queued."""
+
     submit = SubmitField(_l("Log again"))
 
 
