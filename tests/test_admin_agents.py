@@ -380,21 +380,27 @@ def test_a_file_with_bad_rows_lists_each_and_changes_nothing(admin_client, conne
     rows = dict(re.findall(r'<tr><td class="num">(\d+)</td><td>(.*?)</td></tr>', section(html, "rejected-rows")))
     assert sorted(map(int, rows)) == [3, 4, 5, 6, 7, 8]
     assert "nobody@agents.example" in rows["3"]
-    assert "line 2" in rows["4"]
-    assert "1 to 200" in rows["5"] and "1 to 200" in rows["6"]
+    assert "2 行目" in rows["4"]
+    assert "1〜200 文字" in rows["5"] and "1〜200 文字" in rows["6"]
     assert "tanaka@agents.example" in rows["7"]
     assert mapped(connected_store) == {"kept": "yamada@agents.example"}
 
 
+def test_the_reasons_are_in_english_on_the_english_page(admin_client, connected_store):
+    page(admin_client, lang="en")
+    html = upload(admin_client, b"agent_id,username\r\n,x@agents.example\r\n").get_data(as_text=True)
+    assert "An agent id must be 1 to 200 printable characters." in section(html, "rejected-rows")
+
+
 @pytest.mark.parametrize("data,expected", [
-    (b"", "The first line must name the columns"),
-    (b"1001,yamada@agents.example\r\n", "The first line must name the columns"),
-    (b"agent_id,username\r\n", "no rows below the header"),
-    (b"agent_id,username\r\n1001,\x82\xff\x81 \r\n", "neither UTF-8 nor Shift_JIS"),
+    (b"", "1 行目に列名"),
+    (b"1001,yamada@agents.example\r\n", "1 行目に列名"),
+    (b"agent_id,username\r\n", "見出し行の下に行がありません"),
+    (b"agent_id,username\r\n1001,\x82\xff\x81 \r\n", "UTF-8 でも Shift_JIS"),
     (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe", "NUL"),
     (b"agent_id,username\r\n1001,yamada@agents.example\x00\r\n", "NUL"),
-    (b"agent_id,username\r\n" + b"1,a\r\n" * 10_001, "More than 10000 rows"),
-    (b"agent_id,username\r\n" + b"x" * 2_000_001, "larger than 2 MB"),
+    (b"agent_id,username\r\n" + b"1,a\r\n" * 10_001, "10000 行を超えています"),
+    (b"agent_id,username\r\n" + b"x" * 2_000_001, "2 MB を超えています"),
 ])
 def test_a_bad_file_gets_a_clear_message_and_changes_nothing(admin_client, connected_store, data, expected):
     response = upload(admin_client, data)

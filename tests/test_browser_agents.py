@@ -104,7 +104,7 @@ def test_a_csv_file_with_bad_rows_shows_every_reason_and_changes_nothing(page, a
     lines = page.locator("#rejected-rows tbody tr")
     assert [lines.nth(i).locator("td").nth(0).inner_text() for i in range(lines.count())] == ["3", "4", "5"]
     assert "nobody@browser-agents.example" in lines.nth(0).inner_text()
-    assert "line 2" in lines.nth(1).inner_text()
+    assert "2 行目" in lines.nth(1).inner_text()
     assert "200" in lines.nth(2).inner_text()
     assert mappings(agents_store) == {"kept": "sato@browser-agents.example"}
     good = "agent_id,email\r\n4001,hanako@browser-agents.example\r\n".encode("cp932")

@@ -15,6 +15,7 @@ from admin.agents import bp
 from admin.agents.forms import (AGENT_ID_ERROR, ImportForm, MapForm, MappingSearchForm, UnmapForm,
                                 UserSearchForm, checked_agent_id)
 from admin.auth import login_required
+from admin.i18n import current_lang
 from admin.helpers import accepts_upload, failure_shown, page_number, paginate
 from core import agents, errors
 from core.salesforce import NotConfigured, connection_for
@@ -142,7 +143,7 @@ def import_csv():
     try:
         report = agents.import_csv(get_store(), data, connection_for(get_store()))
     except agents.CsvRejected as exc:
-        return _page(import_form=form, rejected=exc.problems)
+        return _page(import_form=form, rejected=exc.reasons(current_lang()))
     except Exception as exc:  # Salesforce not connected or failing: nothing was changed
         return _page(import_form=form, import_failure=_failure(exc))
     flash(_("The CSV file is imported: %(mapped)d agents mapped, %(unchanged)d unchanged.",
