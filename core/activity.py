@@ -356,6 +356,8 @@ class _Batch:
                     ask_contacts.append(record_id)
             elif objects[record_id] == "Lead":
                 relations[record_id] = (record_id, None)   # Salesforce: no WhatId with a Lead
+            elif person and account:        # a person account: its contact is the Who
+                relations[record_id] = (account, record_id)
             else:
                 relations[record_id] = (None, record_id)
                 if connection.org.person_accounts and (person or record_id not in known):

@@ -75,7 +75,8 @@ _FIELDS = {
     ("Contact", True):
         f"Id, Name, Phone, MobilePhone, AccountId, Account.Name, IsPersonAccount, {_COMMON}",
     ("Account", False): f"Id, Name, Phone, {_COMMON}",
-    ("Account", True): f"Id, Name, Phone, PersonMobilePhone, IsPersonAccount, {_COMMON}",
+    ("Account", True):
+        f"Id, Name, Phone, PersonMobilePhone, IsPersonAccount, PersonContactId, {_COMMON}",
     ("Lead", False): f"Id, Name, Company, Phone, MobilePhone, IsConverted, {_COMMON}",
     ("Lead", True): f"Id, Name, Company, Phone, MobilePhone, IsConverted, {_COMMON}",
 }
@@ -235,7 +236,10 @@ class _Writer:
             self.db.execute("DELETE FROM index_records WHERE record_id = ?", [record_id])
             return
         company, person = names_of(object_name, record)
-        # a live lookup's record lacks AccountId and SystemModstamp: the stored ones are kept
+        # account_id relates the record for its Task: a Contact's AccountId, a person account's
+        # PersonContactId (core/activity.py). A live lookup's record lacks it and SystemModstamp:
+        # the stored ones are kept.
+        related = "PersonContactId" if record.get("IsPersonAccount") else "AccountId"
         self.db.execute(
             "INSERT INTO index_records (record_id, object, company, person, account_id, "
             "is_person_account, last_modified, system_modstamp, generation) "
@@ -248,7 +252,7 @@ class _Writer:
             "system_modstamp = coalesce(excluded.system_modstamp, system_modstamp), "
             "generation = excluded.generation",
             {"id": record_id, "object": object_name, "company": company, "person": person,
-             "account": record.get("AccountId"), "has_account": "AccountId" in record,
+             "account": record.get(related), "has_account": related in record,
              "person_account": int(bool(record.get("IsPersonAccount"))),
              "modified": _sf_time(record.get("LastModifiedDate")),
              "stamp": _stamp_key(record.get("SystemModstamp")) or None,
@@ -632,8 +636,8 @@ def find(store, e164: str) -> Contact | None:
 
 
 def accounts_of(store, record_ids: list[str]) -> dict[str, tuple[str | None, bool]]:
-    """``{record_id: (its account's Id, whether it is a person account)}`` for those of
-    ``record_ids`` in the index (a Contact's AccountId; an Account's own flag). No API call."""
+    """``{record_id: (related Id, whether it is a person account)}`` for those of ``record_ids``
+    in the index: a Contact's AccountId, a person account's PersonContactId. No API call."""
     rows = select_in(store.conn, "SELECT record_id, account_id, is_person_account FROM index_records "
                                  "WHERE record_id IN ({marks})", record_ids)
     return {record_id: (account, bool(person)) for record_id, account, person in rows}

@@ -407,3 +407,20 @@ def test_unanswered_outbound_call_is_still_the_agents(logging_store, emu, host):
     send(logging_store)
     task = one_task(emu, placed.call_id)
     assert task["OwnerId"] == user.user_id and task["Subject"].startswith("発信（不通）")
+
+
+def test_with_the_index_a_person_account_task_needs_no_query(store, pa_emulator, host):
+    from core.jobs import sync_index
+    from core.salesforce import forget_connection
+
+    connect(store, pa_emulator, connect_timeout=2.0, read_timeout=2.0)
+    try:
+        assert sync_index(store).failed is None
+        placed = call(host, "080-5555-6666")
+        pa_emulator.reset_counters()
+        assert send(store).api_calls == 1 and pa_emulator.api_calls == {"collections": 1}
+        account = next(a for a in pa_emulator.org.records["Account"] if a.get("LastName") == "伊藤")
+        task = one_task(pa_emulator, placed.call_id)
+        assert (task["WhoId"], task["WhatId"]) == (account["PersonContactId"], account["Id"])
+    finally:
+        forget_connection(store)
