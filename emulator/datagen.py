@@ -296,7 +296,8 @@ def record_id(prefix, number):
 
 
 def generate_org(size=1000, seed=1, person_accounts=True, name="株式会社デモ組織"):
-    """A reproducible org of about `size` Account, Contact and Lead records (plus one User).
+    """A reproducible org of about `size` Account, Contact and Lead records (plus the admin, the
+    login user, and the DEMO_USERS).
 
     The org carries `phone_truth`: {(record Id, field): (Number, ...)}, the numbers the generator
     wrote into each phone value, kept beside the records and never served by the emulator.
@@ -341,9 +342,25 @@ def generate_records_and_truth(size=1000, seed=1, person_accounts=True):
     return builder.records, builder.truth
 
 
+# The org's sales users besides the admin (the login user): (LastName, FirstName, romanised
+# surname, active). Fixed rather than drawn, so adding them leaves every other record of a seed as
+# it was; the last one has left the company (an inactive user cannot own new records).
+DEMO_USERS = (("山田", "花子", "yamada", True), ("佐藤", "健一", "sato", True),
+              ("鈴木", "美咲", "suzuki", True), ("高橋", "翔太", "takahashi", True),
+              ("山本", "陽子", "yamamoto", True), ("中村", "誠", "nakamura", True),
+              ("田中", "一郎", "tanaka", False))
+USER_DOMAIN = "demo.sfcti.example"
+
+
 def _add_user(b):
-    b.base("User", Username="admin@demo.sfcti.example", FirstName="太郎", LastName="管理",
-           Name="管理 太郎", Email="admin@demo.sfcti.example", IsActive=True)
+    b.base("User", Username=f"admin@{USER_DOMAIN}", FirstName="太郎", LastName="管理",
+           Name="管理 太郎", Email=f"admin@{USER_DOMAIN}", IsActive=True)
+    for last, first, roman, active in DEMO_USERS:
+        address = f"{roman}@{USER_DOMAIN}"
+        b.records["User"].append({"Id": b.new_id("User"), "Username": address, "Email": address,
+                                  "FirstName": first, "LastName": last, "Name": f"{last} {first}",
+                                  "Alias": roman[:8], "IsActive": active, "UserType": "Standard",
+                                  "LastModifiedDate": EPOCH.strftime("%Y-%m-%dT%H:%M:%S.000+0000")})
 
 
 def _add_business_accounts(b, count):

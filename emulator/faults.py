@@ -23,7 +23,7 @@ LOGIN_FAULTS = {
                           "SOAP API login() is disabled by default in this org. Use OAuth 2.0, or enable "
                           "SOAP API login() in Setup > User Interface."),
 }
-_REQUEST_FAULTS = ("latency", "hang", "http_status", "reset")
+_REQUEST_FAULTS = ("latency", "hang", "http_status", "reset", "drop_after", "late")
 
 
 class Faults:
@@ -31,16 +31,20 @@ class Faults:
 
     latency: seconds added to each request. hang: requests block until cleared (or the emulator
     stops). http_status: 500 or 503 answered to REST requests. reset: the connection is reset
-    (RST) instead of answered. password_expired: logins succeed with passwordExpired=true and
+    (RST) instead of answered. drop_after: the request is handled in full (records created, the
+    API call counted), then the connection is reset instead of answered. late: seconds the answer
+    of a fully handled request is held back (a client with a shorter read timeout gives up
+    although the work is done). password_expired: logins succeed with passwordExpired=true and
     REST answers INVALID_OPERATION_WITH_EXPIRED_PASSWORD. login_fault: a code of LOGIN_FAULTS
     every login fails with. kinds: request kinds the request faults apply to (None: all).
-    times: how many requests latency/http_status/reset hit before clearing themselves (None:
-    forever); a hang lasts until cleared.
+    times: how many requests latency/http_status/reset/drop_after/late hit before clearing
+    themselves (None: forever); a hang lasts until cleared.
     """
 
     def __init__(self):
         self._cond = threading.Condition()
         self._stopping = False
+        self._clears = 0                     # bumped by clear(): releases answers held by `late`
         self.clear()
 
     def clear(self):
@@ -50,10 +54,13 @@ class Faults:
             self._hang = False
             self.http_status = None
             self.reset = False
+            self.drop_after = False
+            self.late = 0.0
             self.password_expired = False
             self._login_fault = None
             self.kinds = None
             self.times = None
+            self._clears += 1
             self._cond.notify_all()
 
     def set(self, **kwargs):
@@ -98,7 +105,8 @@ class Faults:
             self._stopping = False
 
     def for_request(self, kind):
-        """The request faults that hit a request of `kind`: dict of latency/hang/http_status/reset."""
+        """The request faults that hit a request of `kind`: dict of latency/hang/http_status/reset/
+        drop_after/late."""
         with self._cond:
             if self.kinds is not None and kind not in self.kinds:
                 return {}
@@ -107,6 +115,7 @@ class Faults:
                 self.times -= 1
                 if self.times <= 0:
                     self.latency, self.http_status, self.reset = 0.0, None, False
+                    self.drop_after, self.late = False, 0.0
                     self.times = None
             return active
 
@@ -118,3 +127,14 @@ class Faults:
             with self._cond:
                 while self._hang and not self._stopping:
                     self._cond.wait(0.5)
+
+    def hold_answer(self, seconds):
+        """Sleep `seconds` before a late answer goes out; clear() or stop releases it early."""
+        deadline = time.monotonic() + seconds
+        with self._cond:
+            clears = self._clears
+            while not self._stopping and self._clears == clears:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._cond.wait(min(left, 0.5))

@@ -18,10 +18,14 @@ SUPPORTED_VERSIONS = [f"{v}.0" for v in range(20, 67)]
 BATCH_SIZE = 2000
 MAX_SUBREQUESTS = 25
 MAX_QUERY_SUBREQUESTS = 5
+MAX_COLLECTION_RECORDS = 200
 _REFERENCE_RE = re.compile(r"@\{([A-Za-z][A-Za-z0-9_]*)\.([^}]+)\}")
 _HALTED = [{"errorCode": "PROCESSING_HALTED",
             "message": "The transaction was rolled back since another operation in the same transaction "
                        "failed."}]
+_ROLLED_BACK = {"statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+                "message": "Record rolled back because not all records were valid and the request was using "
+                           "AllOrNone header", "fields": []}
 
 
 class ApiError(Exception):
@@ -52,6 +56,7 @@ class Call:
     version: str = ""
     rest: str = ""                      # the path after /services/data/vXX.X/, no trailing slash
     log: dict = dc_field(default_factory=dict)
+    all_or_none: bool = False           # a composite's allOrNone, which overrides a collection's
 
 
 def split_url(url):
@@ -75,7 +80,7 @@ def classify(method, path, params):
     if head == "search":
         return "search"
     if head == "composite":
-        return "composite"
+        return "collections" if tail.split("/")[0] == "sobjects" else "composite"
     if head == "limits":
         return "limits"
     if head == "jobs":
@@ -100,6 +105,37 @@ class RestApi:
         self._cursors = OrderedDict()          # locator -> (obj, records, fields, version, batch, head)
         self._cursor_lock = threading.Lock()
         self.jobs = bulk.QueryJobs(org)
+        self.validation_rules = []             # ValidationRule, checked on create and update
+        self.create_denied = set()             # objects the login user may not create
+
+    # ---- org controls: validation rules and object permissions ----------------------------
+
+    def add_validation_rule(self, object_name, error_message, condition, field=None):
+        """An org validation rule: `condition(fields)` true means the save fails with
+        FIELD_CUSTOM_VALIDATION_EXCEPTION and `error_message` (on `field`, when given)."""
+        obj = self._known_object(object_name)
+        if field is not None and self.org.schema[obj].field(field) is None:
+            raise ValueError(f"No field {field!r} on {obj}")
+        canonical = self.org.schema[obj].field(field).name if field else None
+        self.validation_rules.append(ValidationRule(obj, str(error_message), condition, canonical))
+
+    def clear_validation_rules(self):
+        """Remove every validation rule."""
+        self.validation_rules.clear()
+
+    def deny_create(self, object_name):
+        """The login user loses create permission on the object (describe: createable false)."""
+        self.create_denied.add(self._known_object(object_name))
+
+    def allow_create(self, object_name):
+        """Give create permission on the object back."""
+        self.create_denied.discard(self._known_object(object_name))
+
+    def _known_object(self, name):
+        for obj in self.org.schema:
+            if obj.lower() == str(name).lower():
+                return obj
+        raise ValueError(f"Unknown object {name!r}; known: {', '.join(self.org.schema)}")
 
     def handle(self, call):
         """(status, body, headers) for one call; ApiError becomes its status and error list."""
@@ -254,7 +290,8 @@ class RestApi:
 
     def _object_info(self, obj, version):
         base = f"/services/data/v{version}/sobjects/{obj}"
-        return {"activateable": False, "createable": True, "custom": False, "customSetting": False,
+        return {"activateable": False, "createable": obj not in self.create_denied, "custom": False,
+                "customSetting": False,
                 "deletable": True, "keyPrefix": KEY_PREFIXES[obj], "label": self.org.schema[obj].label,
                 "labelPlural": self.org.schema[obj].label_plural, "layoutable": True, "mergeable": False,
                 "name": obj, "queryable": True, "retrieveable": True, "searchable": obj != "Task",
@@ -286,6 +323,7 @@ class RestApi:
                 raise ApiError(400, "CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference converted lead",
                                [])
             fields = self._validated(obj, self._json_body(call), creating=False)
+            self._check_rules(obj, {**found[1], **fields})
             self.org.update_record(obj, record_id, fields)
             return 204, None, {}
         if call.method == "DELETE":
@@ -336,13 +374,29 @@ class RestApi:
         return data
 
     def _create(self, call, obj):
-        fields = self._validated(obj, self._json_body(call), creating=True)
-        if call.user_id and obj != "User":
-            fields.setdefault("OwnerId", call.user_id)
-        new_id = self.org.add_record(obj, fields)
-        call.log.setdefault("created", []).append((obj, new_id))
+        new_id = self._insert(call, obj, self._json_body(call))
         location = f"/services/data/v{call.version}/sobjects/{obj}/{new_id}"
         return 201, {"id": new_id, "success": True, "errors": []}, {"Location": location}
+
+    def _insert(self, call, obj, data):
+        """Create one record of `obj` from request fields as the calling user; its new Id, or
+        ApiError. Shared by the single create and sObject Collections."""
+        if obj in self.create_denied:
+            raise ApiError(400, "INSUFFICIENT_ACCESS_OR_READONLY", "insufficient access rights on object id",
+                           [])
+        fields = self._validated(obj, data, creating=True)
+        if call.user_id and obj != "User":
+            fields.setdefault("OwnerId", call.user_id)
+        self._check_rules(obj, fields)
+        new_id = self.org.add_record(obj, fields)
+        call.log.setdefault("created", []).append((obj, new_id))
+        return new_id
+
+    def _check_rules(self, obj, fields):
+        for rule in list(self.validation_rules):
+            if rule.object_name == obj and rule.condition(dict(fields)):
+                raise ApiError(400, "FIELD_CUSTOM_VALIDATION_EXCEPTION", rule.error_message,
+                               [rule.field] if rule.field else [])
 
     def _validated(self, obj, data, creating):
         """`data` with canonical field names, or ApiError as Salesforce would answer."""
@@ -364,6 +418,7 @@ class RestApi:
         if creating:
             self._check_required(sobject, out)
         self._check_references(sobject, out)
+        self._check_owner_active(obj, out)
         if obj == "Task":
             self._check_task(out)
         return out
@@ -410,6 +465,12 @@ class RestApi:
                 raise ApiError(400, "INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", [f.name])
             data[name] = id18
 
+    def _check_owner_active(self, obj, data):
+        owner = self.org.get(data.get("OwnerId") or "")
+        if owner is not None and owner[0] == "User" and owner[1].get("IsActive") is False:
+            raise ApiError(400, "INACTIVE_OWNER_OR_USER", f"operation performed with inactive user "
+                           f"[{owner[1]['Id']}] as owner of {obj.lower()}", ["OwnerId"])
+
     def _check_task(self, data):
         # Salesforce: "If the WhoId refers to a lead, then the WhatId field must be empty."
         if data.get("WhatId") and self.org.object_of(data.get("WhoId") or "") == "Lead":
@@ -422,6 +483,8 @@ class RestApi:
 
     def _composite(self, call, tail):
         self._only(call, "POST")
+        if tail == "sobjects":
+            return self._collections(call)
         if tail:
             raise not_found()
         payload = self._json_body(call)
@@ -432,13 +495,91 @@ class RestApi:
         runner = _CompositeRun(self, call, bool(payload.get("allOrNone", False)))
         return 200, {"compositeResponse": runner.run(subrequests)}, {}
 
+    # ---- sObject Collections: create ------------------------------------------------------
+
+    def _collections(self, call):
+        all_or_none, records = self._collection_request(call)
+        with self.org.lock:
+            results, created = [], []
+            for index, (obj, data) in enumerate(records):
+                try:
+                    if "id" in {name.lower() for name in data}:
+                        raise ApiError(400, "INVALID_FIELD", "cannot specify Id in an insert call", ["Id"])
+                    created.append((index, obj, self._insert(call, obj, data)))
+                    results.append({"id": created[-1][2], "success": True, "errors": []})
+                except ApiError as exc:
+                    results.append({"success": False, "errors": [_save_error(exc)]})
+            if created and (all_or_none or call.all_or_none) and len(created) < len(records):
+                self._roll_back_collection(call, created, results)
+        return 200, results, {}
+
+    def _collection_request(self, call):
+        """(allOrNone, [(object, fields)]) of a collection create body, or a 400 ApiError."""
+        try:
+            data = json.loads(call.body or b"null")
+        except ValueError as exc:
+            raise ApiError(400, "JSON_PARSER_ERROR", f"Unexpected character: {exc}") from exc
+        if not isinstance(data, dict) or not isinstance(data.get("records"), list):
+            raise ApiError(400, "JSON_PARSER_ERROR", 'The request body must be an object with a "records" '
+                           "list of sObjects")
+        all_or_none = data.get("allOrNone", False)
+        if not isinstance(all_or_none, bool):
+            raise ApiError(400, "JSON_PARSER_ERROR", f"Cannot deserialize instance of boolean from "
+                           f"{_token_name(all_or_none)} value (allOrNone)")
+        records = data["records"]
+        if not records:
+            raise ApiError(400, "INVALID_INPUT", "records: at least one sObject is required")
+        if len(records) > MAX_COLLECTION_RECORDS:
+            raise ApiError(400, "EXCEEDED_ID_LIMIT", "record limit reached. cannot submit more than "
+                           f"{MAX_COLLECTION_RECORDS} records into this call")
+        return all_or_none, [self._collection_record(i, record) for i, record in enumerate(records)]
+
+    def _collection_record(self, index, record):
+        if not isinstance(record, dict):
+            raise ApiError(400, "JSON_PARSER_ERROR", f"Cannot deserialize instance of SObject from "
+                           f"{_token_name(record)} value (records[{index}])")
+        fields = dict(record)
+        attributes = fields.pop("attributes", None)
+        type_name = attributes.get("type") if isinstance(attributes, dict) else None
+        if not isinstance(type_name, str) or not type_name:
+            raise ApiError(400, "INVALID_TYPE", f'records[{index}]: every sObject needs "attributes": '
+                           '{"type": ...}')
+        try:
+            return self._known_object(type_name), fields
+        except ValueError:
+            raise ApiError(400, "INVALID_TYPE", f"sObject type '{type_name[:80]}' is not supported.") \
+                from None
+
+    def _roll_back_collection(self, call, created, results):
+        for _, obj, record_id in reversed(created):
+            self.org.delete_record(obj, record_id)
+        gone = {record_id for _, _, record_id in created}
+        call.log["created"] = [c for c in call.log.get("created", []) if c[1] not in gone]
+        for index, _, _ in created:
+            results[index] = {"success": False, "errors": [dict(_ROLLED_BACK)]}
+
+
+@dataclass
+class ValidationRule:
+    """An org validation rule: a save of `object_name` whose fields make `condition` true fails."""
+    object_name: str
+    error_message: str
+    condition: object                   # callable(fields dict) -> bool, True = error
+    field: str | None = None
+
+
+def _save_error(exc):
+    """An ApiError as an entry of a SaveResult's errors (statusCode, not errorCode)."""
+    entry = exc.body[0]
+    return {"statusCode": entry["errorCode"], "message": entry["message"], "fields": entry.get("fields", [])}
+
 
 def _check_composite_size(subrequests):
     if len(subrequests) > MAX_SUBREQUESTS:
         raise ApiError(400, "INVALID_INPUT", f"Composite API supports a maximum of {MAX_SUBREQUESTS} "
                        f"subrequests; received {len(subrequests)}.")
     queries = sum(1 for s in subrequests if isinstance(s, dict) and classify(
-        s.get("method", ""), split_url(str(s.get("url", "")))[0], {}) in ("query", "query_more"))
+        s.get("method", ""), split_url(str(s.get("url", "")))[0], {}) in ("query", "query_more", "collections"))
     if queries > MAX_QUERY_SUBREQUESTS:
         raise ApiError(400, "INVALID_INPUT", f"Composite API supports a maximum of "
                        f"{MAX_QUERY_SUBREQUESTS} query or sObject Collections subrequests; received "
@@ -460,7 +601,7 @@ class _CompositeRun:
         for sub in subrequests:
             response = self._one(sub)
             responses.append(response)
-            if self.all_or_none and response["httpStatusCode"] >= 400:
+            if self.all_or_none and _failed(response):
                 return self._roll_back(responses, subrequests)
         return responses
 
@@ -471,7 +612,8 @@ class _CompositeRun:
         except ApiError as exc:
             return {"body": exc.body, "httpHeaders": {}, "httpStatusCode": exc.status, "referenceId": ref}
         path, params = split_url(url)
-        inner = Call(method, path, params, body, self.call.user_id, self.call.headers)
+        inner = Call(method, path, params, body, self.call.user_id, self.call.headers,
+                     all_or_none=self.all_or_none)
         status, out, headers = self.api.handle(inner)
         if isinstance(out, bulk.Raw):
             out = out.data.decode("utf-8")
@@ -519,6 +661,13 @@ class _CompositeRun:
             ref = sub.get("referenceId") if isinstance(sub, dict) else None
             out.append({"body": _HALTED, "httpHeaders": {}, "httpStatusCode": 400, "referenceId": ref})
         return out
+
+
+def _failed(response):
+    """True for a failed sub-request: an error status, or a collection with a failed record."""
+    body = response["body"]
+    return response["httpStatusCode"] >= 400 or isinstance(body, list) and any(
+        isinstance(r, dict) and r.get("success") is False for r in body)
 
 
 def _walk(data, path):

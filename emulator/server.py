@@ -1,5 +1,6 @@
 """The emulator's HTTPS server: TLS with a throw-away CA, SOAP login, bearer auth, limits, faults."""
 import gc
+import io
 import json
 import os
 import re
@@ -191,16 +192,39 @@ class Emulator:
             self._used = 0
 
     def reset(self):
-        """Healthy again: no faults, fresh counters, default daily limit, default org flags
-        (sessions are kept)."""
+        """Healthy again: no faults, fresh counters, default daily limit, default org flags, no
+        validation rules, every object createable (sessions are kept)."""
         self.faults.clear()
         self.oauth.reset()
+        self.clear_validation_rules()
+        self.rest.create_denied.clear()
         self.set_daily_limit(self.default_daily_limit, used=0)
         self.reset_counters()
 
     def add_record(self, object_name, fields):
         """Insert a record into the org while running; returns its Id."""
         return self.org.add_record(object_name, fields)
+
+    # ---- what the org allows: validation rules and object permissions -------------------
+
+    def add_validation_rule(self, object_name, error_message, condition, field=None):
+        """Add an org validation rule: a create or update of `object_name` whose fields make
+        `condition(fields)` true answers 400 FIELD_CUSTOM_VALIDATION_EXCEPTION `error_message`
+        (with fields [field], or [] when no field is given)."""
+        self.rest.add_validation_rule(object_name, error_message, condition, field)
+
+    def clear_validation_rules(self):
+        """Remove every validation rule added with add_validation_rule."""
+        self.rest.clear_validation_rules()
+
+    def deny_create(self, object_name):
+        """Take create permission on an object from the login user: describe says createable
+        false, a create answers 400 INSUFFICIENT_ACCESS_OR_READONLY."""
+        self.rest.deny_create(object_name)
+
+    def allow_create(self, object_name):
+        """Give create permission on an object back (undoes deny_create)."""
+        self.rest.allow_create(object_name)
 
     # ---- changing the org while clients sync it (thread-safe; see Org) -------------------
 
@@ -359,8 +383,8 @@ class _Handler(BaseHTTPRequestHandler):
         started = time.perf_counter()
         path, params = split_url(self.path)
         kind = oauth.classify(path) or record_page.classify(path) or classify(self.command, path, params)
-        entry = {"time": datetime.now(timezone.utc).isoformat(), "method": self.command, "path": path,
-                 "kind": kind, "status": None}
+        entry = self._entry = {"time": datetime.now(timezone.utc).isoformat(), "method": self.command,
+                               "path": path, "kind": kind, "status": None}
         body = self._read_body()
         emu._record(entry)
         active = emu.faults.for_request(kind)
@@ -369,6 +393,10 @@ class _Handler(BaseHTTPRequestHandler):
             entry["status"] = "reset"
             self.close_connection = True
             raise _Reset()
+        withheld = active.get("drop_after") or active.get("late")
+        if withheld:
+            # The work is done in full; only the answer is lost or late: keep it aside.
+            self.wfile, answer = io.BytesIO(), self.wfile
         try:
             status = self._dispatch(emu, kind, path, params, body, active, entry)
         except (OSError, ssl.SSLError):
@@ -378,6 +406,18 @@ class _Handler(BaseHTTPRequestHandler):
             status = self._json(500, _SERVER_ERRORS[500])
         entry["status"] = status
         entry["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
+        if withheld:
+            self._answer_late_or_never(emu, active, entry, answer)
+
+    def _answer_late_or_never(self, emu, active, entry, answer):
+        held, self.wfile = self.wfile.getvalue(), answer
+        if active.get("drop_after"):
+            entry["dropped"] = True
+            self.close_connection = True
+            raise _Reset()
+        entry["late"] = active["late"]
+        emu.faults.hold_answer(active["late"])
+        self.wfile.write(held)
 
     def _dispatch(self, emu, kind, path, params, body, active, entry):
         if len(self.path.encode()) > MAX_URI_BYTES:
@@ -454,6 +494,8 @@ class _Handler(BaseHTTPRequestHandler):
         return self._send(status, data, _JSON, headers)
 
     def _send(self, status, data, content_type, headers=None):
+        # Logged before the bytes leave: a client reading the log after its answer sees the status.
+        self._entry["status"] = status
         self.send_response(status)
         if content_type:
             self.send_header("Content-Type", content_type)

@@ -7,7 +7,7 @@ import pytest
 
 from core.phone import index_keys, parse_phone, stored_variants
 from emulator.datagen import (
-    PHONE_FIELDS, Number, dump_org, every_form, generate_org, generate_records,
+    DEMO_USERS, PHONE_FIELDS, Number, dump_org, every_form, generate_org, generate_records,
     generate_records_and_truth, load_org, org_phone_catalogue, record_id,
 )
 
@@ -40,12 +40,12 @@ def test_same_seed_same_org_other_seed_other_org():
 def test_size_is_the_number_of_business_records(size):
     records = generate_records(size, seed=1)
     assert sum(len(records[obj]) for obj in ("Account", "Contact", "Lead")) == size
-    assert len(records["User"]) == 1
+    assert len(records["User"]) == 1 + len(DEMO_USERS)      # the admin and the sales users
 
 
 def test_demo_org_shape(org):
     counts = org.count()
-    assert counts["User"] == 1
+    assert counts["User"] == 1 + len(DEMO_USERS)
     assert counts["Account"] >= 500 and counts["Contact"] >= 1300 and counts["Lead"] >= 900
     assert org.name == "株式会社デモ組織" and org.person_accounts
 
