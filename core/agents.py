@@ -184,7 +184,7 @@ def _mapping_row(agent_id: str, user: SalesforceUser) -> dict:
 
 
 def _upsert(db, rows: list[dict]) -> None:
-    db.executemany(
+    db.conn.executemany(
         f"INSERT INTO agent_users ({', '.join(MAPPING_COLUMNS)}) "
         f"VALUES ({', '.join(':' + c for c in MAPPING_COLUMNS)}) "
         "ON CONFLICT (agent_id) DO UPDATE SET user_id = excluded.user_id, "
