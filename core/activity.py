@@ -218,6 +218,7 @@ def _claim(store, holder: str, settings: Settings, now: dt.datetime, force: bool
         for row in rows:
             if row["state"] == SENDING:
                 row["uncertain"] = 1
+            row["state"] = SENDING   # what _defer_all looks for: claimed and not settled yet
             db.execute("UPDATE task_outbox SET state = ?, claimed_by = ?, claimed_until = ?, "
                        "uncertain = ?, attempts = attempts + 1, updated_at = ? WHERE call_id = ?",
                        [SENDING, holder, until, row["uncertain"], stamp, row["call_id"]])
