@@ -44,6 +44,8 @@ def create_app(test_config: dict | None = None, *, home: str | None = None,
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _session_key(store)
     _ensure_admin_account(app, store)
+    # before CSRFProtect's check, which reads the form: an upload page's own limit must apply to it
+    app.before_request(_upload_limit)
     # every POST, including login and logout, must carry the form's token
     CSRFProtect(app)
     i18n.init_app(app)
@@ -86,6 +88,15 @@ def _trust_proxies(app: Flask) -> None:
                          f"front of the admin (0: none), not {hops!r}")
     if hops:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+
+
+def _upload_limit() -> None:
+    """A view marked with :func:`admin.helpers.accepts_upload` takes a larger request body than
+    ``MAX_CONTENT_LENGTH`` (the limit of every other form)."""
+    view = current_app.view_functions.get(request.endpoint or "")
+    limit = getattr(view, "max_upload_bytes", None)
+    if limit:
+        request.max_content_length = limit
 
 
 def _favicon():
@@ -141,9 +152,9 @@ def _ensure_admin_account(app: Flask, store: Store) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from admin import alerts, auth, calls, contacts, errors, main, phone_index, settings
+    from admin import agents, alerts, auth, calls, contacts, errors, main, phone_index, settings
 
-    for module in (auth, main, settings, phone_index, alerts, errors, calls, contacts):
+    for module in (auth, main, settings, phone_index, alerts, errors, calls, contacts, agents):
         app.register_blueprint(module.bp)
     errors.register_error_pages(app)
 

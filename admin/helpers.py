@@ -68,3 +68,14 @@ def searched_page(count: Callable[[str | None], int], fetch: Callable[..., list]
     pages = paginate(count(search), page_number(), size)
     rows = fetch(limit=size, offset=pages["offset"], search=search)
     return {"form": form, "search": search, "pages": pages, "rows": rows}
+
+
+def accepts_upload(max_bytes: int, back_to: str) -> Callable:
+    """Mark a view that takes a file upload of up to ``max_bytes`` (more than the other forms'
+    ``MAX_CONTENT_LENGTH``); a larger one is sent back to the page ``back_to`` (an endpoint) with
+    a message instead of the bare 413 page."""
+    def mark(view):
+        view.max_upload_bytes = max_bytes
+        view.upload_back_to = back_to
+        return view
+    return mark

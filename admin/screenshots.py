@@ -127,6 +127,8 @@ def _pages(page, base: str, outdir: pathlib.Path, emu, app) -> list[pathlib.Path
     if emu is not None:
         _sync_index(page, base)
         snap("12-phone-index")
+        _map_an_agent(page, base)
+        snap("13-agents")
     page.click("#lang-en")
     page.goto(base + "/settings/")
     snap("10-settings-en")
@@ -167,6 +169,14 @@ def _sync_index(page, base: str) -> None:
         time.sleep(0.5)
         page.reload()
     page.goto(base + "/index/")   # without the "started" message
+
+
+def _map_an_agent(page, base: str) -> None:
+    """Map one agent of the sample calls through the user search, then search for another."""
+    page.goto(base + "/agents/?agent_id=suzuki&q=suzuki")
+    if page.locator("#users button").count():   # the generated org has the demo users
+        page.locator("#users button").first.click()
+    page.goto(base + "/agents/?agent_id=sato&q=sato")
 
 
 def _submit(page) -> None:

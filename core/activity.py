@@ -33,7 +33,7 @@ from core.display import Contact
 from core.holders import holder_alive, new_holder
 from core.salesforce import AccessDenied, Connection, LimitExceeded, Unavailable, connection_for
 from core.settings import Settings, load_settings
-from core.store import now_iso
+from core.store import now_iso, select_in
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,6 @@ WAITING, SENDING, LOGGED, FAILED, SKIPPED = STATES
 BATCH_SIZE = 200                  # sObject Collections' limit per request
 OPERATION = "activity"            # error-log operation of failures of a whole request
 REJECTED = "activity_rejected"    # error-log operation of a Task Salesforce refused
-OWNER = "agent_owner"             # error-log operation of an agent mapped to an inactive user
 API_KIND = "activity"             # what the requests of this module are counted as
 BACKOFF_SECONDS = (30, 60, 120, 300, 600, 1800, 3600)
 QUERY_CHARS = 8000                # a CallObject lookup's query stays far below the URL limit
@@ -52,7 +51,7 @@ _ACCESS_CODES = ("INSUFFICIENT_ACCESS", "INSUFFICIENT_ACCESS_OR_READONLY",
                  "INSUFFICIENT_ACCESS_ON_CROSS_REFERENCE_ENTITY", "INVALID_TYPE")
 _INACTIVE_OWNER = "INACTIVE_OWNER_OR_USER"
 _VALIDATION = "FIELD_CUSTOM_VALIDATION_EXCEPTION"
-OUTBOX_COLUMNS = ("call_id", "state", "created_at", "updated_at", "attempts", "next_attempt_at",
+OUTBOX_COLUMNS = ("call_id", "company", "person", "state", "created_at", "updated_at", "attempts", "next_attempt_at",
                   "claimed_by", "claimed_until", "uncertain", "owner_fallback", "task_id",
                   "task_url", "error_code", "error_message", "logged_at")
 
@@ -66,13 +65,16 @@ def wanted(settings: Settings) -> bool:
     return bool(settings.activity_logging and settings.is_configured())
 
 
-def enqueue(store, call_id: str) -> bool:
-    """Queue the ended call ``call_id`` for logging; False when it was queued before."""
+def enqueue(store, call_id: str, shown: dict | None = None) -> bool:
+    """Queue the ended call ``call_id`` for logging, with the names its screen ``shown`` (the
+    Task's subject uses them when the record is not registered); False when queued before."""
     now = now_iso()
+    names = Contact.from_mapping(shown if (shown or {}).get("status") == "matched" else None)
     with store.transaction() as db:
         return db.execute(
-            "INSERT OR IGNORE INTO task_outbox (call_id, state, created_at, updated_at, "
-            "next_attempt_at) VALUES (?, ?, ?, ?, ?)", [call_id, WAITING, now, now, now]).rowcount == 1
+            "INSERT OR IGNORE INTO task_outbox (call_id, company, person, state, created_at, "
+            "updated_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [call_id, names.company, names.person, WAITING, now, now, now]).rowcount == 1
 
 
 def retry(store, call_id: str) -> bool:
@@ -95,14 +97,9 @@ def retry(store, call_id: str) -> bool:
 
 def states_for(store, call_ids: list[str]) -> dict[str, dict]:
     """``{call_id: outbox row}`` for those of ``call_ids`` queued for logging."""
-    found: dict[str, dict] = {}
-    for start in range(0, len(call_ids), 500):
-        chunk = call_ids[start:start + 500]
-        cursor = store.conn.execute(
-            f"SELECT {', '.join(OUTBOX_COLUMNS)} FROM task_outbox WHERE call_id IN "
-            f"({', '.join('?' for _ in chunk)})", chunk)
-        found.update((row[0], dict(zip(OUTBOX_COLUMNS, row))) for row in cursor.fetchall())
-    return found
+    rows = select_in(store.conn, f"SELECT {', '.join(OUTBOX_COLUMNS)} FROM task_outbox "
+                                 "WHERE call_id IN ({marks})", call_ids)
+    return {row[0]: dict(zip(OUTBOX_COLUMNS, row)) for row in rows}
 
 
 def get_state(store, call_id: str) -> dict | None:
@@ -218,7 +215,7 @@ def _claim(store, holder: str, settings: Settings, now: dt.datetime, force: bool
         for row in rows:
             if row["state"] == SENDING:
                 row["uncertain"] = 1
-            row["state"] = SENDING   # what _defer_all looks for: claimed and not settled yet
+            row["state"] = SENDING
             db.execute("UPDATE task_outbox SET state = ?, claimed_by = ?, claimed_until = ?, "
                        "uncertain = ?, attempts = attempts + 1, updated_at = ? WHERE call_id = ?",
                        [SENDING, holder, until, row["uncertain"], stamp, row["call_id"]])
@@ -234,6 +231,10 @@ def _orphans(db, stamp: str, limit: int) -> list[dict]:
             or not holder_alive(r["claimed_by"] or "")][:limit]
 
 
+class _ShareSpent(Exception):
+    "The share of today's API limit for Task logging is spent."
+
+
 class _Batch:
     """One claimed batch: look up the uncertain calls, build the Tasks, send, settle."""
 
@@ -242,7 +243,10 @@ class _Batch:
         self.store, self.settings, self.report, self.now = store, settings, report, now
         self.connection_factory = connection_factory
         self.rows = {r["call_id"]: r for r in rows}
+        self.settled: list[dict] = []       # outbox rows to write, in one transaction
         self.calls = history.get_calls(store, list(self.rows))
+        for call_id, call in self.calls.items():
+            call.update(shown_company=self.rows[call_id]["company"], shown_person=self.rows[call_id]["person"])
 
     def run(self) -> bool:
         """Send the batch; False when a failure of the whole request should end the run."""
@@ -252,9 +256,27 @@ class _Batch:
             connection = self.connection_factory(self.store)
             with connection.counted_as(API_KIND):
                 return self._send(connection)
+        except _ShareSpent:
+            self._release()
+            self.report.stopped = "share spent"
+            return False
         except Exception as exc:
             self._defer_all(exc)
             return False
+        finally:
+            self._write_settled()
+
+    def _spend(self) -> None:
+        """Count one request about to be made; raises _ShareSpent when the share allows none."""
+        if _share_left(self.store, self.settings) < 1:
+            raise _ShareSpent()
+        self.report.api_calls += 1
+
+    def _release(self) -> None:
+        """Give the calls still claimed back to the queue, due at once and as they were."""
+        for call_id, row in self.rows.items():
+            if row["state"] == SENDING:
+                self._settle(call_id, WAITING, uncertain=bool(row["uncertain"]))
 
     def _send(self, connection: Connection) -> bool:
         pending = [c for c in self.rows if c in self.calls]
@@ -268,10 +290,11 @@ class _Batch:
         tasks = self._tasks(connection, pending)
         if tasks:
             ids = list(tasks)
+            self._spend()
             results = connection.create_records([tasks[c] for c in ids])
-            self.report.api_calls += 1
             for call_id, result in zip(ids, results):
                 self._result(connection, call_id, result)
+        self._write_settled()
         errors.record_recovery(self.store, "salesforce", OPERATION)
         self._close_rejections_when_none_left()
         return True
@@ -284,7 +307,7 @@ class _Batch:
         for chunk in _chunks_by_length(call_ids, QUERY_CHARS):
             soql = format_soql("SELECT Id, CallObject FROM Task WHERE CallObject IN {ids} "
                                "ORDER BY CreatedDate, Id", ids=chunk)
-            self.report.api_calls += 1
+            self._spend()
             for record in connection.query(soql).get("records", []):
                 found.setdefault(record.get("CallObject"), record.get("Id"))
         return {c: found[c] for c in call_ids if found.get(c)}
@@ -350,7 +373,7 @@ class _Batch:
         if account_ids:
             subrequests.append(connection.query_subrequest("accounts", format_soql(
                 "SELECT Id, PersonContactId FROM Account WHERE Id IN {ids}", ids=account_ids)))
-        self.report.api_calls += 1
+        self._spend()
         found: dict[str, tuple] = {}
         for response in connection.composite(subrequests):
             if (response.get("httpStatusCode") or 0) >= 300:
@@ -376,7 +399,7 @@ class _Batch:
         call = self.calls[call_id]
         if code == _INACTIVE_OWNER and not self.rows[call_id]["owner_fallback"]:
             # the Task goes out at once, owned by the connection user; the admin is told to re-map
-            errors.record_failure(self.store, "salesforce", OWNER, _INACTIVE_OWNER, call_id=call_id,
+            errors.record_failure(self.store, "salesforce", agents.OWNER_OPERATION, _INACTIVE_OWNER, call_id=call_id,
                                   detail=f"agent {errors.clean_text(call.get('agent_id') or '')}: {message}")
             self._settle(call_id, WAITING, owner_fallback=True)
             self.report.deferred += 1
@@ -420,13 +443,21 @@ class _Batch:
                   "task_id": task[0] if task else None, "task_url": task[1] if task else None,
                   "error_code": error[0] if error else None, "error_message": error[1] if error else None,
                   "logged_at": stamp if state == LOGGED else None}
+        self.settled.append(values)
+
+    def _write_settled(self) -> None:
+        """Write the settled calls' rows, all in one transaction."""
+        if not self.settled:
+            return
         with self.store.transaction() as db:
-            db.execute("UPDATE task_outbox SET state = :state, updated_at = :updated_at, "
-                       "next_attempt_at = :next_attempt_at, uncertain = :uncertain, "
-                       "owner_fallback = :owner_fallback, task_id = :task_id, task_url = :task_url, "
-                       "error_code = :error_code, error_message = :error_message, "
-                       "logged_at = :logged_at, claimed_by = NULL, claimed_until = NULL "
-                       "WHERE call_id = :call_id", values)
+            db.conn.executemany(
+                "UPDATE task_outbox SET state = :state, updated_at = :updated_at, "
+                "next_attempt_at = :next_attempt_at, uncertain = :uncertain, "
+                "owner_fallback = :owner_fallback, task_id = :task_id, task_url = :task_url, "
+                "error_code = :error_code, error_message = :error_message, "
+                "logged_at = :logged_at, claimed_by = NULL, claimed_until = NULL "
+                "WHERE call_id = :call_id", self.settled)
+        self.settled = []
 
     def _close_rejections_when_none_left(self) -> None:
         if not self.store.conn.execute("SELECT 1 FROM task_outbox WHERE state = ? LIMIT 1",
@@ -495,7 +526,7 @@ def task_fields(call: dict, contact: Contact | None, relations: dict, owners: di
                 settings: Settings, owner_fallback: bool = False) -> dict:
     """The Task of the history row ``call``: a completed call Task related to ``contact``
     (``relations``: ``{record_id: (WhoId, WhatId)}``), owned by the agent's mapped user
-    (``owners``) for answered calls and by the connection user otherwise."""
+    (``owners``), except a missed call, which the connection user owns (nobody took it)."""
     texts = _TEXTS[settings.activity_language]
     kind = _kind(call)
     fields = {
@@ -515,7 +546,7 @@ def task_fields(call: dict, contact: Contact | None, relations: dict, owners: di
         who, what = relations.get(contact.record_id, (None, None))
         fields.update({k: v for k, v in (("WhoId", who), ("WhatId", what)) if v})
     owner = owners.get(call.get("agent_id") or "")
-    if owner and kind in (0, 2) and not owner_fallback:
+    if owner and not is_missed(call) and not owner_fallback:   # the agent placed or took it
         fields["OwnerId"] = owner["user_id"]
     return fields
 
@@ -527,10 +558,11 @@ def _started(call: dict) -> dt.datetime:
         return _utcnow()
 
 
-def _name(call: dict, contact: Contact | None) -> str:
-    names = [n for n in ((contact or Contact()).company or call.get("company"),
-                         (contact or Contact()).person or call.get("person")) if n]
-    return " / ".join(dict.fromkeys(names))
+def _names(call: dict, contact: Contact | None) -> tuple[str, str]:
+    """(company, person) of the call: its record's, else those its screen showed."""
+    contact = contact or Contact()
+    return (contact.company or call.get("company") or call.get("shown_company") or "",
+            contact.person or call.get("person") or call.get("shown_person") or "")
 
 
 def _duration(seconds) -> str:
@@ -542,10 +574,11 @@ def subject(call: dict, contact: Contact | None, settings: Settings) -> str:
     """The Task's subject: the settings' template (or the built-in one of the language)."""
     texts = _TEXTS[settings.activity_language]
     number = call.get("display_number") or call.get("remote_number") or texts["unknown"]
+    company, person = _names(call, contact)
     values = {
-        "direction": texts["words"][_kind(call)], "name": _name(call, contact) or number,
-        "company": (contact.company if contact else None) or call.get("company") or "",
-        "person": (contact.person if contact else None) or call.get("person") or "",
+        "direction": texts["words"][_kind(call)],
+        "name": " / ".join(dict.fromkeys(n for n in (company, person) if n)) or number,
+        "company": company, "person": person,
         "number": number, "agent": call.get("agent_id") or "",
         "duration": _duration(call.get("duration_seconds")),
     }

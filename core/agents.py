@@ -21,8 +21,8 @@ from typing import Iterable
 
 from simple_salesforce.format import format_soql
 
-from core import history
-from core.store import now_iso, substring_filter
+from core import errors, history
+from core.store import now_iso, select_in, substring_filter
 
 AGENT_ID_MAX = 200               # the call history keeps agent ids up to this length
 SEARCH_LIMIT = 50
@@ -35,6 +35,9 @@ _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u
 # a spreadsheet runs a cell that starts with one of these as a formula
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 LOOKUP_CHUNK = 100               # keys per User query: keeps the query URL short
+# the error-log operation of an agent mapped to a user who can no longer own Tasks; a change of
+# the map closes it (the next Task of a still-wrong mapping opens it again)
+OWNER_OPERATION = "agent_owner"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -57,12 +60,54 @@ class UserNotFound(AgentError):
     "No active Salesforce user has this id, username or e-mail address."
 
 
+# why a CSV file or row is refused: (English, Japanese), filled with the problem's values
+CSV_PROBLEMS = {
+    "agent_id": ("An agent id must be 1 to 200 printable characters.",
+                 "担当者 ID は 1〜200 文字の表示できる文字で指定してください。"),
+    "no_user": ("No username, e-mail address or user id.",
+                "ユーザー名・メールアドレス・ユーザー ID のいずれもありません。"),
+    "duplicate": ("Agent {agent} already appears on line {line}.",
+                  "担当者 {agent} は {line} 行目にもあります。"),
+    "unknown_user": ("No active Salesforce user has the username, e-mail address or id {key}.",
+                     "ユーザー名・メールアドレス・ID が {key} の有効な Salesforce ユーザーはいません。"),
+    "too_large": ("The file is larger than {mb} MB.", "ファイルが {mb} MB を超えています。"),
+    "encoding": ("The file is neither UTF-8 nor Shift_JIS text.",
+                 "ファイルが UTF-8 でも Shift_JIS のテキストでもありません。"),
+    "binary": ("The file is not a CSV text file (it holds NUL characters).",
+               "CSV のテキストファイルではありません（NUL 文字を含みます）。"),
+    "header": ("The first line must name the columns: agent_id and one of username, email or user_id.",
+               "1 行目に列名（agent_id と、username・email・user_id のいずれか）が必要です。"),
+    "too_many": ("More than {rows} rows.", "{rows} 行を超えています。"),
+    "not_csv": ("Not valid CSV: {error}", "CSV として読めません: {error}"),
+    "empty": ("The file has no rows below the header.", "見出し行の下に行がありません。"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class CsvProblem:
+    """Why one line of a CSV file (0: the whole file) was refused."""
+
+    line: int
+    key: str
+    params: tuple = ()
+
+    def message(self, lang: str = "en") -> str:
+        """The reason in ``lang`` ("en" or "ja")."""
+        en, ja = CSV_PROBLEMS[self.key]
+        return (ja if lang == "ja" else en).format(**dict(self.params))
+
+
 class CsvRejected(AgentError):
     "The CSV file was not imported: fix the rows listed and import it again. Nothing was changed."
 
-    def __init__(self, problems: list[tuple[int, str]]):
-        self.problems = problems
-        super().__init__(f"({len(problems)} rows)")
+    def __init__(self, found: list[CsvProblem]):
+        self.found = sorted(found, key=lambda p: p.line)
+        self.problems = [(p.line, p.message("en")) for p in self.found]
+        super().__init__(f"({len(found)} rows)")
+
+    def reasons(self, lang: str = "en") -> list[tuple[int, str]]:
+        """(line, reason in ``lang``) for every refused line."""
+        return [(p.line, p.message(lang)) for p in self.found]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -175,6 +220,7 @@ def map_agent(store, agent_id: str, user: SalesforceUser) -> dict:
     row = _mapping_row(clean_agent_id(agent_id), user)
     with store.transaction() as db:
         _upsert(db, [row])
+    errors.record_recovery(store, "salesforce", OWNER_OPERATION)
     return row
 
 
@@ -218,15 +264,9 @@ def count_mappings(store, search: str | None = None) -> int:
 
 def owners_for(store, agent_ids: Iterable[str | None]) -> dict[str, dict]:
     """``{agent_id: mapping row}`` for those of ``agent_ids`` that are mapped."""
-    wanted = sorted({a for a in agent_ids if a})
-    found: dict[str, dict] = {}
-    for start in range(0, len(wanted), 500):
-        chunk = wanted[start:start + 500]
-        marks = ", ".join("?" for _ in chunk)
-        cursor = store.conn.execute(
-            f"SELECT {', '.join(MAPPING_COLUMNS)} FROM agent_users WHERE agent_id IN ({marks})", chunk)
-        found.update((row[0], dict(zip(MAPPING_COLUMNS, row))) for row in cursor.fetchall())
-    return found
+    rows = select_in(store.conn, f"SELECT {', '.join(MAPPING_COLUMNS)} FROM agent_users "
+                                 "WHERE agent_id IN ({marks})", sorted({a for a in agent_ids if a}))
+    return {row[0]: dict(zip(MAPPING_COLUMNS, row)) for row in rows}
 
 
 def unknown_agents(store, limit: int = 100) -> list[dict]:
@@ -275,19 +315,19 @@ def import_csv(store, data: bytes | str, connection) -> ImportReport:
     :raises core.salesforce.SalesforceError: when Salesforce cannot be asked for the users
     """
     rows = _read_rows(data)
-    problems: list[tuple[int, str]] = []
+    problems: list[CsvProblem] = []
     wanted: dict[str, tuple[int, str]] = {}
     for line, row in rows:
         try:
             agent_id = clean_agent_id(_uncell(row.get("agent_id")))
-        except InvalidAgentId as exc:
-            problems.append((line, str(exc)))
+        except InvalidAgentId:
+            problems.append(CsvProblem(line, "agent_id"))
             continue
         key = _user_key(row)
         if not key:
-            problems.append((line, "No username, e-mail address or user id."))
+            problems.append(CsvProblem(line, "no_user"))
         elif agent_id in wanted:
-            problems.append((line, f"Agent {agent_id} already appears on line {wanted[agent_id][0]}."))
+            problems.append(CsvProblem(line, "duplicate", (("agent", agent_id), ("line", wanted[agent_id][0]))))
         else:
             wanted[agent_id] = (line, key)
     users = find_users(connection, [key for _, key in wanted.values()]) if wanted else {}
@@ -295,12 +335,11 @@ def import_csv(store, data: bytes | str, connection) -> ImportReport:
     for agent_id, (line, key) in wanted.items():
         user = users.get(key.lower())
         if user is None:
-            problems.append((line, f"No active Salesforce user has the username, e-mail address "
-                                   f"or id {key}."))
+            problems.append(CsvProblem(line, "unknown_user", (("key", key),)))
         else:
             mappings.append(_mapping_row(agent_id, user))
     if problems:
-        raise CsvRejected(sorted(problems))
+        raise CsvRejected(problems)
     return _apply(store, mappings)
 
 
@@ -309,39 +348,39 @@ def _apply(store, mappings: list[dict]) -> ImportReport:
     changed = [m for m in mappings if (before.get(m["agent_id"]) or {}).get("user_id") != m["user_id"]]
     with store.transaction() as db:
         _upsert(db, changed)
+    errors.record_recovery(store, "salesforce", OWNER_OPERATION)
     return ImportReport(mapped=len(changed), unchanged=len(mappings) - len(changed))
 
 
 def _read_rows(data: bytes | str) -> list[tuple[int, dict]]:
     if isinstance(data, bytes):
         if len(data) > CSV_MAX_BYTES:
-            raise CsvRejected([(0, f"The file is larger than {CSV_MAX_BYTES // 1_000_000} MB.")])
+            raise CsvRejected([CsvProblem(0, "too_large", (("mb", CSV_MAX_BYTES // 1_000_000),))])
         try:
             data = data.decode("utf-8-sig")
         except UnicodeDecodeError:
             try:
                 data = data.decode("cp932")   # what Excel on Japanese Windows saves
             except UnicodeDecodeError:
-                raise CsvRejected([(0, "The file is neither UTF-8 nor Shift_JIS text.")]) from None
+                raise CsvRejected([CsvProblem(0, "encoding")]) from None
     if "\x00" in data:
-        raise CsvRejected([(0, "The file is not a CSV text file (it holds NUL characters).")])
+        raise CsvRejected([CsvProblem(0, "binary")])
     reader = csv.DictReader(io.StringIO(data.lstrip("\ufeff")))
     fields = [(f or "").strip().lower() for f in reader.fieldnames or []]
     if "agent_id" not in fields or not {"username", "email", "user_id"} & set(fields):
-        raise CsvRejected([(1, "The first line must name the columns: agent_id and one of "
-                               "username, email or user_id.")])
+        raise CsvRejected([CsvProblem(1, "header")])
     reader.fieldnames = fields
     rows = []
     try:
         for row in reader:
             if len(rows) >= CSV_MAX_ROWS:
-                raise CsvRejected([(reader.line_num, f"More than {CSV_MAX_ROWS} rows.")])
+                raise CsvRejected([CsvProblem(reader.line_num, "too_many", (("rows", CSV_MAX_ROWS),))])
             if any((v or "").strip() for v in row.values() if isinstance(v, str)):
                 rows.append((reader.line_num, row))
     except csv.Error as exc:
-        raise CsvRejected([(reader.line_num, f"Not valid CSV: {exc}")]) from None
+        raise CsvRejected([CsvProblem(reader.line_num, "not_csv", (("error", str(exc)),))]) from None
     if not rows:
-        raise CsvRejected([(1, "The file has no rows below the header.")])
+        raise CsvRejected([CsvProblem(1, "empty")])
     return rows
 
 

@@ -18,7 +18,7 @@ import re
 from typing import Any
 
 from core.display import Contact
-from core.store import now_iso, substring_filter
+from core.store import now_iso, select_in, substring_filter
 
 TEXT_MAX = 200            # ids and numbers longer than this are cut: they are garbage anyway
 DIRECTIONS = ("inbound", "outbound")
@@ -249,14 +249,9 @@ def numbers_called(store, start: str, end: str) -> list[str]:
 
 def get_calls(store, call_ids: list[str]) -> dict[str, dict]:
     """``{call_id: history row}`` for those of ``call_ids`` in the history."""
-    found: dict[str, dict] = {}
-    for start in range(0, len(call_ids), 500):
-        chunk = call_ids[start:start + 500]
-        cursor = store.conn.execute(
-            f"SELECT {', '.join(CALL_COLUMNS)} FROM calls WHERE call_id IN "
-            f"({', '.join('?' for _ in chunk)})", chunk)
-        found.update((row[0], dict(zip(CALL_COLUMNS, row))) for row in cursor.fetchall())
-    return found
+    rows = select_in(store.conn, f"SELECT {', '.join(CALL_COLUMNS)} FROM calls "
+                                 "WHERE call_id IN ({marks})", call_ids)
+    return {row[0]: dict(zip(CALL_COLUMNS, row)) for row in rows}
 
 
 def agents_seen(store, limit: int = 1000) -> list[dict]:

@@ -43,7 +43,7 @@ from core.phone import index_keys
 from core.salesforce import (Connection, LimitExceeded, LoginFailed, SalesforceError, Unavailable,
                              connection_for, lightning_url, raise_for_subresponse)
 from core.settings import Settings, load_settings
-from core.store import now_iso
+from core.store import now_iso, select_in
 
 OBJECTS = ("Contact", "Account", "Lead")   # priority order (DESIGN §3.1)
 PHONE_FIELDS = {"Contact": ("Phone", "MobilePhone"), "Account": ("Phone", "PersonMobilePhone"),
@@ -634,14 +634,9 @@ def find(store, e164: str) -> Contact | None:
 def accounts_of(store, record_ids: list[str]) -> dict[str, tuple[str | None, bool]]:
     """``{record_id: (its account's Id, whether it is a person account)}`` for those of
     ``record_ids`` in the index (a Contact's AccountId; an Account's own flag). No API call."""
-    found: dict[str, tuple[str | None, bool]] = {}
-    for start in range(0, len(record_ids), 500):
-        chunk = record_ids[start:start + 500]
-        cursor = store.conn.execute(
-            "SELECT record_id, account_id, is_person_account FROM index_records WHERE record_id IN "
-            f"({', '.join('?' for _ in chunk)})", chunk)
-        found.update((rid, (account, bool(person))) for rid, account, person in cursor.fetchall())
-    return found
+    rows = select_in(store.conn, "SELECT record_id, account_id, is_person_account FROM index_records "
+                                 "WHERE record_id IN ({marks})", record_ids)
+    return {record_id: (account, bool(person)) for record_id, account, person in rows}
 
 
 def write_back(store, object_name: str, records: Iterable[dict]) -> None:

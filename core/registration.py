@@ -173,7 +173,7 @@ def record_ended_call(store, facts: history.CallFacts, shown: dict, number_displ
         if queued:
             _queue(store, [e164], settings.local_day(facts.started_at))
         if row and activity.wanted(settings):
-            activity.enqueue(store, facts.call_id)
+            activity.enqueue(store, facts.call_id, shown)
     return row, queued
 
 

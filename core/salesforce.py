@@ -541,8 +541,10 @@ def connect_and_save(store, values: dict, keep_blank_secrets: bool = True) -> Co
         entry = errors.report_failure(store, errors.CONNECTION_TEST, exc)
         raise ConnectionTestFailed(entry, errors.describe_failure(exc, "salesforce")[1]) from exc
     if problems:
-        entry = errors.report_failure(store, errors.CONNECTION_TEST, "INSUFFICIENT_ACCESS",
-                                      detail="; ".join(problems))
+        # only Task create missing: calls cannot be logged, and that remedy is the precise one
+        code = "TASK_CREATE_DENIED" if all(p.startswith("Task:") for p in problems) \
+            else "INSUFFICIENT_ACCESS"
+        entry = errors.report_failure(store, errors.CONNECTION_TEST, code, detail="; ".join(problems))
         raise ConnectionTestFailed(entry, problems=problems)
     save_settings(store, values, keep_blank_secrets=keep_blank_secrets)
     errors.record_recovery(store, "salesforce", errors.CONNECTION_TEST)

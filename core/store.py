@@ -86,6 +86,19 @@ def substring_filter(search: str | None, columns: tuple[str, ...]) -> tuple[str,
     return " WHERE " + " OR ".join(f"{column} LIKE :p ESCAPE '\\'" for column in columns), {"p": pattern}
 
 
+IN_CHUNK = 500    # keys per `IN (...)`: well below SQLite's limit of bound parameters
+
+
+def select_in(conn: sqlite3.Connection, sql: str, keys: list) -> list[tuple]:
+    """The rows of ``sql`` (a SELECT whose ``IN ({marks})`` takes the keys) for every key of
+    ``keys``, asked ``IN_CHUNK`` keys at a time."""
+    rows: list[tuple] = []
+    for start in range(0, len(keys), IN_CHUNK):
+        chunk = list(keys[start:start + IN_CHUNK])
+        rows += conn.execute(sql.format(marks=", ".join("?" for _ in chunk)), chunk).fetchall()
+    return rows
+
+
 def now_iso(at: dt.datetime | None = None) -> str:
     """The UTC time ``at`` (default: now) as an ISO-8601 string with microseconds.
 
@@ -199,9 +212,10 @@ def _migration_3(db: sqlite_utils.Database) -> None:
     """Calls logged as Salesforce Tasks (owners: core/agents.py, core/activity.py; docs/activity.md)."""
     db["agent_users"].create({"agent_id": str, "user_id": str, "user_name": str, "username": str,
                               "email": str, "mapped_at": str}, pk="agent_id", if_not_exists=True)
-    # one row per call to log: its state, the claim of the process sending it, the Task it became
+    # one row per call to log: the names its screen showed, its state, the claim of the process
+    # sending it, the Task it became
     db["task_outbox"].create(
-        {"call_id": str, "state": str, "created_at": str, "updated_at": str, "attempts": int,
+        {"call_id": str, "company": str, "person": str, "state": str, "created_at": str, "updated_at": str, "attempts": int,
          "next_attempt_at": str, "claimed_by": str, "claimed_until": str, "uncertain": int,
          "owner_fallback": int, "task_id": str, "task_url": str, "error_code": str,
          "error_message": str, "logged_at": str},

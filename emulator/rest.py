@@ -114,10 +114,13 @@ class RestApi:
         """An org validation rule: `condition(fields)` true means the save fails with
         FIELD_CUSTOM_VALIDATION_EXCEPTION and `error_message` (on `field`, when given)."""
         obj = self._known_object(object_name)
-        if field is not None and self.org.schema[obj].field(field) is None:
+        if not callable(condition):
+            raise TypeError("condition must be a callable(fields dict) -> bool")
+        found = self.org.schema[obj].field(field) if field is not None else None
+        if field is not None and found is None:
             raise ValueError(f"No field {field!r} on {obj}")
-        canonical = self.org.schema[obj].field(field).name if field else None
-        self.validation_rules.append(ValidationRule(obj, str(error_message), condition, canonical))
+        self.validation_rules.append(ValidationRule(obj, str(error_message), condition,
+                                                    found.name if found else None))
 
     def clear_validation_rules(self):
         """Remove every validation rule."""
@@ -283,16 +286,15 @@ class RestApi:
         raise not_found()
 
     def _object(self, name):
-        for obj in self.org.schema:
-            if obj.lower() == name.lower():
-                return obj
-        raise not_found()
+        try:
+            return self._known_object(name)
+        except ValueError:
+            raise not_found() from None
 
     def _object_info(self, obj, version):
         base = f"/services/data/v{version}/sobjects/{obj}"
         return {"activateable": False, "createable": obj not in self.create_denied, "custom": False,
-                "customSetting": False,
-                "deletable": True, "keyPrefix": KEY_PREFIXES[obj], "label": self.org.schema[obj].label,
+                "customSetting": False, "deletable": True, "keyPrefix": KEY_PREFIXES[obj], "label": self.org.schema[obj].label,
                 "labelPlural": self.org.schema[obj].label_plural, "layoutable": True, "mergeable": False,
                 "name": obj, "queryable": True, "retrieveable": True, "searchable": obj != "Task",
                 "triggerable": True, "undeletable": True, "updateable": True,
@@ -499,19 +501,22 @@ class RestApi:
 
     def _collections(self, call):
         all_or_none, records = self._collection_request(call)
-        with self.org.lock:
-            results, created = [], []
-            for index, (obj, data) in enumerate(records):
-                try:
-                    if "id" in {name.lower() for name in data}:
-                        raise ApiError(400, "INVALID_FIELD", "cannot specify Id in an insert call", ["Id"])
-                    created.append((index, obj, self._insert(call, obj, data)))
-                    results.append({"id": created[-1][2], "success": True, "errors": []})
-                except ApiError as exc:
-                    results.append({"success": False, "errors": [_save_error(exc)]})
+        with self.org.lock:                 # no other change interleaves with a batch and its roll-back
+            results = [self._save_result(call, obj, data) for obj, data in records]
+            created = [(i, obj, r["id"]) for i, ((obj, _), r) in enumerate(zip(records, results))
+                       if r["success"]]
             if created and (all_or_none or call.all_or_none) and len(created) < len(records):
                 self._roll_back_collection(call, created, results)
         return 200, results, {}
+
+    def _save_result(self, call, obj, data):
+        """The SaveResult of creating one record of a collection."""
+        try:
+            if "id" in {name.lower() for name in data}:
+                raise ApiError(400, "INVALID_FIELD", "cannot specify Id in an insert call", ["Id"])
+            return {"id": self._insert(call, obj, data), "success": True, "errors": []}
+        except ApiError as exc:
+            return {"success": False, "errors": [_save_error(exc)]}
 
     def _collection_request(self, call):
         """(allOrNone, [(object, fields)]) of a collection create body, or a 400 ApiError."""
@@ -578,8 +583,9 @@ def _check_composite_size(subrequests):
     if len(subrequests) > MAX_SUBREQUESTS:
         raise ApiError(400, "INVALID_INPUT", f"Composite API supports a maximum of {MAX_SUBREQUESTS} "
                        f"subrequests; received {len(subrequests)}.")
+    limited = ("query", "query_more", "collections")
     queries = sum(1 for s in subrequests if isinstance(s, dict) and classify(
-        s.get("method", ""), split_url(str(s.get("url", "")))[0], {}) in ("query", "query_more", "collections"))
+        s.get("method", ""), split_url(str(s.get("url", "")))[0], {}) in limited)
     if queries > MAX_QUERY_SUBREQUESTS:
         raise ApiError(400, "INVALID_INPUT", f"Composite API supports a maximum of "
                        f"{MAX_QUERY_SUBREQUESTS} query or sObject Collections subrequests; received "

@@ -144,12 +144,14 @@ def plain_store(tmp_path, sf_plain_emu):
 
 @pytest.fixture
 def home(tmp_path, monkeypatch):
-    """A fresh instance folder as $SFCTI_HOME; no scheduler unless a test starts one."""
+    """A fresh instance folder as $SFCTI_HOME; no scheduler and no Tasks sent in the background
+    unless a test asks (a send finishing after its test would land in the next test's counters)."""
     from core.runtime import shutdown_all
 
     path = tmp_path / "instance"
     monkeypatch.setenv("SFCTI_HOME", str(path))
     monkeypatch.setenv("SFCTI_JOBS", "off")
+    monkeypatch.setenv("SFCTI_SEND_TASKS", "off")
     yield path
     shutdown_all()
 

@@ -32,6 +32,8 @@ OWNERS = {
     "index_records": "core/index.py",
     "index_phones": "core/index.py",
     "index_sync": "core/index.py",
+    "agent_users": "core/agents.py",
+    "task_outbox": "core/activity.py",
 }
 # the schema is created by the store's migrations, which name every table once
 SCHEMA_FUNCTIONS = re.compile(r"^_migration_\d+$")

@@ -34,7 +34,8 @@ def emu_server(tmp_path_factory):
         ids["account"] = emu.add_record("Account", {"Name": "株式会社通話", "Phone": "03-5555-0001"})
         ids["contact"] = emu.add_record("Contact", {"LastName": "架電", "FirstName": "太郎",
                                                     "AccountId": ids["account"], "Phone": "03-5555-0002"})
-        ids["lead"] = emu.add_record("Lead", {"LastName": "見込", "FirstName": "花子", "Company": "見込商事",
+        ids["lead"] = emu.add_record("Lead", {"LastName": "見込", "FirstName": "花子",
+                                              "Company": "見込商事",
                                               "Phone": "06-5555-0003"})
         users = {u["Username"]: u for u in org.records["User"]}
         ids["active_user"] = users["yamada@demo.sfcti.example"]["Id"]
@@ -138,7 +139,8 @@ def test_all_or_none_rolls_every_record_back(sf, emu):
     assert results == [
         {"success": False, "errors": [ROLLED_BACK]},
         {"success": False, "errors": [{"statusCode": "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
-                                       "message": "Call Type: bad value for restricted picklist field: Sideways",
+                                       "message": "Call Type: bad value for restricted picklist field: "
+                                                  "Sideways",
                                        "fields": ["CallType"]}]},
         {"success": False, "errors": [ROLLED_BACK]},
     ]
@@ -260,8 +262,10 @@ def test_an_inactive_owner_is_refused_single_and_in_collections(sf, emu):
 
 def test_a_validation_rule_refuses_what_it_matches(sf, emu):
     emu.add_validation_rule("Task", "通話時間は 0 秒以上で入力してください",
-                            lambda f: (f.get("CallDurationInSeconds") or 0) < 0, field="CallDurationInSeconds")
-    emu.add_validation_rule("task", "件名に「テスト」は使えません", lambda f: "テスト" in (f.get("Subject") or ""))
+                            lambda f: (f.get("CallDurationInSeconds") or 0) < 0,
+                            field="CallDurationInSeconds")
+    emu.add_validation_rule("task", "件名に「テスト」は使えません",
+                            lambda f: "テスト" in (f.get("Subject") or ""))
     with pytest.raises(SalesforceMalformedRequest) as caught:
         sf.Task.create({"Subject": "着信", "Status": "Completed", "CallDurationInSeconds": -5})
     assert caught.value.content == [{"message": "通話時間は 0 秒以上で入力してください",
@@ -285,6 +289,18 @@ def test_a_validation_rule_on_another_object_leaves_tasks_alone(sf, emu):
         emu.add_validation_rule("Opportunity", "no such object", lambda f: True)
 
 
+def test_a_validation_rule_sees_the_whole_record_on_update(sf, emu):
+    [result] = collections(sf, [task(new_call_id(), CallType="Inbound")])
+    emu.add_validation_rule("Task", "発信の通話時間は必須です", field="CallDurationInSeconds",
+                            condition=lambda f: f.get("CallType") == "Outbound"
+                            and not f.get("CallDurationInSeconds"))
+    assert sf.Task.update(result["id"], {"CallType": "Outbound"}) == 204        # the duration is there
+    with pytest.raises(SalesforceMalformedRequest) as caught:
+        sf.Task.update(result["id"], {"CallDurationInSeconds": None})
+    assert caught.value.content[0]["errorCode"] == "FIELD_CUSTOM_VALIDATION_EXCEPTION"
+    assert sf.Task.get(result["id"])["CallDurationInSeconds"] == 65
+
+
 def test_without_create_permission_describe_says_so_and_creates_fail(sf, emu):
     emu.deny_create("Task")
     assert sf.Task.describe()["createable"] is False
@@ -299,8 +315,10 @@ def test_without_create_permission_describe_says_so_and_creates_fail(sf, emu):
     assert results == [{"success": False, "errors": [{"statusCode": "INSUFFICIENT_ACCESS_OR_READONLY",
                                                       "message": "insufficient access rights on object id",
                                                       "fields": []}]}]
-    emu.allow_create("Task")
+    emu.allow_create("task")
     assert sf.Task.describe()["createable"] is True
+    with pytest.raises(ValueError):
+        emu.deny_create("Opportunity")
     assert collections(sf, [task(call_id)])[0]["success"] is True
     assert len(tasks_logged(sf, call_id)) == 1
 
@@ -458,7 +476,8 @@ def section(page, element_id):
 
 
 def test_a_contacts_page_lists_its_calls_newest_first(sf, emu):
-    contact = emu.add_record("Contact", {"LastName": "履歴", "FirstName": "一郎", "AccountId": emu.ids["account"]})
+    contact = emu.add_record("Contact", {"LastName": "履歴", "FirstName": "一郎",
+                                         "AccountId": emu.ids["account"]})
     results = collections(sf, [
         task(new_call_id(), WhoId=contact, Subject="古い着信", ActivityDate="2025-12-01",
              CallDurationInSeconds=30, OwnerId=emu.ids["active_user"]),
@@ -483,7 +502,8 @@ def test_an_accounts_page_shows_its_contacts_calls_and_a_leads_page_its_own(sf, 
     collections(sf, [task(new_call_id(), WhoId=contact, Subject="社員への着信"),
                      task(new_call_id(), WhatId=account, Subject="代表への着信"),
                      task(new_call_id(), WhoId=lead, Subject="見込客への発信", CallType="Outbound")])
-    account_history = text(section(page_text(emu, f"/lightning/r/Account/{account}/view"), "activity-history"))
+    account_page = page_text(emu, f"/lightning/r/Account/{account}/view")
+    account_history = text(section(account_page, "activity-history"))
     assert "社員への着信" in account_history and "代表への着信" in account_history
     assert "見込客への発信" not in account_history
     lead_history = text(section(page_text(emu, f"/lightning/r/Lead/{lead}/view"), "activity-history"))
@@ -500,7 +520,8 @@ def test_a_tasks_page_shows_its_call_fields(sf, emu):
     page = page_text(emu, f"/lightning/r/Task/{result['id']}/view")
     assert "<script>" not in page and "<i>メモ" not in page
     details = re.search(r'<dl class="details" id="call-details">(.*?)</dl>', page, re.S).group(1)
-    shown = dict((text(dt), text(dd)) for dt, dd in re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", details, re.S))
+    pairs = re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", details, re.S)
+    shown = {text(label): text(value) for label, value in pairs}
     assert shown == {"Subject": HOSTILE_SUBJECT, "Status": "Completed", "Due Date": "2026-01-15",
                      "Call Type": "Inbound", "Call Duration": "90 s", "Call Object Identifier": call_id,
                      "Call Result": "", "Name": "架電 太郎", "Related To": "株式会社通話",

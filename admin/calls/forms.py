@@ -12,6 +12,12 @@ class RefetchForm(FlaskForm):
     submit = SubmitField(_l("Re-fetch"))
 
 
+class LogAgainForm(FlaskForm):
+    """"Log again" on a call whose Task failed, was skipped or was never queued."""
+
+    submit = SubmitField(_l("Log again"))
+
+
 class CallSearchForm(FlaskForm):
     class Meta:
         csrf = False

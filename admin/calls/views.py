@@ -8,11 +8,12 @@ from flask_babel import gettext as _
 from admin import get_store
 from admin.auth import login_required
 from admin.calls import bp
-from admin.calls.forms import RefetchForm
+from admin.calls.forms import LogAgainForm, RefetchForm
 from admin.helpers import searched_page
 from admin.i18n import current_lang
-from core import history as call_history, registration
-from core.errors import report_failure
+from core import activity, history as call_history, registration
+from core.errors import ALIASES, CATALOGUE, entry_for, report_failure
+from core.settings import load_settings
 
 
 def status_label(status: str | None) -> str:
@@ -34,8 +35,50 @@ def history():
     store = get_store()
     page = searched_page(lambda search: call_history.count_calls(store, search),
                          lambda **query: call_history.list_calls(store, **query))
+    tasks = activity.states_for(store, [row["call_id"] for row in page["rows"]])
     return render_template("calls/history.html", **page, refetch_form=RefetchForm(),
-                           status_label=status_label, direction_label=direction_label)
+                           log_again_form=LogAgainForm(), tasks=tasks, task_label=task_label,
+                           task_error=task_error, status_label=status_label,
+                           direction_label=direction_label)
+
+
+def task_label(state: str | None) -> str:
+    """A call's Task logging state in the page's language (None: never queued)."""
+    labels = {"waiting": _("Waiting"), "sending": _("Sending"), "logged": _("Logged"),
+              "failed": _("Failed"), "skipped": _("Skipped"), None: _("Not logged")}
+    return labels.get(state, state or "")
+
+
+def task_error(code: str | None):
+    """The catalogue entry explaining why Salesforce refused a call's Task: its own entry when
+    the catalogue has one (a validation rule...), else the general "Salesforce refused the Task"."""
+    return entry_for(code if code in CATALOGUE or code in ALIASES else "TASK_REJECTED")
+
+
+@bp.route("/<path:call_id>/log-again", methods=("POST",))
+@login_required
+def log_again(call_id: str):
+    """Queue one call's Task again (a failed, skipped or never logged call), then go back; the
+    scheduler sends it within seconds."""
+    if LogAgainForm().validate_on_submit():
+        _log_again(call_id)
+    return redirect(request.referrer if _same_site(request.referrer) else url_for("calls.history"))
+
+
+def _log_again(call_id: str) -> None:
+    store = get_store()
+    try:
+        queued = activity.retry(store, call_id)
+    except call_history.CallNotFound:
+        flash(_("This call is not in the history."), "error")
+        return
+    if not queued:
+        flash(_("This call is logged already or on its way to Salesforce."), "error")
+    elif activity.wanted(load_settings(store)):
+        flash(_("Queued: the call is logged in Salesforce within about 15 seconds."), "success")
+    else:
+        flash(_("Queued, but nothing is sent while Task logging is off or Salesforce is not "
+                "connected: turn it on in the settings."), "error")
 
 
 @bp.route("/<path:call_id>/refetch", methods=("POST",))

@@ -1,6 +1,6 @@
 """Error pages through app_errorhandler, in the page's language, never a traceback."""
 
-from flask import render_template
+from flask import current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 
@@ -22,6 +22,11 @@ def register_error_pages(app) -> None:
 
     @app.errorhandler(413)
     def too_large(error):
+        view = current_app.view_functions.get(request.endpoint or "")
+        if getattr(view, "upload_back_to", None):   # an upload page says it on the page itself
+            flash(_("The file is too large: at most %(mb)d MB.",
+                    mb=max(1, view.max_upload_bytes // 1_000_000)), "error")
+            return redirect(url_for(view.upload_back_to))
         return _page(413, _("The form sent too much data.")), 413
 
     @app.errorhandler(500)

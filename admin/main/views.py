@@ -9,6 +9,7 @@ from admin.auth import login_required
 from admin.auth.views import safe_next
 from admin.i18n import LANGUAGES
 from admin.main import bp
+from core import activity
 from core.errors import count_errors
 from core.history import count_calls
 from core.mail import Outbox
@@ -28,6 +29,7 @@ def index():
         calls_total=count_calls(store),
         contacts_total=store.count_contacts(),
         outbox_waiting=Outbox(store).waiting_count(),
+        activity=activity.status(store),
     )
 
 

@@ -63,3 +63,23 @@ class IndexSettingsForm(SettingsFormBase):
     index_full_days = StringField(_l("Full re-sync every (days)"))
     index_bulk_threshold = StringField(_l("Bulk API above (records per object)"))
     save_index = SubmitField(_l("Save the index settings"))
+
+
+class ActivitySettingsForm(SettingsFormBase):
+    """Logging calls as Salesforce Tasks: saved as they are (no connection test needed)."""
+
+    setting_names = ("activity_logging", "activity_unmatched", "activity_language",
+                     "activity_subject", "call_url_template", "activity_api_share")
+
+    activity_logging = BooleanField(_l("Log each ended call in Salesforce as an activity (Task)"))
+    activity_unmatched = RadioField(_l("Calls with no matched record"), choices=[
+        choice("skip", _l("Do not log them")),
+        choice("log", _l("Log them without a related record")),
+    ], default="skip")
+    activity_language = RadioField(_l("Language of the Task's subject and description"), choices=[
+        choice("ja", _l("Japanese")), choice("en", _l("English")),
+    ], default="ja")
+    activity_subject = StringField(_l("Subject template"))
+    call_url_template = StringField(_l("Link to the call in the phone system"))
+    activity_api_share = StringField(_l("Share of the daily API limit (percent)"))
+    save_activity = SubmitField(_l("Save the activity settings"))

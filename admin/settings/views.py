@@ -11,7 +11,8 @@ from admin import get_store
 from admin.auth import login_required
 from admin.helpers import failure_shown
 from admin.settings import bp
-from admin.settings.forms import DisconnectForm, IndexSettingsForm, SalesforceSettingsForm
+from admin.settings.forms import (ActivitySettingsForm, DisconnectForm, IndexSettingsForm,
+                                  SalesforceSettingsForm)
 from admin.settings.oauth_views import callback_url, forget_oauth_grant
 from core import index
 from core.salesforce import ConnectionTestFailed, connect_and_save
@@ -41,7 +42,7 @@ def salesforce():
             return redirect(url_for("settings.salesforce"))
     elif not form.is_submitted():
         form.fill(stored)
-    return _settings_page(stored, form, _filled(IndexSettingsForm, stored), failure)
+    return _settings_page(stored, failure, form=form)
 
 
 @bp.route("/index", methods=("POST",))
@@ -55,7 +56,21 @@ def index_settings():
         save_settings(store, form.values())
         flash(_("The phone index settings are saved."), "success")
         return redirect(url_for("settings.salesforce", _anchor="phone-index"))
-    return _settings_page(stored, _filled(SalesforceSettingsForm, stored), form, None)
+    return _settings_page(stored, None, index_form=form)
+
+
+@bp.route("/activity", methods=("POST",))
+@login_required
+def activity_settings():
+    """Save the Task logging settings (a form of its own, like the index's)."""
+    store = get_store()
+    stored = load_settings(store)
+    form = ActivitySettingsForm()
+    if form.validate_on_submit():
+        save_settings(store, form.values())
+        flash(_("The activity settings are saved."), "success")
+        return redirect(url_for("settings.salesforce", _anchor="activity"))
+    return _settings_page(stored, None, activity_form=form)
 
 
 def _filled(form_class, stored):
@@ -66,9 +81,15 @@ def _filled(form_class, stored):
     return form
 
 
-def _settings_page(stored, form, index_form, failure):
-    return render_template("settings/salesforce.html", form=form, index_form=index_form,
-                           failure=failure, stored=stored.secret_stored(),
+SETTINGS_FORMS = {"form": SalesforceSettingsForm, "index_form": IndexSettingsForm,
+                  "activity_form": ActivitySettingsForm}
+
+
+def _settings_page(stored, failure, **submitted):
+    """The settings page: the ``submitted`` form as posted, the others with the stored values."""
+    forms = {name: submitted[name] if name in submitted else _filled(form_class, stored)
+             for name, form_class in SETTINGS_FORMS.items()}
+    return render_template("settings/salesforce.html", **forms, failure=failure, stored=stored.secret_stored(),
                            connected=stored.is_configured(), disconnect_form=DisconnectForm(),
                            username=stored.username, auth_method=stored.auth_method,
                            callback_url=callback_url(stored))
