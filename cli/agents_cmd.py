@@ -248,9 +248,10 @@ def register(group: click.Group) -> None:
         try:
             report = _ask_salesforce(ctx, lambda: agents.import_csv(store, data, connection))
         except agents.CsvRejected as exc:
-            click.echo(f"Error: {agents.CsvRejected.__doc__}", err=True)
-            for line, reason in exc.problems:
-                click.echo(f"  line {line}: {_shown(reason)}", err=True)
+            click.echo("Error: 取り込みませんでした（変更はありません）。 / "
+                       f"{agents.CsvRejected.__doc__}", err=True)
+            for (line, ja), (_, en) in zip(exc.reasons("ja"), exc.reasons("en")):
+                click.echo(f"  line {line}: {_shown(ja)} / {_shown(en)}", err=True)
             ctx.exit(1)
         click.echo(f"Imported: {report.mapped} mapped, {report.unchanged} unchanged.")
 
