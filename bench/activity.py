@@ -410,7 +410,9 @@ def report(f: dict) -> str:
          _ratio(base_ms, drain["wall"] * 1000 / max(logged, 1))),
     ]
     peak = (f"peak resident memory of the draining process over the drain **{drain['peak_mb']:.0f} MB** "
-            f"VmHWM ({drain['rss_before_mb']:.0f} MB before it)" if drain["peak_is_drain"] else
+            f"VmHWM, {drain['peak_mb'] - drain['rss_before_mb']:+.0f} MB over its "
+            f"{drain['rss_before_mb']:.0f} MB before the drain (phone index, {count:,} calls ended "
+            "in this process)" if drain["peak_is_drain"] else
             f"peak resident memory of the bench process {drain['peak_mb']:.0f} MB VmHWM (could not "
             "be reset before the drain)")
     lines = [
@@ -424,7 +426,7 @@ def report(f: dict) -> str:
         f"hooks ({UNKNOWN_SHARE:.0%} of distinct callers unknown, {ANSWERED_SHARE:.0%} answered): "
         f"ending a call took p50 {percentile(out['ended_ms'], 50):.1f} ms, p99 "
         f"{percentile(out['ended_ms'], 99):.1f} ms. The sender tried {len(attempts)} times "
-        f"(every {ATTEMPT_EVERY:,} calls) and was refused each time ({out['requests']} requests in "
+        f"(every {ATTEMPT_EVERY:,} calls) and was refused each time ({out['requests']:,} requests in "
         f"all during the outage, lookups of unknown callers included; {refused:,} calls put back "
         "with the limit's backoff).",
         "",
