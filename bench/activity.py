@@ -49,7 +49,7 @@ from bench.common import DOC, percentile  # noqa: E402
 ORG_SIZE = 20_000
 CALLS = 10_000
 BASELINE_SAMPLE = 500
-QUICK = {"size": 5_000, "calls": 2_000, "baseline": 100}
+QUICK = {"size": 5_000, "call_count": 2_000, "baseline": 100}
 LATENCY = 0.020
 UNKNOWN_SHARE = 0.15
 CALLERS_PER_CALL = 0.45         # distinct callers per call in a day (bench/index.py's figure)
@@ -114,7 +114,7 @@ def check_tasks(org, expected: dict) -> dict:
     for task in org.records["Task"]:
         if task.get("CallObject") in expected:
             by_call.setdefault(task["CallObject"], []).append(task)
-    out = {"calls": len(expected), "known": 0, "with_one": 0, "twice": 0, "missing": 0,
+    out = {"all_calls": len(expected), "known": 0, "with_one": 0, "twice": 0, "missing": 0,
            "unknown_with_task": 0, "right_relation": 0, "right_owner": 0, "owned": 0}
     for call_id, (winner, owner) in expected.items():
         tasks = by_call.get(call_id, [])
@@ -338,7 +338,7 @@ def baseline_task(call: dict, n: int, owners: dict) -> dict:
 def run(args: argparse.Namespace, person_accounts: bool = True) -> dict:
     """Build, break, drain, check, compare on an org with or without person accounts; the figures."""
     size = QUICK["size"] if args.quick else args.size
-    count = QUICK["calls"] if args.quick else args.calls
+    count = QUICK["call_count"] if args.quick else args.calls
     sample = QUICK["baseline"] if args.quick else args.baseline
     started = time.perf_counter()
     rng = random.Random(args.seed)
@@ -445,7 +445,7 @@ def report(f: dict) -> str:
         f"{check['twice']} twice or more); {check['right_relation']:,} related to the record the "
         f"generator's truth says wins for the number (WhoId / WhatId); {check['right_owner']:,} / "
         f"{check['owned']:,} calls an agent took or placed owned by the agent's user; "
-        f"{check['unknown_with_task']} Tasks for the {check['calls'] - check['known']:,} calls "
+        f"{check['unknown_with_task']} Tasks for the {check['all_calls'] - check['known']:,} calls "
         "from unknown callers.",
         "",
         without_person_accounts(f["without_pa"]),
@@ -493,7 +493,7 @@ def main(argv: list[str] | None = None) -> None:
     """Run the benchmark, print its section (and write it with --write-docs)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
-                        help=f"{QUICK['calls']:,} calls on a {QUICK['size']:,}-record org")
+                        help=f"{QUICK['call_count']:,} calls on a {QUICK['size']:,}-record org")
     parser.add_argument("--calls", type=int, default=CALLS)
     parser.add_argument("--size", type=int, default=ORG_SIZE)
     parser.add_argument("--baseline", type=int, default=BASELINE_SAMPLE,

@@ -289,5 +289,5 @@ def register(group: click.Group) -> None:
             return
         settings = load_settings(store)
         click.echo(_table(["agent", "calls", f"last call ({settings.zone()})"],
-                          [[_shown(r["agent_id"]), str(r["calls"]), settings.local_time(r["last_call_at"])]
+                          [[_shown(r["agent_id"]), str(r.get("calls", 0)), settings.local_time(r["last_call_at"])]
                            for r in rows], right=(1,)))
