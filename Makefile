@@ -42,6 +42,7 @@ test: $(TEST_STAMP) system-packages
 bench: $(STAMP) system-packages
 	$(PY) bench/resolve.py
 	$(PY) bench/index.py --write-docs
+	$(PY) bench/activity.py --write-docs
 	$(PY) bench/hooks.py
 	$(PY) bench/http_lookup.py
 	$(PY) bench/kamailio.py

@@ -17,6 +17,8 @@ COMMAND_MODULES = (
     "cli.serve_cmd",        # sfcti serve
     "cli.kamailio_cmd",     # sfcti kamailio-config
     "cli.index_cmd",        # sfcti index status / sync / clear
+    "cli.agents_cmd",       # sfcti agents list / map / unmap / search / import / export / unknown
+    "cli.activity_cmd",     # sfcti activity status / send / retry
 )
 
 

@@ -1,10 +1,12 @@
 """`sfcti demo` (`make demo`): the whole product in one command.
 
-Starts the emulator with a sample org, connects the instance to it, builds the phone index, places
-simulated calls through the reference host (the plugin loaded by its entry point), rings a caller
-stored in an odd format (named from the index, no API call), registers the contacts, prints the
-annotated history, then leaves the emulator (and the admin, when present) running until Ctrl-C.
-Safe to run again on the same instance folder: the calls of one day are recorded once.
+Starts the emulator with a sample org, connects the instance to it, builds the phone index, maps
+the demo's agents to the org's users, places simulated calls through the reference host (the
+plugin loaded by its entry point), rings a caller stored in an odd format (named from the index,
+no API call), registers the contacts, logs the calls as Salesforce Tasks (one API call for the
+day), prints the annotated history and a record page listing its calls, then leaves the emulator
+(and the admin, when present) running until Ctrl-C. Safe to run again on the same instance
+folder: the calls of one day are recorded, and logged as Tasks, once.
 """
 
 from __future__ import annotations
@@ -54,12 +56,23 @@ def sample_org():
         return Org(person_accounts=True)
 
 
-def add_demo_records(emu) -> None:
-    """The records whose numbers the demo dials in a different format than stored."""
+# the demo's agents and the users of the generated org (emulator/datagen.py DEMO_USERS) who own
+# their answered calls' Tasks
+DEMO_AGENTS = {"agent-01": "yamada@demo.sfcti.example", "agent-02": "sato@demo.sfcti.example",
+               "agent-03": "suzuki@demo.sfcti.example"}
+# the account whose record page the demo points to: three of the day's calls are its
+TASKS_SHOWN_ON = "株式会社デモ商事"
+
+
+def add_demo_records(emu) -> dict[str, str]:
+    """The records whose numbers the demo dials in a different format than stored; returns
+    ``{account or lead name: record Id}``."""
+    ids = {}
     for object_name, fields, contacts in DEMO_RECORDS:
-        record_id = emu.add_record(object_name, dict(fields))
+        record_id = ids[fields.get("Name") or fields.get("Company")] = emu.add_record(object_name, dict(fields))
         for contact in contacts:
             emu.add_record("Contact", dict(contact, AccountId=record_id))
+    return ids
 
 
 def org_numbers(org, count: int = 2) -> list[tuple[str, str]]:
@@ -186,16 +199,58 @@ def say_what_was_recorded(call_ids: list[str], before: set[str]) -> None:
 
 
 def print_history(store, call_ids: list[str]) -> None:
-    """The history rows of this demo's calls, with the names registration added."""
+    """The history rows of this demo's calls, with the names registration added and the state
+    of each call's Task."""
+    from cli.host_cmd import NO_TASK, with_task_states
     from core import history
 
-    click.echo("\nCall history (company / person filled in by contact registration):")
-    for call_id in call_ids:
-        row = history.get_call(store, call_id)
+    click.echo("\nCall history (company / person filled in by contact registration; the Task):")
+    rows = with_task_states(store, [history.get_call(store, call_id) for call_id in call_ids])
+    for row in rows:
         names = " / ".join(n for n in (row["company"], row["person"]) if n) or "-"
         click.echo(f"  {row['direction']:<8} {row['display_number'] or row['remote_number']:<16} "
                    f"{row['status']:<14} {'answered' if row['answered'] else 'missed':<8} "
-                   f"{row['duration_seconds'] or 0:>4.0f}s  {names}")
+                   f"{row['duration_seconds'] or 0:>4.0f}s  {row['task_state'] or NO_TASK:<7}  {names}")
+
+
+def map_agents(store) -> None:
+    """Map the demo's agents to users of the org (what `sfcti agents map` does), so that each
+    agent's answered calls become Tasks that agent's user owns."""
+    from core import agents
+    from core.salesforce import connection_for
+
+    found = agents.find_users(connection_for(store), DEMO_AGENTS.values())
+    mapped = []
+    for agent, username in DEMO_AGENTS.items():
+        user = found.get(username)
+        if user is not None:
+            agents.map_agent(store, agent, user)
+            mapped.append(f"{agent} → {user.name}")
+    click.echo(f"Agents mapped to Salesforce users: {', '.join(mapped) or 'none (no such users)'}\n")
+
+
+def log_tasks(store, emu, record_ids: dict[str, str], call_ids: list[str]) -> None:
+    """Send the outbox (what `sfcti serve` does every 15 s): the day's calls become Tasks in one
+    sObject Collections request. Say what it cost and where the Tasks show."""
+    from core import activity
+
+    click.echo("\nLogging the calls as Salesforce Tasks (the outbox `sfcti serve` sends)...")
+    before = emu.api_usage()[0]
+    report = activity.send(store, force=True)
+    spent = emu.api_usage()[0] - before
+    states = activity.states_for(store, call_ids)
+    logged = sum(1 for row in states.values() if row["state"] == activity.LOGGED)
+    if report.logged:
+        click.echo(f"  {report.logged} calls logged as Tasks with {spent} API "
+                   f"call{'' if spent == 1 else 's'} (up to 200 Tasks per call); {report.skipped} "
+                   "skipped (no matching record)")
+        url = f"{emu.login_url}/lightning/r/Account/{record_ids[TASKS_SHOWN_ON]}/view"
+        click.echo(f"  {TASKS_SHOWN_ON}'s calls in its activity history: {url}")
+    elif logged:
+        click.echo(f"  Today's {logged} calls were logged as Tasks by an earlier run today (in that"
+                   " run's emulator): nothing was logged twice.")
+    if report.failed or report.stopped:
+        click.echo(f"  not all were logged: {report.as_dict()} (see `sfcti errors`)")
 
 
 # A demo instance is local and throw-away: a known password lets a newcomer log in at once.
@@ -246,14 +301,16 @@ def run_demo(home: str, wait: bool) -> None:
 
     os.environ["SFCTI_HOME"] = home
     os.environ["SFCTI_JOBS"] = "off"   # the demo runs the registration itself
+    os.environ["SFCTI_SEND_TASKS"] = "off"   # and sends the day's Tasks itself, as one batch
     store = open_store(home)
     org = sample_org()
     click.echo(f"Starting the Salesforce emulator ({_record_count(org)} records)...")
     with Emulator(org, cert_dir=os.path.join(home, "emulator")) as emu:
-        add_demo_records(emu)
+        record_ids = add_demo_records(emu)
         connect(store, emu)
         click.echo(f"Connected {home} to {emu.login_url} as {emu.username}\n")
         build_index(store)
+        map_agents(store)
         calls = demo_calls(org)
         ids = demo_call_ids(store, len(calls) + 1)
         before = recorded(store, ids)
@@ -265,6 +322,7 @@ def run_demo(home: str, wait: bool) -> None:
         click.echo("\nRegistering today's contacts (the nightly job, run now)...")
         report = jobs.register_contacts_for_day(store, force=True)
         click.echo(f"  {report.as_dict()}")
+        log_tasks(store, emu, record_ids, ids)
         print_history(store, ids)
         if not wait:
             return

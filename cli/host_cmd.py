@@ -122,16 +122,33 @@ def _seconds(value) -> str:
     return "" if value is None else f"{round(value):d} s"
 
 
+NO_TASK = "—"   # the call was never queued to be logged (logging off, or before it existed)
+
+
+def with_task_states(store, rows: list[dict]) -> list[dict]:
+    """``rows`` with the state of each call's Task (``task_state``: logged, waiting, sending,
+    failed, skipped, or None when never queued) and its ``task_id`` and ``task_url``."""
+    from core import activity
+
+    states = activity.states_for(store, [row["call_id"] for row in rows])
+    annotated = []
+    for row in rows:
+        outbox = states.get(row["call_id"]) or {}
+        annotated.append(dict(row, task_state=outbox.get("state"), task_id=outbox.get("task_id"),
+                              task_url=outbox.get("task_url")))
+    return annotated
+
+
 def history_table(rows: list[dict], settings) -> str:
     """The call history as an aligned table: times in the configured zone, answered as yes/no,
-    durations in whole seconds."""
+    durations in whole seconds, the state of the call's Task (— when it has none)."""
     headers = [f"started ({settings.zone()})", "direction", "number", "status", "label",
-               "company", "person", "answered", "duration", "agent", "call id"]
+               "company", "person", "answered", "duration", "agent", "task", "call id"]
     cells = [[settings.local_time(row["started_at"]), row["direction"] or "",
               row["display_number"] or row["remote_number"] or "", row["status"] or "",
               row["label"] or "", row["company"] or "", row["person"] or "",
               _answered(row["answered"]), _seconds(row["duration_seconds"]),
-              row["agent_id"] or "", row["call_id"]] for row in rows]
+              row["agent_id"] or "", row.get("task_state") or NO_TASK, row["call_id"]] for row in rows]
     return _table(headers, cells, right=(headers.index("duration"),))
 
 
@@ -167,12 +184,12 @@ def register(group: click.Group) -> None:
     @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100000))
     @click.pass_context
     def history_command(ctx, as_json, limit):
-        """Show the call history, newest first."""
+        """Show the call history, newest first, with the state of each call's Task."""
         from core import history
         from core.settings import load_settings
 
         store = _store(ctx)
-        rows = history.list_calls(store, limit=limit)
+        rows = with_task_states(store, history.list_calls(store, limit=limit))
         if as_json:
             click.echo(json.dumps(rows, ensure_ascii=False, indent=1))
         else:

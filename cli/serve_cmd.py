@@ -1,5 +1,6 @@
 """`sfcti serve`: the HTTP lookup service for Asterisk, FreeSWITCH and FreePBX, served by
-waitress; a long-running host, so it also runs the nightly registration and the alert sender."""
+waitress; a long-running host, so it also runs the nightly registration, the alert sender and the
+sending of the calls' Tasks."""
 
 from __future__ import annotations
 
@@ -73,7 +74,8 @@ def register(group: click.Group) -> None:
         path is printed, never the token. A token set applies on loopback too.
 
         This is a long-running host: besides the lookups it runs the nightly contact
-        registration and sends the alert e-mails. Kamailio's workers run neither, so with
-        Kamailio run `sfcti serve` beside it for them.
+        registration, sends the alert e-mails and logs the ended calls as Salesforce Tasks
+        (every 15 s). Kamailio's workers do none of these, so with Kamailio run `sfcti serve`
+        beside it for them.
         """
         serve(ctx.obj["home"], host, port, threads)

@@ -65,6 +65,7 @@ def test_the_demo_runs_on_a_fresh_instance_and_again(tmp_path):
     assert "03-1234-5678" in history_part and "株式会社サンプル / 山田 太郎" in history_part
     first = history(home)
     assert len(first) == 10
+    assert_calls_became_tasks(out, first)
     again = run_demo(home)
     assert "株式会社デモ商事 / 山田 花子" in again and "Traceback" not in again
     assert "Updating the phone index" in again
@@ -72,6 +73,31 @@ def test_the_demo_runs_on_a_fresh_instance_and_again(tmp_path):
     assert "already in the call history" in again and "nothing was recorded twice" in again
     second = history(home)
     assert sorted(r["call_id"] for r in second) == sorted(r["call_id"] for r in first)
+    assert "nothing was logged twice" in again
+    assert {r["call_id"]: r["task_id"] for r in second} == {r["call_id"]: r["task_id"] for r in first}
+
+
+def assert_calls_became_tasks(out: str, rows: list[dict]) -> None:
+    """Every call with a matched record became one Task, owned through the agents the demo
+    mapped; the two calls nobody's record matches (withheld, unknown) were skipped; all in one
+    API call, and the demo names a record page in its emulator that lists them."""
+    assert "agent-01 → 山田 花子, agent-02 → 佐藤 健一, agent-03 → 鈴木 美咲" in out
+    logged = re.search(r"(\d+) calls logged as Tasks with (\d+) API calls? .*; (\d+) skipped", out)
+    assert logged, "the demo does not log the calls as Tasks"
+    assert tuple(map(int, logged.groups())) == (8, 1, 2)
+    by_state = {}
+    for row in rows:
+        by_state.setdefault(row["task_state"], []).append(row)
+    assert sorted(by_state) == ["logged", "skipped"]
+    assert {r["remote_number"] for r in by_state["skipped"]} == {"anonymous", "03-9876-0000"}
+    task_ids = [r["task_id"] for r in by_state["logged"]]
+    assert len(set(task_ids)) == 8 and all(t.startswith("00T") for t in task_ids)
+    page = re.search(r"株式会社デモ商事's calls in its activity history: (https://127\.0\.0\.1:(\d+)"
+                     r"/lightning/r/Account/001\w+/view)", out)
+    assert page, "the demo does not point to a record page listing the Tasks"
+    assert all(f"127.0.0.1:{page.group(2)}/" in r["task_url"] for r in by_state["logged"])
+    history_part = out.split("Call history")[1]
+    assert history_part.count(" logged ") == 8 and history_part.count(" skipped ") == 2
 
 
 def assert_odd_caller_named_without_api_call(out: str) -> None:

@@ -17,8 +17,9 @@ message.
 Whatever fails or hangs, the INVITE is relayed unchanged within the screen budget: the screen
 hook runs in a worker thread this process waits for at most the budget (see BoundedHooks for
 why a call's end is recorded in Kamailio's own thread instead).
-The job scheduler and the alert sender do not run in Kamailio's processes (``SFCTI_JOBS=off``);
-``sfcti serve`` or ``sfcti admin`` runs beside Kamailio for them.
+The job scheduler, the alert sender and the sending of the calls' Tasks do not run in Kamailio's
+processes (``SFCTI_JOBS=off``, ``SFCTI_SEND_TASKS=off``: each ended call's Task waits in the
+outbox); ``sfcti serve`` or ``sfcti admin`` runs beside Kamailio for them.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ import time
 import unicodedata
 
 os.environ["SFCTI_JOBS"] = "off"  # before the runtime is made: no scheduler in the workers
+# nor Task sending: a worker's threads run only while it handles a message, so a request to
+# Salesforce would hang between messages; `sfcti serve`'s scheduler sends the waiting Tasks
+os.environ["SFCTI_SEND_TASKS"] = "off"
 os.environ["SFCTI_LOOKUP_THREADS"] = "2"  # a worker handles one message at a time
 
 from bridges.host import BoundedScreens, load_host  # noqa: E402
