@@ -36,7 +36,6 @@ import multiprocessing
 import os
 import pathlib
 import random
-import re
 import shutil
 import sys
 import time
@@ -44,7 +43,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import DOC, percentile  # noqa: E402
+from bench.common import percentile, replace_marked  # noqa: E402
 
 ORG_SIZE = 20_000
 CALLS = 10_000
@@ -465,9 +464,9 @@ def without_person_accounts(f: dict) -> str:
     return (f"The same bench on an org without person accounts: {drain['status']['logged']:,} Tasks "
             f"logged with **{api} API calls** ({kinds}): **{per_request:,.0f} calls per API call** "
             f"(target {met}), {drain['wall']:.1f} s; {check['with_one']:,} / {check['known']:,} "
-            f"calls with exactly one Task, {check['right_relation']:,} rightly related. With person "
-            "accounts on, every batch holding a person-account caller adds one composite query for "
-            "the accounts' PersonContactId (WhoId), which the phone index does not keep.")
+            f"calls with exactly one Task, {check['right_relation']:,} rightly related. The phone "
+            "index keeps a Contact's AccountId and a person account's PersonContactId, so with it "
+            "built no batch needs a relation query on either org.")
 
 
 def _ratio(baseline_value: float, ours: float) -> str:
@@ -476,17 +475,11 @@ def _ratio(baseline_value: float, ours: float) -> str:
 
 def write_doc(text: str) -> None:
     """Put ``text`` between the activity markers of docs/benchmarks.md (other sections kept)."""
-    body = DOC.read_text(encoding="utf-8")
-    section = f"{BEGIN}\n{text}\n{END}"
-    if BEGIN in body and END in body:
-        body = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: section, body, flags=re.S)
-    else:
-        body = (body.rstrip() + f"\n\n{HEADING}\n\n`make bench` runs `bench/activity.py "
-                "--write-docs` (`--quick` for 2,000 calls on a 5,000-record org): a backlog of "
-                "ended calls after a day-long outage, drained as Tasks in sObject Collections "
-                "(docs/activity.md), against the same Tasks created one request each. Target "
-                "(issue 12): at most one API call per 150 calls.\n\n" + section + "\n")
-    DOC.write_text(body, encoding="utf-8")
+    replace_marked(BEGIN, END, text, f"{HEADING}\n\n`make bench` runs `bench/activity.py "
+                   "--write-docs` (`--quick` for 2,000 calls on a 5,000-record org): a backlog of "
+                   "ended calls after a day-long outage, drained as Tasks in sObject Collections "
+                   "(docs/activity.md), against the same Tasks created one request each. Target "
+                   "(issue 12): at most one API call per 150 calls.")
 
 
 def main(argv: list[str] | None = None) -> None:

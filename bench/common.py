@@ -28,6 +28,21 @@ def replace_section(section: str) -> None:
     DOC.write_text(text, encoding="utf-8")
 
 
+def replace_marked(begin: str, end: str, text: str, introduction: str) -> None:
+    """Put ``text`` between the markers ``begin`` and ``end`` of docs/benchmarks.md (other
+    sections kept); a document without them gets ``introduction`` (its heading and first
+    paragraphs) and the marked text appended."""
+    import re
+
+    body = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n"
+    section = f"{begin}\n{text}\n{end}"
+    if begin in body and end in body:
+        body = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: section, body, flags=re.S)
+    else:
+        body = body.rstrip() + "\n\n" + introduction.strip() + "\n\n" + section + "\n"
+    DOC.write_text(body, encoding="utf-8")
+
+
 def main(description: str, run, report) -> None:
     """A benchmark's command line: measure with ``run()``, print ``report(figures)`` (its
     markdown section) and, with ``--write-docs``, put it into docs/benchmarks.md."""

@@ -30,7 +30,6 @@ import json
 import multiprocessing
 import pathlib
 import random
-import re
 import shutil
 import subprocess
 import sys
@@ -38,6 +37,8 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.common import DOC, replace_marked  # noqa: E402
 
 ORG_SIZE = 1_000_000
 QUICK_SIZE = 20_000
@@ -51,7 +52,6 @@ ROUNDS_PER_DAY = 96             # index_minutes = 15
 EDITS = 1_000
 SHARED = 10                     # a number on more records than this is a shared line
 KEYSET_SIZE = 100_000           # the keyset-pages comparison's org (every object under the threshold)
-DOC = ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- index:begin -->", "<!-- index:end -->"
 FULL_WIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
 MADE: list[pathlib.Path] = []   # the stores' temporary homes, removed at the end (a 1M index is 400 MB)
@@ -541,15 +541,9 @@ def sync_lines(sync: dict, records: int, title: str) -> list[str]:
 
 def write_doc(text: str) -> None:
     """Put ``text`` between the index markers of docs/benchmarks.md (other sections kept)."""
-    body = DOC.read_text(encoding="utf-8")
-    section = f"{BEGIN}\n{text}\n{END}"
-    if BEGIN in body and END in body:
-        body = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: section, body, flags=re.S)
-    else:
-        body = (body.rstrip() + "\n\n## Phone index\n\n`make bench` runs `bench/index.py` "
-                "(`--quick` for a 20,000-record org): the phone index (docs/index.md) side by side "
-                "with today's live resolver on the same org.\n\n" + section + "\n")
-    DOC.write_text(body, encoding="utf-8")
+    replace_marked(BEGIN, END, text, "## Phone index\n\n`make bench` runs `bench/index.py` "
+                   "(`--quick` for a 20,000-record org): the phone index (docs/index.md) side by "
+                   "side with today's live resolver on the same org.")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -19,7 +19,6 @@ import collections
 import multiprocessing
 import pathlib
 import random
-import re
 import resource
 import sys
 import tempfile
@@ -28,6 +27,8 @@ import tracemalloc
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.common import DOC, replace_marked  # noqa: E402
 
 import phonenumbers  # noqa: E402
 import requests  # noqa: E402
@@ -48,7 +49,6 @@ UNKNOWN_SHARE = 0.15
 NIGHTLY_NUMBERS = 10_000
 SEED_NIGHTLY_SAMPLE = 1_000     # the seed's nightly run is measured on this many and scaled
 ZIPF_EXPONENT = 1.1
-DOC = ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- resolver:begin -->", "<!-- resolver:end -->"
 # DESIGN §3.1, written out here: the truth is the bench's own, not the resolver's constant
 PRIORITY = ("Contact", "Account", "Lead")
@@ -441,13 +441,7 @@ def _ratio(seed: float, ours: float) -> str:
 
 def write_doc(text: str) -> None:
     """Put ``text`` between the resolver markers of docs/benchmarks.md (other sections kept)."""
-    body = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n"
-    section = f"{BEGIN}\n{text}\n{END}"
-    if BEGIN in body and END in body:
-        body = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: section, body, flags=re.S)
-    else:
-        body = body.rstrip() + "\n\n## Resolver\n\n`make bench` (bench/resolve.py):\n\n" + section + "\n"
-    DOC.write_text(body, encoding="utf-8")
+    replace_marked(BEGIN, END, text, "## Resolver\n\n`make bench` (bench/resolve.py):")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -259,7 +259,8 @@ def test_kill_9_mid_batch_then_restart_logs_every_call_exactly_once(logging_stor
     child = subprocess.Popen([sys.executable, "-c", KILLED_SENDER, str(logging_store.home)],
                              cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and len(emu.org.records["Task"]) < 200:
+    while time.monotonic() < deadline and sum(
+            1 for t in emu.org.records["Task"] if str(t.get("CallObject")).startswith("kill9-")) < 200:
         time.sleep(0.05)
     created_before_kill = sum(1 for p in placed if tasks_of(emu, p.call_id))
     os.kill(child.pid, signal.SIGKILL)
