@@ -43,7 +43,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import percentile, replace_marked  # noqa: E402
+from bench.common import Emu, percentile, replace_marked  # noqa: E402
 
 ORG_SIZE = 20_000
 CALLS = 10_000
@@ -178,21 +178,6 @@ def serve(pipe, size: int, seed: int, latency: float, callers_needed: int, unkno
                 break
 
 
-class Emu:
-    """The emulator process as the bench talks to it."""
-
-    def __init__(self, pipe, env: dict):
-        self.pipe, self.env = pipe, env
-
-    def ask(self, command: str, *args):
-        self.pipe.send((command, *args))
-        return self.pipe.recv()
-
-    def counters(self) -> dict:
-        """Requests by kind since the last reset, login left out (not an API call)."""
-        return {k: v for k, v in self.ask("counters").items() if k != "login"}
-
-
 # ---------------------------------------------------------------------------------------------
 # the instance: index, agents, the calls of the outage
 # ---------------------------------------------------------------------------------------------
@@ -266,7 +251,7 @@ def drain(emu: Emu, store) -> dict:
     from core import activity
 
     emu.ask("healthy")
-    emu.ask("reset")
+    emu.reset()
     later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)
     rss_before = vm_kb("VmRSS")
     peak_reset = reset_peak_rss()

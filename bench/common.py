@@ -28,6 +28,31 @@ def replace_section(section: str) -> None:
     DOC.write_text(text, encoding="utf-8")
 
 
+class Emu:
+    """An emulator running in a child process, as a bench talks to it over a pipe: a command
+    and its arguments go out, the child's answer comes back."""
+
+    def __init__(self, pipe, env: dict):
+        self.pipe, self.env = pipe, env
+
+    def ask(self, command: str, *args):
+        """The child's answer to ``command``."""
+        self.pipe.send((command, *args))
+        return self.pipe.recv()
+
+    def counters(self) -> dict:
+        """Requests by kind since the last reset, login left out (not an API call)."""
+        return {k: v for k, v in self.ask("counters").items() if k != "login"}
+
+    def calls(self) -> int:
+        """API calls since the last reset."""
+        return sum(self.counters().values())
+
+    def reset(self) -> None:
+        """Reset the child emulator's counters and faults."""
+        self.ask("reset")
+
+
 def replace_marked(begin: str, end: str, text: str, introduction: str) -> None:
     """Put ``text`` between the markers ``begin`` and ``end`` of docs/benchmarks.md (other
     sections kept); a document without them gets ``introduction`` (its heading and first

@@ -38,7 +38,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import DOC, replace_marked  # noqa: E402
+from bench.common import DOC, Emu, replace_marked  # noqa: E402
 
 ORG_SIZE = 1_000_000
 QUICK_SIZE = 20_000
@@ -221,24 +221,6 @@ def serve(pipe, size: int, seed: int, latency: float, needs: dict) -> None:
 # ---------------------------------------------------------------------------------------------
 # the client side
 # ---------------------------------------------------------------------------------------------
-
-class Emu:
-    """The emulator process as the bench talks to it."""
-
-    def __init__(self, pipe, env: dict):
-        self.pipe, self.env = pipe, env
-
-    def ask(self, command: str, *args):
-        self.pipe.send((command, *args))
-        return self.pipe.recv()
-
-    def calls(self) -> int:
-        """API calls since the last reset (login excluded: not an API call)."""
-        return sum(n for kind, n in self.ask("counters").items() if kind != "login")
-
-    def reset(self) -> None:
-        self.ask("reset")
-
 
 def new_store(env: dict, phone_index: bool):
     """A store connected to the emulator, the phone index on or off."""
