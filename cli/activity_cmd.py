@@ -1,8 +1,8 @@
 """`sfcti activity status | send | retry`: the calls logged as Salesforce Tasks (docs/activity.md).
 
-A long-running host (`sfcti serve`, `sfcti admin`) sends the waiting Tasks every 15 seconds; these
-commands show the outbox, send it now, and queue a failed call again. Failures of Salesforce
-print the catalogue's message and remedy in Japanese and English and exit non-zero.
+A long-running host (`sfcti serve`, a host process running the jobs) sends the waiting Tasks every
+15 seconds; these commands show the outbox, send it now, and queue a failed call again. Failures
+of Salesforce print the catalogue's message and remedy in Japanese and English and exit non-zero.
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def register(group: click.Group) -> None:
             raise click.ClickException(
                 f"この通話は履歴にありません。 / The call {call_id[:80]!r} is not in the history.") from None
         if queued:
-            click.echo(f"Queued {call_id} again: `sfcti serve` sends it within 15 s, or run "
+            click.echo(f"Queued {call_id[:80]!r} again: `sfcti serve` sends it within 15 s, or run "
                        "`sfcti activity send`.")
             return
         row = activity.get_state(store, call_id) or {}
