@@ -43,7 +43,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import Emu, percentile, replace_marked  # noqa: E402
+from bench.common import Emu, answer, percentile, replace_marked  # noqa: E402
 
 ORG_SIZE = 20_000
 CALLS = 10_000
@@ -159,23 +159,11 @@ def serve(pipe, size: int, seed: int, latency: float, callers_needed: int, unkno
                    "password": emu.password, "token": emu.security_token, "counts": org.count(),
                    "generated_s": generated, "known": known[:callers_needed],
                    "unknown": rb.unknown_numbers(holders, unknown_needed, rng), "users": users})
-        while True:
-            command, *args = pipe.recv()
-            if command == "counters":
-                pipe.send(dict(emu.api_calls))
-            elif command == "reset":
-                emu.reset_counters()
-                pipe.send(True)
-            elif command == "exhaust":
-                emu.exhaust_daily_limit()
-                pipe.send(True)
-            elif command == "healthy":
-                emu.set_daily_limit(emu.default_daily_limit, used=0)
-                pipe.send(True)
-            elif command == "check":
-                pipe.send(check_tasks(org, args[0]))
-            else:
-                break
+        answer(pipe, emu, {
+            "exhaust": lambda: emu.exhaust_daily_limit() or True,
+            "healthy": lambda: emu.set_daily_limit(emu.default_daily_limit, used=0) or True,
+            "check": lambda expected: check_tasks(org, expected),
+        })
 
 
 # ---------------------------------------------------------------------------------------------

@@ -53,6 +53,19 @@ class Emu:
         self.ask("reset")
 
 
+def answer(pipe, emu, commands: dict) -> None:
+    """The child side of :class:`Emu`: answer each command from the pipe until "stop" (or one
+    not known): "counters" and "reset" for every bench, the rest from ``commands`` (name ->
+    function of the command's arguments, returning the answer)."""
+    builtin = {"counters": lambda: dict(emu.api_calls), "reset": lambda: emu.reset_counters() or True}
+    while True:
+        command, *args = pipe.recv()
+        handler = builtin.get(command) or commands.get(command)
+        if handler is None:
+            return
+        pipe.send(handler(*args))
+
+
 def replace_marked(begin: str, end: str, text: str, introduction: str) -> None:
     """Put ``text`` between the markers ``begin`` and ``end`` of docs/benchmarks.md (other
     sections kept); a document without them gets ``introduction`` (its heading and first

@@ -38,7 +38,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import DOC, Emu, replace_marked  # noqa: E402
+from bench.common import DOC, Emu, answer, replace_marked  # noqa: E402
 
 ORG_SIZE = 1_000_000
 QUICK_SIZE = 20_000
@@ -193,29 +193,22 @@ def serve(pipe, size: int, seed: int, latency: float, needs: dict) -> None:
                    "person_accounts": org.person_accounts, "counts": org.count(),
                    "generated_s": generated, "emulator_peak_mb": peak_rss_mb(),
                    "numbers": numbers, "unknown": unknown})
-        while True:
-            command, *args = pipe.recv()
-            if command == "counters":
-                pipe.send(dict(emu.api_calls))
-            elif command == "reset":
-                emu.reset_counters()
-                pipe.send(True)
-            elif command == "edit":
-                edits = edit_targets(truth, args[0], rng)
-                before = [[n.e164 for n in truth.truth.get((record_id, field), ())]
-                          for record_id, field, _value, _e164 in edits]
-                for record_id, field, value, e164 in edits:
-                    truth.edit(record_id, field, value, e164, emu)
-                pipe.send([edit + (old,) for edit, old in zip(edits, before)])
-            elif command == "server_ms":
-                spent: dict[str, float] = {}
-                for entry in emu.calls():
-                    spent[entry["kind"]] = spent.get(entry["kind"], 0.0) + entry.get("duration_ms", 0.0)
-                pipe.send(spent)
-            elif command == "winners":
-                pipe.send({e164: truth.winner(e164) for e164 in args[0]})
-            else:
-                break
+        def edit(count):
+            edits = edit_targets(truth, count, rng)
+            before = [[n.e164 for n in truth.truth.get((record_id, field), ())]
+                      for record_id, field, _value, _e164 in edits]
+            for record_id, field, value, e164 in edits:
+                truth.edit(record_id, field, value, e164, emu)
+            return [edit + (old,) for edit, old in zip(edits, before)]
+
+        def server_ms():
+            spent: dict[str, float] = {}
+            for entry in emu.calls():
+                spent[entry["kind"]] = spent.get(entry["kind"], 0.0) + entry.get("duration_ms", 0.0)
+            return spent
+
+        answer(pipe, emu, {"edit": edit, "server_ms": server_ms,
+                           "winners": lambda numbers: {e164: truth.winner(e164) for e164 in numbers}})
 
 
 # ---------------------------------------------------------------------------------------------

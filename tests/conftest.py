@@ -73,6 +73,15 @@ def pa_sf(pa_emulator):
     return client
 
 
+@pytest.fixture
+def emu(emu_server):
+    """The emulator of a module that defines ``emu_server`` (its own org), healthy before and
+    after each test: no faults, validation rules or denied permissions; its records are kept."""
+    emu_server.reset()
+    yield emu_server
+    emu_server.reset()
+
+
 # ---------------------------------------------------------------------------------------------
 # the emulator: empty orgs a module's tests add their own records to
 # ---------------------------------------------------------------------------------------------

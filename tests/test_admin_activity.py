@@ -37,12 +37,6 @@ def emu_server(tmp_path_factory):
         yield emu
 
 
-@pytest.fixture
-def emu(emu_server):
-    emu_server.reset()
-    yield emu_server
-    emu_server.reset()
-
 
 @pytest.fixture
 def logging_store(store, emu, monkeypatch):

@@ -43,13 +43,6 @@ def emu_server(tmp_path_factory):
         yield emu
 
 
-@pytest.fixture
-def emu(emu_server):
-    """The module's emulator, healthy before and after each test (its records are kept)."""
-    emu_server.reset()
-    yield emu_server
-    emu_server.reset()
-
 
 @pytest.fixture
 def sf(emu):
