@@ -145,16 +145,21 @@ def _run(store, day, before, holder, settings, resolver, force, batch_size, prog
         _start_run(store, day, settings)
     report.queued = registration.queue_size(store)
 
+    resolver = resolver or Resolver(store)
+    sent_before = resolver.batch_requests()
+
     def after_batch(done: registration.Drained) -> None:
-        report.registered, report.unmatched, report.api_calls = done.registered, done.unmatched, done.batches
+        report.registered, report.unmatched = done.registered, done.unmatched
+        # requests sent, not batches: a batch of numbers can take several composite requests
+        report.api_calls = resolver.batch_requests() - sent_before
         _renew(store, holder)
         if progress:
             progress(report)
 
     # everything queued, not only ``day``'s: a catch-up run also takes later days' numbers
-    done = registration.drain_queue(store, resolver or Resolver(store), NIGHTLY, batch_size,
-                                    after_batch=after_batch)
+    done = registration.drain_queue(store, resolver, NIGHTLY, batch_size, after_batch=after_batch)
     report.failed = done.failed
+    report.api_calls = resolver.batch_requests() - sent_before   # the failed batch's too
     if done.failed is None:
         _finish_run(store, day)
     return report

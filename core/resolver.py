@@ -151,6 +151,7 @@ class Resolver:
         self.connection_factory = connection_factory
         self._recent: OrderedDict[str, str | None] = OrderedDict()
         self._lock = threading.Lock()
+        self._sent = threading.local()   # requests resolve_many sent, per thread (see batch_requests)
 
     # -- settings ------------------------------------------------------------------------------
 
@@ -302,11 +303,21 @@ class Resolver:
         todo = [n for e164, n in numbers.items() if e164 not in results]
         if todo:
             connection = self.connection_factory(self.store)
-            winners = BatchLookup(connection, todo).run()
+            batch = BatchLookup(connection, todo)
+            try:
+                winners = batch.run()
+            finally:  # a failed request was still sent (and charged)
+                self._sent.count = self.batch_requests() + batch.calls
             for number in todo:
                 results[number.e164] = self._display(connection, number, winners.get(number.e164),
                                                      remember_no_match=False)
         return results
+
+    def batch_requests(self) -> int:
+        """How many requests :meth:`resolve_many` has sent to Salesforce from this thread so
+        far (composite requests and the query pages after them): a caller takes the difference
+        around its own work, which other threads' lookups do not disturb."""
+        return getattr(self._sent, "count", 0)
 
 
 class BatchLookup:
