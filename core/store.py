@@ -20,9 +20,12 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import logging
 import os
 import pathlib
+import shlex
 import sqlite3
+import stat
 import threading
 import time
 from typing import Callable, Iterator
@@ -33,6 +36,11 @@ from cryptography.fernet import Fernet, InvalidToken
 DB_NAME = "sfcti.db"
 KEY_NAME = "secret.key"
 BUSY_TIMEOUT_MS = 30_000
+# what only the instance's owner may read: the database (call history, the admin's password
+# hash), SQLite's WAL and shm beside it, and the key of the stored secrets
+PRIVATE_FILES = (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm", KEY_NAME)
+
+log = logging.getLogger(__name__)
 
 CONTACT_COLUMNS = (
     "e164", "object", "record_id", "company", "person", "record_url", "last_modified", "fetched_at",
@@ -295,6 +303,7 @@ class Store:
         self._fernet: Fernet | None = None
         self._fernet_lock = threading.Lock()
         self._migrate()
+        _warn_if_readable_by_others(self.home)
 
     def __repr__(self) -> str:
         return f"<Store {self.home}>"
@@ -610,6 +619,47 @@ def _json_dict(text: str | None) -> dict:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+# ---------------------------------------------------------------------------------------------
+# file modes: instances made by older versions were 0755/0644
+# ---------------------------------------------------------------------------------------------
+
+def readable_by_others(home: str | os.PathLike) -> list[str]:
+    """The instance folder and private files (:data:`PRIVATE_FILES`) that give other users any
+    access, each as ``"path (mode)"``; empty when the folder is 0700 and the files 0600 or
+    narrower (files that do not exist are left out)."""
+    home = pathlib.Path(home)
+    wide = []
+    for path in (home, *(home / name for name in PRIVATE_FILES)):
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except OSError:
+            continue
+        if mode & 0o077:
+            wide.append(f"{path} ({mode:04o})")
+    return wide
+
+
+def permissions_fix(home: str | os.PathLike) -> str:
+    """The shell commands that make the instance folder ``home`` private again."""
+    folder = shlex.quote(str(home))
+    return f"chmod 700 {folder}; chmod 600 {folder}/{DB_NAME}* {folder}/{KEY_NAME}"
+
+
+_MODES_WARNED: set[pathlib.Path] = set()
+
+
+def _warn_if_readable_by_others(home: pathlib.Path) -> None:
+    """Log once per process and folder when the instance is open to other users."""
+    if home in _MODES_WARNED:
+        return
+    wide = readable_by_others(home)
+    if wide:
+        _MODES_WARNED.add(home)
+        log.warning("the instance folder is open to other users of this machine (call history, "
+                    "the admin's password hash and the key of the stored secrets): %s. "
+                    "Fix: %s", ", ".join(wide), permissions_fix(home))
 
 
 _SHARED: dict[pathlib.Path, Store] = {}
