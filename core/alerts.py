@@ -6,6 +6,9 @@ in the same transaction, one mail when a kind starts, a reminder at most every
 ``alert_reminder_hours`` while it lasts, and one mail when it recovers (no open incident left).
 The mails go through :class:`core.mail.Outbox`, so none is lost while SMTP is down.
 
+Late screens (``SCREEN_LATE``) are mailed only once their incident counts
+``slow_alert_threshold`` of them.
+
 Two kinds of incident never cause mails: SMTP failures (the mail about them could not be sent
 anyway; the error log shows them) and failures of the admin's own "Test connection and save",
 which the admin is looking at on the page.
@@ -18,7 +21,7 @@ import logging
 import threading
 import urllib.parse
 
-from core.errors import CONNECTION_TEST, entry_for, open_incident_kinds
+from core.errors import CONNECTION_TEST, SCREEN_LATE, entry_for, open_incident_kinds
 from core.mail import Clock, Outbox, utcnow
 from core.settings import load_settings, recipient_list
 from core.store import now_iso
@@ -74,6 +77,8 @@ class Alerts:
 
     def _on_open(self, db, kind, incident, state, now, settings, recipients) -> int:
         if state is None or state["recovered_at"]:
+            if (incident["count"] or 0) < mail_threshold(incident["code"], settings):
+                return 0   # not yet an incident worth a mail (a few late screens)
             db.execute(
                 "INSERT OR REPLACE INTO alert_state (kind, started_at, last_mail_at, recovered_at) "
                 "VALUES (?, ?, ?, NULL)", [kind, now_iso(now), now_iso(now)])
@@ -96,6 +101,12 @@ class Alerts:
 
     def _queue(self, recipients, subject, body) -> None:
         self.outbox.enqueue(recipients, subject, body)
+
+
+def mail_threshold(code: str, settings) -> int:
+    """How many occurrences an open incident of ``code`` needs before its "started" mail: the
+    ``slow_alert_threshold`` setting for late screens (a slow moment is no failure), else one."""
+    return settings.slow_alert_threshold if code == SCREEN_LATE else 1
 
 
 # -- the mail text ----------------------------------------------------------------------------

@@ -32,6 +32,8 @@ DETAIL_MAX = 2000
 INTEGRATIONS = ("salesforce", "smtp", "plugin")
 CONNECTION_TEST = "connection_test"            # the admin's and `sfcti connect`'s test, never alerted
 SALESFORCE_OPERATIONS = ("lookup", "register", "nightly")   # the plugin's own Salesforce work
+# screens that ran out of budget waiting for Salesforce: closed only by screens answered in time
+SCREEN_LATE = "SCREEN_LATE"
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +158,11 @@ _ENTRIES = [
      "Salesforce is not connected.",
      "管理画面の設定ページで接続情報を入力し、「接続をテストして保存」を実行してください。",
      "Enter the connection details on the admin settings page and click \"Test connection and save\"."),
+    ("SCREEN_LATE", "salesforce",
+     "Salesforce の応答が画面表示の待ち時間上限に間に合わなかったため、着信画面には番号だけを表示しました。",
+     "Salesforce answered after the screen budget, so call screens showed only the number.",
+     "status.salesforce.com で Salesforce の障害情報を、このサーバーから Salesforce までのネットワーク（プロキシ、回線の混雑）を確認してください。いつもこの程度遅い場合は、電話機が待てる範囲で設定の「画面表示の待ち時間上限」を長くしてください。画面が待ち時間内に表示されるようになると自動で復旧します。",
+     "Check status.salesforce.com and the network between this server and Salesforce (proxy, congested link). If Salesforce is regularly this slow, raise the screen time budget in the settings, within what the phone system waits. The incident closes by itself once screens are answered within the budget again."),
     # -- OAuth ---------------------------------------------------------------------------------
     ("OAUTH_INVALID_GRANT", "salesforce",
      "Salesforce の認可（リフレッシュトークンまたは認可コード）が無効です。取り消されたか、有効期限が切れています。",
@@ -541,8 +548,9 @@ def _known_secrets(store) -> tuple[str, ...]:
 
 
 def record_failure(store, integration: str, operation: str, exc_or_code: BaseException | str,
-                   detail: str | None = None, call_id: str | None = None) -> CatalogueEntry:
-    """Log a failure; returns its catalogue entry.
+                   detail: str | None = None, call_id: str | None = None,
+                   count: int = 1) -> CatalogueEntry:
+    """Log a failure (``count`` occurrences of it at once); returns its catalogue entry.
 
     ``exc_or_code`` is an exception (described by :func:`describe_failure`) or a code. One row
     per open incident ``(integration, operation, code)``: a repeat raises ``count`` and
@@ -566,12 +574,13 @@ def record_failure(store, integration: str, operation: str, exc_or_code: BaseExc
         db.execute(
             "INSERT INTO error_log (first_at, last_at, integration, operation, code, message, "
             "detail, call_id, count, open) VALUES (:now, :now, :integration, :operation, :code, "
-            ":message, :detail, :call_id, 1, 1) "
+            ":message, :detail, :call_id, :count, 1) "
             "ON CONFLICT (integration, operation, code) WHERE open = 1 DO UPDATE SET "
-            "count = count + 1, last_at = excluded.last_at, detail = excluded.detail, "
+            "count = count + excluded.count, last_at = excluded.last_at, detail = excluded.detail, "
             "call_id = coalesce(excluded.call_id, call_id)",
             {"now": now, "integration": integration, "operation": operation, "code": entry.code,
-             "message": entry.message_en, "detail": detail, "call_id": call_id},
+             "message": entry.message_en, "detail": detail, "call_id": call_id,
+             "count": max(1, int(count))},
         )
     return entry
 
@@ -620,16 +629,30 @@ def report_failure(store, operation: str, exc_or_code: BaseException | str, *,
             return CATALOGUE["UNKNOWN"]
 
 
-def close_salesforce_incidents(store) -> None:
+def close_salesforce_incidents(store, screens_in_time: bool = False) -> None:
     """Salesforce answered the plugin: close its open Salesforce incidents (one cheap read when
-    nothing is open)."""
+    nothing is open). An answer says nothing about its speed, so late screens (``SCREEN_LATE``)
+    stay open unless ``screens_in_time`` (screens are answered within the budget again)."""
+    keep = () if screens_in_time else (SCREEN_LATE,)
     marks = ", ".join("?" for _ in SALESFORCE_OPERATIONS)
+    kept = " AND code != ?" if keep else ""
     found = store.conn.execute(
-        f"SELECT 1 FROM error_log WHERE integration = 'salesforce' AND open = 1 AND operation IN ({marks}) "
-        "LIMIT 1", SALESFORCE_OPERATIONS).fetchone()
+        f"SELECT 1 FROM error_log WHERE integration = 'salesforce' AND open = 1 AND operation IN ({marks})"
+        f"{kept} LIMIT 1", [*SALESFORCE_OPERATIONS, *keep]).fetchone()
     if found:
         for operation in SALESFORCE_OPERATIONS:
-            record_recovery(store, "salesforce", operation)
+            record_recovery(store, "salesforce", operation, keep_codes=keep)
+
+
+def record_late_screens(store, screens: int, budget_ms: int, call_id: str | None = None) -> None:
+    """Log ``screens`` screens that ran out of their ``budget_ms`` waiting for Salesforce (one
+    ``SCREEN_LATE`` incident counting them). Never raises."""
+    try:
+        record_failure(store, "salesforce", "lookup", SCREEN_LATE,
+                       detail=f"no answer from Salesforce within the screen budget of {budget_ms} ms",
+                       call_id=call_id, count=screens)
+    except Exception:
+        log.exception("cannot write the error log (late screens)")
 
 
 def open_incident_kinds(store, quiet_integrations: tuple[str, ...] = (),
@@ -650,13 +673,17 @@ def open_incident_kinds(store, quiet_integrations: tuple[str, ...] = (),
     return {f"{row['integration']}:{row['code']}": row for row in rows}
 
 
-def record_recovery(store, integration: str, operation: str | None = None) -> list[dict]:
-    """Close the open incidents of ``integration`` (only ``operation``'s when given); returns the
-    closed rows (empty when nothing was open)."""
+def record_recovery(store, integration: str, operation: str | None = None,
+                    keep_codes: tuple[str, ...] = ()) -> list[dict]:
+    """Close the open incidents of ``integration`` (only ``operation``'s when given, none of
+    ``keep_codes``); returns the closed rows (empty when nothing was open)."""
     where, params = "integration = ? AND open = 1", [now_iso(), integration]
     if operation is not None:
         where += " AND operation = ?"
         params.append(operation)
+    if keep_codes:
+        where += f" AND code NOT IN ({', '.join('?' for _ in keep_codes)})"
+        params += list(keep_codes)
     with store.transaction() as db:
         cursor = db.execute(
             f"UPDATE error_log SET open = 0, last_at = max(last_at, ?) WHERE {where} "

@@ -10,6 +10,10 @@ Screens answer within ``screen_budget_ms``: registered contacts and recent live 
 from the host's thread; anything else is looked up in a worker thread that the host's thread waits
 for at most the rest of the budget. One lookup runs per number at a time: calls from the same
 number wait for the same answer.
+
+A screen that runs out of budget waiting for Salesforce is a failure of its own: the late screens
+are counted in one ``SCREEN_LATE`` incident of the error log (written off the host's thread), and
+the incident closes once IN_TIME_TO_RECOVER live answers in a row come within the budget.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import Any, Callable
 from core import activity, history, jobs, registration
 from core.alerts import AlertWorker
 from core.display import UNAVAILABLE, display_for, unavailable_display, unmatchable_display
-from core.errors import close_salesforce_incidents, report_failure
+from core.errors import close_salesforce_incidents, record_late_screens, report_failure
 from core.phone import parse_phone
 from core.resolver import Resolver
 from core.settings import Settings, load_settings
@@ -44,6 +48,9 @@ ENV_JOBS = "SFCTI_JOBS"  # "off": no scheduler nor alert sender here (one-shot C
 # threads run only while it handles a message, must not hold a request to Salesforce open)
 ENV_SEND_TASKS = "SFCTI_SEND_TASKS"
 TASK_GATHER_SECONDS = 1.0   # calls ending together go out as one request
+# live answers within the screen budget, in a row, that close a late-screens incident: one quick
+# answer between slow ones is no recovery (the incident, and its count, would restart each time)
+IN_TIME_TO_RECOVER = 3
 # lookup threads per process; a host process that handles one call at a time (a Kamailio worker)
 # needs few, and every thread costs it memory of its own
 ENV_LOOKUP_THREADS = "SFCTI_LOOKUP_THREADS"
@@ -141,6 +148,50 @@ class Memo:
             self._items.clear()
 
 
+class LateScreens:
+    """Screens that ran out of budget waiting for Salesforce, and the live answers that came in
+    time since the last of them.
+
+    A late screen is counted on the host's thread (a lock and an addition); the error-log row is
+    written by ``pool``'s thread, several late screens in one write, so a slow Salesforce never
+    makes a host's thread wait for the database.
+    """
+
+    def __init__(self, store, pool: WorkerPool):
+        self.store, self.pool = store, pool
+        self._lock = threading.Lock()
+        self._unwritten = 0
+        self._budget_ms = 0
+        self._call_id: str | None = None
+        self._in_time = 0
+
+    def note_late(self, call_id: str, budget_ms: int) -> None:
+        """One more screen ran out of budget (cheap: the write happens in the pool)."""
+        with self._lock:
+            self._in_time = 0
+            self._unwritten += 1
+            self._budget_ms, self._call_id = budget_ms, call_id
+            first = self._unwritten == 1
+        if first:
+            self.pool.submit(self._write)
+
+    def _write(self) -> None:
+        with self._lock:
+            screens, budget_ms, call_id = self._unwritten, self._budget_ms, self._call_id
+            self._unwritten = 0
+        if screens:
+            record_late_screens(self.store, screens, budget_ms, call_id)
+
+    def answered(self, in_time: bool | None) -> bool:
+        """A live lookup answered within its screen's budget (True), after it (False), or for
+        no screen (None); True once IN_TIME_TO_RECOVER answers in a row came in time (screens
+        are back to normal)."""
+        with self._lock:
+            if in_time is not None:
+                self._in_time = self._in_time + 1 if in_time else 0
+            return self._in_time >= IN_TIME_TO_RECOVER
+
+
 def fallback_display(call: Any = None) -> dict:
     """The display when nothing else can be said: "unavailable" (or "withheld") with the number
     as far as it can be read. Never raises."""
@@ -160,6 +211,8 @@ class Runtime:
         self.lookups = WorkerPool("sfcti-lookup", lookup_threads)
         self.background = WorkerPool("sfcti-register", REGISTER_THREADS)
         self.task_sender = WorkerPool("sfcti-tasks", 1)
+        self.incidents = WorkerPool("sfcti-incidents", 1)
+        self.late_screens = LateScreens(self.store, self.incidents)
         self.sends_tasks = _env_on(ENV_SEND_TASKS)
         self._tasks_due = threading.Event()
         self.matches = Memo(SHOWN_MAX, ttl=MATCH_TTL)
@@ -212,10 +265,14 @@ class Runtime:
         known = self.known_display(number)
         if known is not None:
             return known
-        remaining = settings.screen_budget_ms / 1000.0 - (time.monotonic() - started)
+        deadline = started + settings.screen_budget_ms / 1000.0
+        future = self.lookup(number, call_id, deadline)
         try:
-            return self.lookup(number, call_id).result(timeout=max(0.0, remaining))
-        except Exception:  # timed out, or failed (the lookup logged it): the number is all we know
+            return future.result(timeout=max(0.0, deadline - time.monotonic()))
+        except Exception as exc:  # timed out, or failed: the number is all we know
+            if not (future.done() and future.exception() is exc):
+                # out of budget (a failed lookup is logged by the lookup itself)
+                self.late_screens.note_late(call_id, settings.screen_budget_ms)
             return display_for(number, UNAVAILABLE)
 
     def known_display(self, number) -> dict | None:
@@ -223,16 +280,18 @@ class Runtime:
         remembered no-match; None when only a lookup can tell."""
         return self.resolver.cached(number) or self.matches.get(number.e164)
 
-    def lookup(self, number, call_id: str | None = None) -> concurrent.futures.Future:
-        """The live lookup of ``number``: the one already running, or a new one."""
+    def lookup(self, number, call_id: str | None = None,
+               deadline: float | None = None) -> concurrent.futures.Future:
+        """The live lookup of ``number``: the one already running, or a new one. ``deadline``
+        (a ``time.monotonic()`` value) is when the screen that asks stops waiting."""
         with self._lock:
             future = self._inflight.get(number.e164)
             if future is None:
-                future = self.lookups.submit(self._lookup_task, number, call_id)
+                future = self.lookups.submit(self._lookup_task, number, call_id, deadline)
                 self._inflight[number.e164] = future
         return future
 
-    def _lookup_task(self, number, call_id: str | None) -> dict:
+    def _lookup_task(self, number, call_id: str | None, deadline: float | None = None) -> dict:
         try:
             display = self.resolver.lookup(number)
         except Exception as exc:
@@ -241,7 +300,10 @@ class Runtime:
         else:
             if display.get("status") == "matched":
                 self.matches.put(number.e164, display)
-            close_salesforce_incidents(self.store)
+            # an answer after its screen's deadline must not close the late-screens incident
+            # it has just added to; only answers in time do, a few in a row
+            in_time = None if deadline is None else time.monotonic() <= deadline
+            close_salesforce_incidents(self.store, self.late_screens.answered(in_time))
             return display
         finally:
             with self._lock:
@@ -290,9 +352,10 @@ class Runtime:
     # -- lifecycle -----------------------------------------------------------------------------
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
-        """Wait for queued lookups, registrations and Task sends to finish; False on timeout."""
+        """Wait for queued lookups, registrations, Task sends and error-log writes to finish;
+        False on timeout."""
         deadline = time.monotonic() + timeout
-        for pool in (self.lookups, self.background, self.task_sender):
+        for pool in (self.lookups, self.background, self.task_sender, self.incidents):
             if not pool.wait_idle(max(0.0, deadline - time.monotonic())):
                 return False
         return True
@@ -306,6 +369,7 @@ class Runtime:
         self.lookups.stop()
         self.background.stop()
         self.task_sender.stop()
+        self.incidents.stop()
 
 
 _RUNTIMES: dict[tuple[int, pathlib.Path], Runtime] = {}

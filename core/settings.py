@@ -72,6 +72,7 @@ class Settings:
     smtp_password: str = dataclasses.field(default="", repr=False)
     smtp_sender: str = ""
     alert_reminder_hours: int = 4
+    slow_alert_threshold: int = 5     # late screens (SCREEN_LATE) in an incident before its alert mail
     admin_base_url: str = "http://127.0.0.1:5000"
     auth_method: str = "password"
     oauth_client_id: str = ""
@@ -456,6 +457,7 @@ RULES: dict[str, Callable[[Any], Any]] = {
     "smtp_password": lambda v: _text(v, 255),
     "smtp_sender": _email,
     "alert_reminder_hours": _int(1, 24 * 7),
+    "slow_alert_threshold": _int(1, 10_000),
     "admin_base_url": _url(("http", "https"), "http_url", optional=False),
     "auth_method": _choice(*AUTH_METHODS),
     "oauth_client_id": lambda v: _stripped(v, 1024),
