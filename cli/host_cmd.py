@@ -50,19 +50,35 @@ class LocalDay(click.ParamType):
         return day.isoformat()
 
 
-def place_call(pm, direction: str, number: str, agent: str | None = None, missed: bool = False,
-               duration: float = 0.0, call_id: str | None = None):
-    """Ring (or dial) one call through the hooks, then end it; returns (call, display).
-    ``call_id`` replaces the fresh id a call gets (the history records a call id once)."""
+# how long `sfcti call` waits, after printing, for the work a call leaves (after-call
+# registration, Task sends); what is cut short stays queued for the next start
+BACKGROUND_WAIT = 30.0
+
+
+def start_call(pm, direction: str, number: str, agent: str | None = None,
+               call_id: str | None = None):
+    """Ring (or dial) one call through the hooks; returns (call, display). ``call_id`` replaces
+    the fresh id a call gets (the history records a call id once)."""
     from plugin.call import Call
 
     call = Call(direction=direction, remote_number=number, agent_id=agent)
     if call_id:
         call.call_id = call_id
     hook = pm.hook.on_incoming_call if direction == "inbound" else pm.hook.on_outgoing_call
-    display = hook(call=call)
+    return call, hook(call=call)
+
+
+def end_call(pm, call, missed: bool = False, duration: float = 0.0) -> None:
+    """End a call :func:`start_call` started, through the hook."""
     call.end(answered=not missed, duration=0.0 if missed else duration)
     pm.hook.on_call_ended(call=call)
+
+
+def place_call(pm, direction: str, number: str, agent: str | None = None, missed: bool = False,
+               duration: float = 0.0, call_id: str | None = None):
+    """Ring (or dial) one call through the hooks, then end it; returns (call, display)."""
+    call, display = start_call(pm, direction, number, agent, call_id)
+    end_call(pm, call, missed, duration)
     return call, display
 
 
@@ -171,12 +187,17 @@ def register(group: click.Group) -> None:
         os.environ["SFCTI_HOME"] = ctx.obj["home"]
         os.environ.setdefault("SFCTI_JOBS", "off")  # a one-shot host runs no scheduler
         pm = load_host()
-        call, display = place_call(pm, direction, number, agent, missed, duration)
-        runtime_for().wait_idle(timeout=30)  # after-call registration finishes before exit
+        call, display = start_call(pm, direction, number, agent)
+        # the screen as soon as the hook answers, as a phone would show it; the rest after
         if as_json:
             click.echo(json.dumps(dict(display or {}, call_id=call.call_id), ensure_ascii=False))
         else:
             click.echo(screen_text(direction, number, display))
+        end_call(pm, call, missed, duration)
+        if not runtime_for().wait_idle(timeout=BACKGROUND_WAIT):
+            click.echo(f"Salesforce work of this call still running after {BACKGROUND_WAIT:g} s; "
+                       "stopped here (queued numbers are registered by the next run).", err=True)
+        if not as_json:
             click.echo(f"call {call.call_id} ended ({'missed' if missed else f'{duration:g} s'})")
 
     @group.command("history")
