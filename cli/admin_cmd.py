@@ -63,7 +63,8 @@ def _url_host(host: str) -> str:
 
 
 def reset_password(home: str, username: str) -> str:
-    """Set a new generated password for ``username`` (created if missing); returns it."""
+    """Set a new generated password for ``username`` (created if missing); returns it. Every
+    session of the account ends (core.accounts.set_password moves it to a new generation)."""
     import secrets
 
     from core.accounts import set_password
@@ -82,7 +83,8 @@ def register(group: click.Group) -> None:
                   help="Address to listen on.")
     @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
     @click.option("--reset-password", "reset_user", metavar="USER", default=None,
-                  help="Give USER a new generated password, print it and exit.")
+                  help="Give USER a new generated password, print it and exit; every "
+                       "session of USER ends.")
     @click.pass_context
     def admin_command(ctx, host, port, reset_user):
         """Run the admin web app (settings, call history, error log, alert e-mail).
