@@ -51,7 +51,10 @@ def serve(home: str, host: str = "127.0.0.1", port: int = 5000, threads: int = 8
     worker.start()
     click.echo(f"sfcti admin: http://{_url_host(host)}:{port}/  (instance {home})")
     try:
-        waitress.serve(app, host=host, port=port, threads=threads, ident="sfcti")
+        # waitress drops X-Forwarded-* before the app sees them unless told not to; the app's
+        # ProxyFix trusts them only for the declared proxies (TRUSTED_PROXIES), else ignores them
+        waitress.serve(app, host=host, port=port, threads=threads, ident="sfcti",
+                       clear_untrusted_proxy_headers=not app.config["TRUSTED_PROXIES"])
     except (OSError, ValueError) as exc:  # the port is taken, the name does not resolve
         raise click.ClickException(f"Cannot listen on {_url_host(host)}:{port}: {exc}") from None
     finally:
