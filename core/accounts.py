@@ -99,9 +99,9 @@ class Brake:
     """How failed logins are slowed down: ``free`` failures, then ``first_delay`` seconds doubling
     with each further failure, at most ``ceiling``."""
 
-    free: int = 5
-    ceiling: float = 900
-    first_delay: float = 1.0
+    free: int
+    ceiling: float
+    first_delay: float
 
 
 def reserve_attempt(store, keys: list[str], brake: Brake, now: dt.datetime | None = None) -> int:
