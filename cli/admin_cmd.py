@@ -51,7 +51,10 @@ def serve(home: str, host: str = "127.0.0.1", port: int = 5000, threads: int = 8
     worker.start()
     click.echo(f"sfcti admin: http://{_url_host(host)}:{port}/  (instance {home})")
     try:
-        waitress.serve(app, host=host, port=port, threads=threads, ident="sfcti")
+        # waitress drops X-Forwarded-* before the app sees them unless told not to; the app's
+        # ProxyFix trusts them only for the declared proxies (TRUSTED_PROXIES), else ignores them
+        waitress.serve(app, host=host, port=port, threads=threads, ident="sfcti",
+                       clear_untrusted_proxy_headers=not app.config["TRUSTED_PROXIES"])
     except (OSError, ValueError) as exc:  # the port is taken, the name does not resolve
         raise click.ClickException(f"Cannot listen on {_url_host(host)}:{port}: {exc}") from None
     finally:
@@ -63,7 +66,8 @@ def _url_host(host: str) -> str:
 
 
 def reset_password(home: str, username: str) -> str:
-    """Set a new generated password for ``username`` (created if missing); returns it."""
+    """Set a new generated password for ``username`` (created if missing); returns it. Every
+    session of the account ends (core.accounts.set_password moves it to a new generation)."""
     import secrets
 
     from core.accounts import set_password
@@ -82,7 +86,8 @@ def register(group: click.Group) -> None:
                   help="Address to listen on.")
     @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
     @click.option("--reset-password", "reset_user", metavar="USER", default=None,
-                  help="Give USER a new generated password, print it and exit.")
+                  help="Give USER a new generated password, print it and exit; every "
+                       "session of USER ends.")
     @click.pass_context
     def admin_command(ctx, host, port, reset_user):
         """Run the admin web app (settings, call history, error log, alert e-mail).

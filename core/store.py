@@ -232,7 +232,15 @@ def _migration_3(db: sqlite_utils.Database) -> None:
     db["task_outbox"].create_index(["state", "next_attempt_at"], if_not_exists=True)
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_2, _migration_3]
+def _migration_4(db: sqlite_utils.Database) -> None:
+    """The admin's session generation (owner: core/accounts.py): a session opened under an older
+    generation is over (logout, a password change or reset moves to the next one)."""
+    if "session_generation" not in db["admin_users"].columns_dict:
+        db["admin_users"].add_column("session_generation", int, not_null_default=0)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _migration_1, _migration_2, _migration_3, _migration_4]
 
 
 # ---------------------------------------------------------------------------------------------
