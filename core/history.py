@@ -178,7 +178,8 @@ def exact_call_id(value: Any) -> str | None:
     except UnstorableCallId:
         raise
     except Exception as exc:  # undecodable bytes, a hostile object
-        raise UnstorableCallId(f"the call id cannot be read as text ({type(exc).__name__})") from None
+        reason = f"the call id cannot be read as text ({type(exc).__name__})"
+        raise UnstorableCallId(reason) from None
     if len(text) > CALL_ID_MAX:
         raise _too_long()
     try:

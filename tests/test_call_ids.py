@@ -133,12 +133,13 @@ def test_an_uncertain_send_finds_each_calls_own_task(logging_store, emu, host, p
 @pytest.mark.parametrize("call_id", UNSTORABLE.values(), ids=list(UNSTORABLE))
 def test_an_unstorable_id_is_refused_with_an_error_row(logging_store, emu, host, call_id):
     display = place(host, call_id)
-    assert set(display) == DISPLAY_KEYS and display["person"] == "山田 太郎"  # the screen answered
+    assert set(display) == DISPLAY_KEYS and display["person"] == "山田 太郎"  # screen answered
     placed, _, _ = ring(host, CONTACT_NUMBER)
     placed.call_id = call_id
     assert end(host, placed) == []
     assert history.count_calls(logging_store) == 0
-    rows = [(r["integration"], r["operation"], r["code"], r["count"]) for r in error_rows(logging_store)]
+    rows = [(r["integration"], r["operation"], r["code"], r["count"])
+            for r in error_rows(logging_store)]
     assert rows == [("plugin", "on_call_ended", "CALL_ID_UNSTORABLE", 2)]
     row = error_rows(logging_store)[0]
     assert "1,000" in row["message_en"] and "1,000" in row["message_ja"] and row["detail"]

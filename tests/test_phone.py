@@ -536,7 +536,8 @@ class RaisingObject:
         raise RuntimeError("boom")
 
 
-@pytest.mark.parametrize("region", [HostileStr("JP"), RaisingObject(), ["JP"], b"\xff", "\ud800", None],
+@pytest.mark.parametrize("region", [HostileStr("JP"), RaisingObject(), ["JP"], b"\xff", "\ud800",
+                                    None],
                          ids=["str subclass", "str() raises", "list", "bytes", "surrogate", "None"])
 def test_a_hostile_default_region_is_read_as_its_value_or_japan(region):
     """parse_phone promises never to raise, whatever its arguments (issue 13)."""
