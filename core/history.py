@@ -19,7 +19,7 @@ import hashlib
 import re
 from typing import Any
 
-from core.display import Contact
+from core.display import Contact, printable
 from core.store import now_iso, select_in, substring_filter
 
 TEXT_MAX = 200            # numbers and agent ids longer than this are cut: garbage anyway
@@ -181,22 +181,30 @@ def exact_call_id(value: Any) -> str | None:
         reason = f"the call id cannot be read as text ({type(exc).__name__})"
         raise UnstorableCallId(reason) from None
     if len(text) > CALL_ID_MAX:
-        raise _too_long()
+        raise _too_long(text)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise UnstorableCallId("the call id holds a lone surrogate (not Unicode text)") from None
+        raise UnstorableCallId(f"the call id holds a lone surrogate (not Unicode text): "
+                               f"{_preview(text)}") from None
     return text or None
 
 
 def _decoded(raw: bytes) -> str:
     if len(raw) > CALL_ID_MAX * 4:   # more characters than that, whatever they are
-        raise _too_long()
+        raise _too_long(bytes.decode(raw, "utf-8", "replace"))
     return bytes.decode(raw, "utf-8")
 
 
-def _too_long() -> UnstorableCallId:
-    return UnstorableCallId(f"the call id is longer than {CALL_ID_MAX:,} characters")
+def _too_long(text: str) -> UnstorableCallId:
+    return UnstorableCallId(f"the call id is longer than {CALL_ID_MAX:,} characters: "
+                            f"{_preview(text)}")
+
+
+def _preview(text: str) -> str:
+    """The start of a refused id as the error log shows it (the admin can tell which host)."""
+    shown = printable(text)
+    return f"\"{shown[:40]}…\"" if len(shown) > 40 else f"\"{shown}\""
 
 
 def _synthetic_id(facts: dict) -> str:

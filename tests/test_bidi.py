@@ -113,3 +113,13 @@ def test_chromium_shows_the_marker_in_the_agent_cell(page, admin_server, served_
     row = page.locator("tbody tr").first
     assert RLO not in row.inner_text()
     assert row.locator("td").nth(6).inner_text() == FFFD + "1001"
+
+
+def test_the_error_log_page_neutralises_a_call_id_and_detail(admin_client, store):
+    from core.errors import record_failure
+
+    record_failure(store, "salesforce", "lookup", "SERVER_ERROR", detail="Salesforce said " + AGENT,
+                   call_id="bidi-" + RLO + "call")
+    html = admin_client.get("/errors/").get_data(as_text=True)
+    assert RLO not in html
+    assert f"bidi-{FFFD}call" in html and f"Salesforce said {FFFD}1001" in html
