@@ -16,6 +16,7 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from core.display import printable
 from core.store import Store, home_path
 
 from admin import i18n
@@ -163,6 +164,7 @@ def _register_template_helpers(app: Flask) -> None:
     from admin import helpers
 
     app.jinja_env.filters["localtime"] = helpers.localtime
+    app.jinja_env.filters["printable"] = printable
     app.jinja_env.globals["lang"] = i18n.current_lang
     app.jinja_env.globals["page_url"] = helpers.page_url
 

@@ -14,8 +14,6 @@ non-zero; arguments no agent id or user could be are refused before anything is 
 
 from __future__ import annotations
 
-import json
-
 import click
 
 USER_KEY_MAX = 128          # Salesforce usernames and e-mail addresses have at most 80 characters
@@ -31,7 +29,7 @@ def _store(ctx):
 def has_unprintable(text: str) -> bool:
     """Whether ``text`` holds control or text-direction characters (which could make what is
     printed read otherwise than what was typed)."""
-    from core.agents import printable
+    from core.display import printable
 
     return printable(text) != text.strip()
 
@@ -132,9 +130,16 @@ def _ask_salesforce(ctx, action):
 
 def _shown(value) -> str:
     """A value from Salesforce or the database as one printable line."""
-    from core.agents import printable
+    from core.display import printable
 
     return printable("" if value is None else str(value))
+
+
+def _json(value) -> str:
+    """``value`` as JSON with text-direction and control characters escaped."""
+    from core.display import printable_json
+
+    return printable_json(value)
 
 
 def users_table(users) -> str:
@@ -182,7 +187,7 @@ def register(group: click.Group) -> None:
         store = _store(ctx)
         rows = agents.list_mappings(store, search=search or None, limit=limit)
         if as_json:
-            click.echo(json.dumps(rows, ensure_ascii=False, indent=1))
+            click.echo(_json(rows))
         else:
             click.echo(mappings_table(rows, load_settings(store)))
 
@@ -229,7 +234,7 @@ def register(group: click.Group) -> None:
         connection = _connection_or_exit(ctx, store)
         users = _ask_salesforce(ctx, lambda: agents.search_users(connection, text))
         if as_json:
-            click.echo(json.dumps([u.__dict__ for u in users], ensure_ascii=False, indent=1))
+            click.echo(_json([u.__dict__ for u in users]))
         else:
             click.echo(users_table(users))
 
@@ -285,7 +290,7 @@ def register(group: click.Group) -> None:
         store = _store(ctx)
         rows = agents.unknown_agents(store, limit=1000)
         if as_json:
-            click.echo(json.dumps(rows, ensure_ascii=False, indent=1))
+            click.echo(_json(rows))
             return
         settings = load_settings(store)
         click.echo(_table(["agent", "calls", f"last call ({settings.zone()})"],

@@ -157,7 +157,10 @@ def with_task_states(store, rows: list[dict]) -> list[dict]:
 
 def history_table(rows: list[dict], settings) -> str:
     """The call history as an aligned table: times in the configured zone, answered as yes/no,
-    durations in whole seconds, the state of the call's Task (— when it has none)."""
+    durations in whole seconds, the state of the call's Task (— when it has none); control and
+    text-direction characters shown as U+FFFD."""
+    from core.display import printable
+
     headers = [f"started ({settings.zone()})", "direction", "number", "status", "label",
                "company", "person", "answered", "duration", "agent", "task", "call id"]
     cells = [[settings.local_time(row["started_at"]), row["direction"] or "",
@@ -165,7 +168,8 @@ def history_table(rows: list[dict], settings) -> str:
               row["label"] or "", row["company"] or "", row["person"] or "",
               _answered(row["answered"]), _seconds(row["duration_seconds"]),
               row["agent_id"] or "", row.get("task_state") or NO_TASK, row["call_id"]] for row in rows]
-    return _table(headers, cells, right=(headers.index("duration"),))
+    return _table(headers, [[printable(cell) for cell in line] for line in cells],
+                  right=(headers.index("duration"),))
 
 
 def register(group: click.Group) -> None:
@@ -207,12 +211,13 @@ def register(group: click.Group) -> None:
     def history_command(ctx, as_json, limit):
         """Show the call history, newest first, with the state of each call's Task."""
         from core import history
+        from core.display import printable_json
         from core.settings import load_settings
 
         store = _store(ctx)
         rows = with_task_states(store, history.list_calls(store, limit=limit))
         if as_json:
-            click.echo(json.dumps(rows, ensure_ascii=False, indent=1))
+            click.echo(printable_json(rows))
         else:
             click.echo(history_table(rows, load_settings(store)))
 

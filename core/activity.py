@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import logging
+import re
 import urllib.parse
 from typing import Callable
 
@@ -47,6 +49,9 @@ BACKOFF_SECONDS = (30, 60, 120, 300, 600, 1800, 3600)
 QUERY_CHARS = 8000                # a CallObject lookup's query stays far below the URL limit
 DESCRIPTION_MAX = 32_000
 SUBJECT_MAX = 255
+CALL_OBJECT_MAX = 255             # Task.CallObject is a 255-character text field
+CALL_OBJECT_HASH_CHARS = 20       # hex digits of the exact id's hash when the id cannot be sent
+_HASHED_CALL_OBJECT = re.compile(r"~[0-9a-f]{%d}\Z" % CALL_OBJECT_HASH_CHARS)
 _ACCESS_CODES = ("INSUFFICIENT_ACCESS", "INSUFFICIENT_ACCESS_OR_READONLY",
                  "INSUFFICIENT_ACCESS_ON_CROSS_REFERENCE_ENTITY", "INVALID_TYPE")
 _INACTIVE_OWNER = "INACTIVE_OWNER_OR_USER"
@@ -303,14 +308,16 @@ class _Batch:
 
     def _existing_tasks(self, connection: Connection, call_ids: list[str]) -> dict[str, str]:
         """``{call_id: Task Id}`` of the Tasks Salesforce has for ``call_ids`` (by CallObject)."""
+        asked = {call_object(c): c for c in call_ids}
         found: dict[str, str] = {}
-        for chunk in _chunks_by_length(call_ids, QUERY_CHARS):
+        for chunk in _chunks_by_length(list(asked), QUERY_CHARS):
             soql = format_soql("SELECT Id, CallObject FROM Task WHERE CallObject IN {ids} "
                                "ORDER BY CreatedDate, Id", ids=chunk)
             self._spend()
             for record in connection.query(soql).get("records", []):
                 found.setdefault(record.get("CallObject"), record.get("Id"))
-        return {c: found[c] for c in call_ids if found.get(c)}
+        # SOQL compares text ignoring case: only the exact CallObject is this call's Task
+        return {asked[o]: found[o] for o in asked if found.get(o)}
 
     def _tasks(self, connection: Connection, call_ids: list[str]) -> dict[str, dict]:
         """``{call_id: Task fields}`` for the calls to create; calls skipped by the settings are
@@ -539,7 +546,7 @@ def task_fields(call: dict, contact: Contact | None, relations: dict, owners: di
         "TaskSubtype": "Call",
         "CallType": "Outbound" if call.get("direction") == "outbound" else "Inbound",
         "CallDurationInSeconds": int(round(call.get("duration_seconds") or 0)),
-        "CallObject": call["call_id"],
+        "CallObject": call_object(call["call_id"]),
         "CallDisposition": texts["disposition"][kind],
         "ActivityDate": settings.local_day(_started(call)),
         "Description": description(call, settings, owners.get(call.get("agent_id") or "")),
@@ -551,6 +558,17 @@ def task_fields(call: dict, contact: Contact | None, relations: dict, owners: di
     if owner and not is_missed(call) and not owner_fallback:   # the agent placed or took it
         fields["OwnerId"] = owner["user_id"]
     return fields
+
+
+def call_object(call_id: str) -> str:
+    """The Task's CallObject for ``call_id``: the id itself when it is printable and fits the
+    field; else its printable form cut short and a hash of the exact id, so that two call ids
+    never share a CallObject (the uncertain-send lookup finds a Task by it)."""
+    if len(call_id) <= CALL_OBJECT_MAX and agents.printable(call_id) == call_id \
+            and not _HASHED_CALL_OBJECT.search(call_id):
+        return call_id
+    digest = hashlib.sha256(call_id.encode("utf-8")).hexdigest()[:CALL_OBJECT_HASH_CHARS]
+    return f"{agents.printable(call_id)[:CALL_OBJECT_MAX - CALL_OBJECT_HASH_CHARS - 1]}~{digest}"
 
 
 def _started(call: dict) -> dt.datetime:

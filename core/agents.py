@@ -22,6 +22,7 @@ from typing import Iterable
 from simple_salesforce.format import format_soql
 
 from core import errors, history
+from core.display import UNPRINTABLE, printable
 from core.store import now_iso, select_in, substring_filter
 
 AGENT_ID_MAX = 200               # the call history keeps agent ids up to this length
@@ -31,7 +32,6 @@ CSV_MAX_BYTES = 2_000_000
 CSV_HEADER = ("agent_id", "username", "email", "name", "user_id")
 _USER_FIELDS = "Id, Name, Username, Email, IsActive"
 _ID = re.compile(r"^005[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?$")
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 # a spreadsheet runs a cell that starts with one of these as a formula
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 LOOKUP_CHUNK = 100               # keys per User query: keeps the query URL short
@@ -136,7 +136,7 @@ def search_users(connection, text: str, limit: int = SEARCH_LIMIT) -> list[Sales
 
     :raises core.salesforce.SalesforceError: as Connection.query
     """
-    text = printable(text)[:80]
+    text = printable(text, marker="")[:80]
     if text:
         soql = format_soql(
             "SELECT " + _USER_FIELDS + " FROM User WHERE IsActive = true AND UserType = 'Standard' "
@@ -203,7 +203,7 @@ def clean_agent_id(value) -> str:
     if not isinstance(value, str):
         raise InvalidAgentId()
     text = value.strip()
-    if not text or len(text) > AGENT_ID_MAX or _UNPRINTABLE.search(text):
+    if not text or len(text) > AGENT_ID_MAX or UNPRINTABLE.search(text):
         raise InvalidAgentId()
     try:
         text.encode("utf-8")
@@ -392,13 +392,8 @@ def _uncell(value) -> str:
 
 def _user_key(row: dict) -> str:
     for column in ("username", "email", "user_id"):
-        value = printable(_uncell(row.get(column)))
+        value = printable(_uncell(row.get(column)), marker="")
         if value:
             return value[:128]
     return ""
 
-
-def printable(value) -> str:
-    """``value`` as one line of plain text, trimmed: no control or text-direction characters
-    (which could make a name read backwards); "" for anything but text."""
-    return _UNPRINTABLE.sub("", value).strip() if isinstance(value, str) else ""

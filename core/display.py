@@ -8,6 +8,8 @@ record, whether it comes from Salesforce, the local contacts or a history row, t
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 from typing import Any, Mapping
 
 from core.phone import NumberKind, PhoneNumber, parse_phone
@@ -16,6 +18,33 @@ MATCHED, NOT_REGISTERED, WITHHELD, UNAVAILABLE = "matched", "not_registered", "w
 DISPLAY_KEYS = ("status", "label", "company", "person", "object", "record_id", "record_url", "number")
 NOT_REGISTERED_MARK = "未登録"
 WITHHELD_LABEL = "非通知"
+
+# What must never reach a page or a terminal as it is: control characters (C0, DEL, C1), the line
+# and paragraph separators, the bidirectional marks, embeddings, overrides and isolates (after an
+# RTL override the text reads backwards: an agent "1001" followed by a crafted number can show as
+# a different agent), and lone surrogates (which no page or terminal can encode).
+_BEYOND_C0 = r"\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff"
+UNPRINTABLE = re.compile(rf"[\x00-\x1f{_BEYOND_C0}]")
+_LEFT_RAW_BY_JSON = re.compile(rf"[{_BEYOND_C0}]")   # json.dumps escapes C0 itself
+MARKER = "\ufffd"    # what an unprintable character is shown as
+
+
+def printable(value: Any, marker: str = MARKER) -> str:
+    """``value`` as one trimmed line safe to show: every character of :data:`UNPRINTABLE`
+    becomes ``marker``, so nothing can reorder or hide what is shown (what is stored stays
+    exact); "" for anything but text. ``marker=""`` cleans typed input instead."""
+    if not isinstance(value, str):
+        return ""
+    return UNPRINTABLE.sub(marker, str.__str__(value).strip()).strip()
+
+
+def printable_json(value: Any) -> str:
+    """``value`` as indented JSON, non-ASCII text readable, with every character of
+    :data:`UNPRINTABLE` written as a ``\\uXXXX`` escape: it still decodes to the exact values,
+    but no terminal reorders it."""
+    text = json.dumps(value, ensure_ascii=False, indent=1)
+    # outside its strings JSON is ASCII, so these are inside one, where an escape means the same
+    return _LEFT_RAW_BY_JSON.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,6 +1,8 @@
 """Call history: one row per call id, written when the call ends, named once the number is registered.
 
-- :func:`call_facts` turns whatever object a host hands over into clean values (never raises);
+- :func:`call_facts` turns whatever object a host hands over into clean values (never raises),
+  keeping the host's call id exactly: it is the key of the call, so two ids that differ in any
+  character are two calls. An id that cannot be stored is refused (:attr:`CallFacts.refused`);
 - :func:`record_call` inserts the row once (``INSERT OR IGNORE``: a repeated end-of-call event
   changes nothing), taking company and person from the contacts when the number is registered;
 - :func:`fill_names` copies a newly registered contact into every earlier call of that number.
@@ -17,10 +19,11 @@ import hashlib
 import re
 from typing import Any
 
-from core.display import Contact
+from core.display import Contact, printable
 from core.store import now_iso, select_in, substring_filter
 
-TEXT_MAX = 200            # ids and numbers longer than this are cut: they are garbage anyway
+TEXT_MAX = 200            # numbers and agent ids longer than this are cut: garbage anyway
+CALL_ID_MAX = 1000        # longer call ids are refused: no phone system makes them this long
 DIRECTIONS = ("inbound", "outbound")
 
 CALL_COLUMNS = (
@@ -51,9 +54,10 @@ class CallNotFound(LookupError):
 @dataclasses.dataclass(frozen=True)
 class CallFacts:
     """The attributes of a host's call object, cleaned: printable text of bounded length, aware
-    datetimes, and None wherever the host gave nothing usable."""
+    datetimes, and None wherever the host gave nothing usable. The call id is the host's own,
+    exactly; when it cannot be stored it is None and ``refused`` says why."""
 
-    call_id: str
+    call_id: str | None
     direction: str | None
     remote_number: str
     local_number: str | None
@@ -61,6 +65,7 @@ class CallFacts:
     started_at: dt.datetime
     ended_at: dt.datetime | None
     answered: bool | None
+    refused: str | None = None
 
     @property
     def duration_seconds(self) -> float | None:
@@ -127,7 +132,9 @@ def call_facts(call: Any, direction: str | None = None) -> CallFacts:
     """Clean values from any object with the attributes of ``plugin.call.Call``; never raises.
 
     ``direction`` stands in when the object has none (the hook being called says it). A call
-    without an id gets a stable synthetic one, so a repeated event is still recorded once.
+    without an id (None or "") gets a stable synthetic one, so a repeated event is still recorded
+    once. An id that is not text (or an int), holds a lone surrogate (bytes: is not UTF-8) or is
+    longer than :data:`CALL_ID_MAX` is refused: ``call_id`` None and ``refused`` the reason.
     """
     started = _aware(_attr(call, "started_at")) or dt.datetime.now(dt.timezone.utc)
     facts = dict(
@@ -139,8 +146,65 @@ def call_facts(call: Any, direction: str | None = None) -> CallFacts:
         ended_at=_aware(_attr(call, "ended_at")),
         answered=_answered(_attr(call, "answered")),
     )
-    call_id = clean_text(_attr(call, "call_id")) or _synthetic_id(facts)
-    return CallFacts(call_id=call_id, **facts)
+    try:
+        call_id = exact_call_id(_attr(call, "call_id"))
+    except UnstorableCallId as exc:
+        return CallFacts(call_id=None, refused=str(exc), **facts)
+    return CallFacts(call_id=call_id or _synthetic_id(facts), **facts)
+
+
+class UnstorableCallId(ValueError):
+    """A call id the history cannot keep exactly; the message says why (English)."""
+
+
+def exact_call_id(value: Any) -> str | None:
+    """The host's call id as the exact text it is kept under; None when there is none.
+
+    :raises UnstorableCallId: for an id that is not text, bytes or an integer, holds a lone
+        surrogate or bytes that are not UTF-8, or is longer than :data:`CALL_ID_MAX` characters
+    """
+    if value is None:
+        return None
+    try:
+        # the base types' own methods: a subclass may override every method to raise
+        if isinstance(value, str):
+            text = str.__str__(value)
+        elif isinstance(value, (bytes, bytearray)):
+            text = _decoded(bytes(memoryview(value)[: CALL_ID_MAX * 4 + 1]))
+        elif isinstance(value, int) and not isinstance(value, bool):
+            text = int.__repr__(value)
+        else:
+            raise UnstorableCallId(f"the call id is a {type(value).__name__}, not text")
+    except UnstorableCallId:
+        raise
+    except Exception as exc:  # undecodable bytes, a hostile object
+        reason = f"the call id cannot be read as text ({type(exc).__name__})"
+        raise UnstorableCallId(reason) from None
+    if len(text) > CALL_ID_MAX:
+        raise _too_long(text)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UnstorableCallId(f"the call id holds a lone surrogate (not Unicode text): "
+                               f"{_preview(text)}") from None
+    return text or None
+
+
+def _decoded(raw: bytes) -> str:
+    if len(raw) > CALL_ID_MAX * 4:   # more characters than that, whatever they are
+        raise _too_long(bytes.decode(raw, "utf-8", "replace"))
+    return bytes.decode(raw, "utf-8")
+
+
+def _too_long(text: str) -> UnstorableCallId:
+    return UnstorableCallId(f"the call id is longer than {CALL_ID_MAX:,} characters: "
+                            f"{_preview(text)}")
+
+
+def _preview(text: str) -> str:
+    """The start of a refused id as the error log shows it (the admin can tell which host)."""
+    shown = printable(text)
+    return f"\"{shown[:40]}…\"" if len(shown) > 40 else f"\"{shown}\""
 
 
 def _synthetic_id(facts: dict) -> str:

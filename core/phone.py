@@ -141,11 +141,13 @@ def index_keys(raw, default_region=DEFAULT_REGION):
 
 
 def _region(default_region):
+    # The region is copied like the number: a str subclass whose __hash__ or __eq__ raises must
+    # not reach the set lookup, nor the parse cache, whose key it would be.
     try:
-        supported = default_region in phonenumbers.SUPPORTED_REGIONS
-    except TypeError:  # an unhashable region
+        region = _as_text(default_region)
+        return region if region in phonenumbers.SUPPORTED_REGIONS else DEFAULT_REGION
+    except Exception:  # an object whose str() raises, or holds a lone surrogate
         return DEFAULT_REGION
-    return default_region if supported else DEFAULT_REGION
 
 
 def _as_text(raw):

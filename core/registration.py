@@ -28,6 +28,7 @@ from core.store import now_iso
 
 BATCH_SIZE = 100          # numbers per resolve_many batch
 REFETCH_INTERVAL = 15.0   # seconds between two re-fetches of one number
+UNSTORED_OPERATION = "on_call_ended"   # error-log operation of a call refused for its id
 
 
 class RefetchLocked(Exception):
@@ -161,8 +162,13 @@ def record_ended_call(store, facts: history.CallFacts, shown: dict, number_displ
     the number; one transaction.
 
     Returns (the new history row or None for a repeat, whether the number was queued). A
-    registered number's call is named from its contact at once.
+    registered number's call is named from its contact at once. A call whose id cannot be
+    stored (``facts.refused``) is not recorded: its error-log row (CALL_ID_UNSTORABLE) says why.
     """
+    if facts.call_id is None:
+        errors.report_failure(store, UNSTORED_OPERATION, "CALL_ID_UNSTORABLE", expected="plugin",
+                              detail=facts.refused)
+        return None, False
     e164 = (shown or {}).get("number")
     with store.transaction():
         found = store.get_contact(e164) if e164 else None

@@ -150,8 +150,13 @@ HOSTILE = [
 ]
 
 
-@pytest.mark.parametrize("call", HOSTILE, ids=range(len(HOSTILE)))
-def test_hook_on_incoming_call_survives_hostile_call_objects(connected, host, emulator, call):
+# the history refuses these call ids (too long, bytes not UTF-8, a list, a lone surrogate)
+UNSTORABLE_IDS = {7, 13, 14, 17}
+
+
+@pytest.mark.parametrize("index", range(len(HOSTILE)))
+def test_hook_on_incoming_call_survives_hostile_call_objects(connected, host, emulator, index):
+    call = HOSTILE[index]
     for hook in (host.hook.on_incoming_call, host.hook.on_outgoing_call):
         display = hook(call=call)
         assert set(display) == DISPLAY_KEYS and display["status"] in (
@@ -159,7 +164,9 @@ def test_hook_on_incoming_call_survives_hostile_call_objects(connected, host, em
         assert len(display["label"] or "") <= 120
     assert host.hook.on_call_ended(call=call) == []
     assert host.hook.on_call_ended(call=call) == []
-    assert [r for r in error_rows(connected) if r["integration"] == "plugin"] == []
+    refused = [("on_call_ended", "CALL_ID_UNSTORABLE", 2)] if index in UNSTORABLE_IDS else []
+    assert [(r["operation"], r["code"], r["count"]) for r in error_rows(connected)
+            if r["integration"] == "plugin"] == refused
 
 
 def test_injection_strings_never_reach_salesforce(connected, host, emulator):
@@ -176,7 +183,7 @@ def test_hostile_calls_are_recorded_once_each(connected, host):
         host.hook.on_call_ended(call=call)
     rows = history.list_calls(connected, limit=1000)
     assert len(rows) == len({r["call_id"] for r in rows})
-    assert all(len(r["call_id"]) <= 200 and len(r["remote_number"]) <= 200 for r in rows)
+    assert all(len(r["call_id"]) <= 1000 and len(r["remote_number"]) <= 200 for r in rows)
 
 
 def test_hook_on_outgoing_call_survives_a_broken_instance_folder(tmp_path, monkeypatch, host):

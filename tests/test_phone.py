@@ -529,3 +529,23 @@ def test_object_whose_str_returns_a_hostile_str_is_read_as_its_value():
             return HostileStr("03-1234-5678")
 
     assert parse_phone(Wrapper()).e164 == TOKYO
+
+
+class RaisingObject:
+    def __str__(self):
+        raise RuntimeError("boom")
+
+
+@pytest.mark.parametrize("region", [HostileStr("JP"), RaisingObject(), ["JP"], b"\xff", "\ud800",
+                                    None],
+                         ids=["str subclass", "str() raises", "list", "bytes", "surrogate", "None"])
+def test_a_hostile_default_region_is_read_as_its_value_or_japan(region):
+    """parse_phone promises never to raise, whatever its arguments (issue 13)."""
+    assert parse_phone("03-1234-5678", region).e164 == TOKYO
+    assert parse_phone(HostileStr("03-1234-5678"), region).e164 == TOKYO
+    assert parse_phone(RaisingObject(), region).kind is I
+    assert index_keys("03-1234-5678", region) == [TOKYO]
+
+
+def test_a_hostile_str_subclass_region_counts_as_its_value():
+    assert parse_phone("(415) 555-1212", HostileStr("US")).e164 == "+14155551212"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import re
+
 from flask import flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
@@ -14,6 +17,35 @@ from admin.i18n import current_lang
 from core import activity, history as call_history, registration
 from core.errors import ALIASES, CATALOGUE, entry_for, report_failure
 from core.settings import load_settings
+
+
+# An id made only of these is its own URL segment; any other (spaces, "/", "%", NUL, a leading
+# "." that a browser would resolve as a path step, the "~" of the encoded form) is encoded.
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*\Z")
+ENCODED = "~"
+
+
+@bp.app_template_filter("call_key")
+def call_key(call_id: str) -> str:
+    """The URL segment that names a call: its id when that is URL-safe as it is, else "~" and
+    the unpadded base64url of its UTF-8 bytes, so that every stored id round-trips exactly."""
+    if _PLAIN_KEY.match(call_id):
+        return call_id
+    encoded = base64.urlsafe_b64encode(call_id.encode("utf-8")).decode("ascii")
+    return ENCODED + encoded.rstrip("=")
+
+
+def call_id_of(key: str) -> str | None:
+    """The call id a URL segment from :func:`call_key` names (any other segment is taken as the
+    id itself); None for a "~" segment that does not decode."""
+    if not key.startswith(ENCODED):
+        return key
+    body = key[len(ENCODED):]
+    try:
+        return base64.b64decode(body + "=" * (-len(body) % 4), altchars=b"-_",
+                                validate=True).decode("utf-8")
+    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        return None
 
 
 def status_label(status: str | None) -> str:
@@ -55,19 +87,21 @@ def task_error(code: str | None):
     return entry_for(code if code in CATALOGUE or code in ALIASES else "TASK_REJECTED")
 
 
-@bp.route("/<path:call_id>/log-again", methods=("POST",))
+@bp.route("/<path:key>/log-again", methods=("POST",))
 @login_required
-def log_again(call_id: str):
+def log_again(key: str):
     """Queue one call's Task again (a failed, skipped or never logged call), then go back; the
-    scheduler sends it within seconds."""
+    scheduler sends it within seconds. ``key`` names the call (:func:`call_key`)."""
     if LogAgainForm().validate_on_submit():
-        _log_again(call_id)
+        _log_again(call_id_of(key))
     return redirect(request.referrer if _same_site(request.referrer) else url_for("calls.history"))
 
 
-def _log_again(call_id: str) -> None:
+def _log_again(call_id: str | None) -> None:
     store = get_store()
     try:
+        if call_id is None:
+            raise call_history.CallNotFound()
         queued = activity.retry(store, call_id)
     except call_history.CallNotFound:
         flash(_("This call is not in the history."), "error")
@@ -81,12 +115,13 @@ def _log_again(call_id: str) -> None:
                 "connected: turn it on in the settings."), "error")
 
 
-@bp.route("/<path:call_id>/refetch", methods=("POST",))
+@bp.route("/<path:key>/refetch", methods=("POST",))
 @login_required
-def refetch(call_id: str):
-    """Look one call's number up in Salesforce again, then go back."""
+def refetch(key: str):
+    """Look one call's number up in Salesforce again, then go back. ``key`` names the call
+    (:func:`call_key`)."""
     if RefetchForm().validate_on_submit():
-        _refetch(call_id)
+        _refetch(call_id_of(key))
     return redirect(request.referrer if _same_site(request.referrer) else url_for("calls.history"))
 
 
@@ -94,8 +129,10 @@ def _same_site(url: str | None) -> bool:
     return bool(url) and url.startswith(request.host_url)
 
 
-def _refetch(call_id: str) -> None:
+def _refetch(call_id: str | None) -> None:
     try:
+        if call_id is None:
+            raise call_history.CallNotFound()
         result = registration.refetch_call(get_store(), call_id)
     except registration.RefetchLocked as exc:
         flash(_("This number was re-fetched a moment ago. Try again in %(seconds)d seconds.",
