@@ -184,7 +184,7 @@ def test_stored_secrets_never_appear_in_any_page(admin_client, store):
 def test_blank_secret_fields_keep_the_stored_values(admin_client, store, smtp_server):
     save_settings(store, {"smtp_password": "keep-me"})
     response = post_form(admin_client, "/alerts/", {**smtp_server.settings(), "smtp_password": "",
-                                                     "alert_reminder_hours": "4", "save": "1"})
+                                                     "alert_reminder_hours": "4", "slow_alert_threshold": "5", "save": "1"})
     assert response.status_code == 302
     assert load_settings(store).smtp_password == "keep-me"
     assert load_settings(store).smtp_host == "127.0.0.1"
@@ -405,7 +405,7 @@ def test_a_server_error_is_a_friendly_500_without_the_traceback(home):
 # -- alert e-mail page -------------------------------------------------------------------------
 
 def test_send_test_email_reaches_the_smtp_server_and_saves_nothing(admin_client, store, smtp_server):
-    form = {**smtp_server.settings(), "alert_reminder_hours": "4", "send_test": "1"}
+    form = {**smtp_server.settings(), "alert_reminder_hours": "4", "slow_alert_threshold": "5", "send_test": "1"}
     html = post_form(admin_client, "/alerts/", form).get_data(as_text=True)
     assert "テストメールを送信しました" in html or "The test e-mail was sent" in html
     (mail,) = smtp_server.wait_for(1)
@@ -417,7 +417,7 @@ def test_send_test_email_with_smtp_down_shows_the_remedy(admin_client, store):
 
     down = SmtpServer(free_port())
     admin_client.get("/lang/en")
-    form = {**down.settings(), "alert_reminder_hours": "4", "send_test": "1"}
+    form = {**down.settings(), "alert_reminder_hours": "4", "slow_alert_threshold": "5", "send_test": "1"}
     html = post_form(admin_client, "/alerts/", form).get_data(as_text=True)
     entry = errors.entry_for("SMTP_CONNECTION")
     assert str(escape(entry.message_en)) in html and str(escape(entry.remedy_en)) in html
