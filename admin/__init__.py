@@ -14,6 +14,7 @@ import sys
 from flask import Flask, current_app, redirect, request, url_for
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect
+from jinja2 import pass_context
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from core.display import printable
@@ -164,9 +165,33 @@ def _register_template_helpers(app: Flask) -> None:
     from admin import helpers
 
     app.jinja_env.filters["localtime"] = helpers.localtime
-    app.jinja_env.filters["printable"] = printable
     app.jinja_env.globals["lang"] = i18n.current_lang
     app.jinja_env.globals["page_url"] = helpers.page_url
+    # text from a host, Salesforce or a user reaches a page through these two doors only: a
+    # {{ }} output, or a value formatted into a translated text (which is Markup by then)
+    app.jinja_env.finalize = shown
+    for name in ("gettext", "ngettext", "pgettext", "npgettext"):
+        if name in app.jinja_env.globals:
+            app.jinja_env.globals[name] = _with_shown_values(app.jinja_env.globals[name])
+
+
+def shown(value):
+    """What a page shows for ``value``: plain text (exactly ``str``) through
+    :func:`core.display.printable`, so no control or text-direction character reaches the page
+    (what is stored stays exact); Markup (escaped already, or a macro's HTML) and anything else
+    as it is."""
+    return printable(value) if type(value) is str else value
+
+
+def _with_shown_values(gettext):
+    """``gettext`` whose ``%(name)s`` values are :func:`shown` first: Jinja formats them into the
+    translated Markup, which the finalize hook then leaves alone."""
+
+    @pass_context
+    def translated(context, *args, **values):
+        return context.call(gettext, *args, **{k: shown(v) for k, v in values.items()})
+
+    return translated
 
 
 def get_store() -> Store:

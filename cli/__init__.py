@@ -22,6 +22,29 @@ COMMAND_MODULES = (
 )
 
 
+def shown(text) -> str:
+    """``text`` as a terminal may show it: every control or text-direction character but the
+    line break written as U+FFFD (the rule of :func:`core.display.printable`, line by line so
+    that tables and indented blocks keep their layout). A value from a host, from Salesforce or
+    from a user then cannot reorder or hide what is printed; what is stored stays exact."""
+    from core.display import MARKER, UNPRINTABLE
+
+    return "\n".join(UNPRINTABLE.sub(MARKER, line) for line in str(text).split("\n"))
+
+
+def echo(message="", **kwargs) -> None:
+    """``click.echo`` of :func:`shown` ``message``: how every command prints text."""
+    click.echo(shown(message), **kwargs)
+
+
+def echo_json(value, indent: int | None = 1, **kwargs) -> None:
+    """Print ``value`` as JSON that decodes to the exact values, with control and
+    text-direction characters written as ``\\u`` escapes (:func:`core.display.printable_json`)."""
+    from core.display import printable_json
+
+    click.echo(printable_json(value, indent=indent), **kwargs)
+
+
 class InstanceFolder(click.Path):
     """A folder path without control characters, made absolute."""
 
@@ -39,11 +62,15 @@ class Main(click.Group):
     """The `sfcti` group: an unusable instance folder ends any command with its message."""
 
     def invoke(self, ctx):
-        """Run the command; a StoreError becomes a one-line error instead of a traceback."""
+        """Run the command; a StoreError becomes a one-line error instead of a traceback, and
+        no error message shows a control or text-direction character as it is."""
         try:
             return super().invoke(ctx)
         except StoreError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(shown(exc)) from None
+        except click.ClickException as exc:  # its message may quote an argument or a stored value
+            exc.message = shown(exc.message)
+            raise
 
 
 @click.group(cls=Main, context_settings={"help_option_names": ["-h", "--help"]})

@@ -7,9 +7,9 @@ of Salesforce print the catalogue's message and remedy in Japanese and English a
 
 from __future__ import annotations
 
-import json
-
 import click
+
+from cli import echo, echo_json
 
 STATE_WORDS = {"waiting": "waiting to be sent", "sending": "being sent",
                "logged": "logged as Tasks", "failed": "refused by Salesforce (retry after fixing)",
@@ -75,9 +75,9 @@ def register(group: click.Group) -> None:
         store = _store(ctx)
         status = activity.status(store)
         if as_json:
-            click.echo(json.dumps(dataclasses.asdict(status), ensure_ascii=False, indent=2))
+            echo_json(dataclasses.asdict(status), indent=2)
         else:
-            click.echo(format_status(status, load_settings(store)))
+            echo(format_status(status, load_settings(store)))
 
     @activity_group.command("send")
     @click.option("--force", is_flag=True, help="Send the waiting calls now, whatever their backoff.")
@@ -92,19 +92,19 @@ def register(group: click.Group) -> None:
         store = _store(ctx)
         report = activity.send(store, force=force)
         if as_json:
-            click.echo(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
+            echo_json(report.as_dict(), indent=2)
         else:
-            click.echo(format_report(report))
+            echo(format_report(report))
         if report.stopped == "off":
-            click.echo("Error: call logging is off or Salesforce is not connected "
-                       "(`sfcti settings set activity_logging on`, `sfcti connect`).", err=True)
+            echo("Error: call logging is off or Salesforce is not connected "
+                 "(`sfcti settings set activity_logging on`, `sfcti connect`).", err=True)
         elif report.stopped == "share spent":
-            click.echo("Error: today's share of the daily API limit for Tasks is spent "
-                       "(setting activity_api_share); the rest go out tomorrow (UTC).", err=True)
+            echo("Error: today's share of the daily API limit for Tasks is spent "
+                 "(setting activity_api_share); the rest go out tomorrow (UTC).", err=True)
         elif report.stopped:
             echo_failure(report.stopped)
         elif report.failed:
-            click.echo("Error: Salesforce refused some Tasks: see `sfcti errors`.", err=True)
+            echo("Error: Salesforce refused some Tasks: see `sfcti errors`.", err=True)
         if report.stopped or report.failed:
             ctx.exit(1)
 
@@ -122,10 +122,10 @@ def register(group: click.Group) -> None:
             raise click.ClickException(
                 f"この通話は履歴にありません。 / The call {call_id[:80]!r} is not in the history.") from None
         if queued:
-            click.echo(f"Queued {call_id[:80]!r} again: `sfcti serve` sends it within 15 s, or run "
-                       "`sfcti activity send`.")
+            echo(f"Queued {call_id[:80]!r} again: `sfcti serve` sends it within 15 s, or run "
+                 "`sfcti activity send`.")
             return
         row = activity.get_state(store, call_id) or {}
         if row.get("state") == activity.LOGGED:
             raise click.ClickException(f"The call is logged already: Task {row.get('task_url') or row.get('task_id')}")
-        click.echo(f"The call is {row.get('state', 'queued')} already: nothing to do.")
+        echo(f"The call is {row.get('state', 'queued')} already: nothing to do.")

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import click
 
+from cli import echo, echo_json
+
 USER_KEY_MAX = 128          # Salesforce usernames and e-mail addresses have at most 80 characters
 SEARCH_MAX = 80             # what agents.search_users reads of a search text
 
@@ -129,17 +131,11 @@ def _ask_salesforce(ctx, action):
 
 
 def _shown(value) -> str:
-    """A value from Salesforce or the database as one printable line."""
+    """A value from Salesforce or the database as one printable line (inside a line of text;
+    a table's cells are made so by the table)."""
     from core.display import printable
 
     return printable("" if value is None else str(value))
-
-
-def _json(value) -> str:
-    """``value`` as JSON with text-direction and control characters escaped."""
-    from core.display import printable_json
-
-    return printable_json(value)
 
 
 def users_table(users) -> str:
@@ -147,8 +143,7 @@ def users_table(users) -> str:
     from cli.host_cmd import _table
 
     return _table(["name", "username", "email", "user id"],
-                  [[_shown(u.name), _shown(u.username), _shown(u.email), _shown(u.user_id)]
-                   for u in users])
+                  [[u.name, u.username, u.email, u.user_id] for u in users])
 
 
 def mappings_table(rows: list[dict], settings) -> str:
@@ -156,8 +151,8 @@ def mappings_table(rows: list[dict], settings) -> str:
     from cli.host_cmd import _table
 
     return _table(["agent", "user", "username", "email", "user id", f"mapped ({settings.zone()})"],
-                  [[_shown(r["agent_id"]), _shown(r["user_name"]), _shown(r["username"]),
-                    _shown(r["email"]), _shown(r["user_id"]), settings.local_time(r["mapped_at"])]
+                  [[r["agent_id"], r["user_name"], r["username"], r["email"], r["user_id"],
+                    settings.local_time(r["mapped_at"])]
                    for r in rows])
 
 
@@ -187,9 +182,9 @@ def register(group: click.Group) -> None:
         store = _store(ctx)
         rows = agents.list_mappings(store, search=search or None, limit=limit)
         if as_json:
-            click.echo(_json(rows))
+            echo_json(rows)
         else:
-            click.echo(mappings_table(rows, load_settings(store)))
+            echo(mappings_table(rows, load_settings(store)))
 
     @agents_group.command("map")
     @click.argument("agent", type=AgentId())
@@ -208,7 +203,7 @@ def register(group: click.Group) -> None:
             raise click.ClickException(
                 f"{agents.UserNotFound.__doc__} ({user!r}; an e-mail address several users share "
                 f"names none of them: give the username). Find users with `sfcti agents search`.")
-        click.echo(f"Mapped: {_mapping_line(agents.map_agent(store, agent, match))}")
+        echo(f"Mapped: {_mapping_line(agents.map_agent(store, agent, match))}")
 
     @agents_group.command("unmap")
     @click.argument("agent", type=AgentId())
@@ -219,7 +214,7 @@ def register(group: click.Group) -> None:
 
         if not agents.unmap_agent(_store(ctx), agent):
             raise click.ClickException(f"Agent {agent!r} is not mapped.")
-        click.echo(f"Unmapped {agent}.")
+        echo(f"Unmapped {agent}.")
 
     @agents_group.command("search")
     @click.argument("text", type=SearchText(SEARCH_MAX))
@@ -234,9 +229,9 @@ def register(group: click.Group) -> None:
         connection = _connection_or_exit(ctx, store)
         users = _ask_salesforce(ctx, lambda: agents.search_users(connection, text))
         if as_json:
-            click.echo(_json([u.__dict__ for u in users]))
+            echo_json([u.__dict__ for u in users])
         else:
-            click.echo(users_table(users))
+            echo(users_table(users))
 
     @agents_group.command("import")
     @click.argument("file", type=CsvFile())
@@ -253,12 +248,12 @@ def register(group: click.Group) -> None:
         try:
             report = _ask_salesforce(ctx, lambda: agents.import_csv(store, data, connection))
         except agents.CsvRejected as exc:
-            click.echo("Error: 取り込みませんでした（変更はありません）。 / "
-                       f"{agents.CsvRejected.__doc__}", err=True)
+            echo("Error: 取り込みませんでした（変更はありません）。 / "
+                 f"{agents.CsvRejected.__doc__}", err=True)
             for (line, ja), (_, en) in zip(exc.reasons("ja"), exc.reasons("en")):
-                click.echo(f"  line {line}: {_shown(ja)} / {_shown(en)}", err=True)
+                echo(f"  line {line}: {_shown(ja)} / {_shown(en)}", err=True)
             ctx.exit(1)
-        click.echo(f"Imported: {report.mapped} mapped, {report.unchanged} unchanged.")
+        echo(f"Imported: {report.mapped} mapped, {report.unchanged} unchanged.")
 
     @agents_group.command("export")
     @click.argument("file", required=False, type=click.Path(dir_okay=False, writable=True))
@@ -269,14 +264,14 @@ def register(group: click.Group) -> None:
 
         text = agents.export_csv(_store(ctx))
         if not file or file == "-":
-            click.echo(text, nl=False)
+            click.echo(text, nl=False)  # CSV: the exact values, to be imported back
             return
         try:
             with open(file, "w", encoding="utf-8", newline="") as out:
                 out.write(text)
         except OSError as exc:
             raise click.ClickException(f"Cannot write {file!r}: {exc.strerror}") from None
-        click.echo(f"Exported {text.count(chr(10)) - 1} mappings to {file}.", err=True)
+        echo(f"Exported {text.count(chr(10)) - 1} mappings to {file}.", err=True)
 
     @agents_group.command("unknown")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -290,9 +285,9 @@ def register(group: click.Group) -> None:
         store = _store(ctx)
         rows = agents.unknown_agents(store, limit=1000)
         if as_json:
-            click.echo(_json(rows))
+            echo_json(rows)
             return
         settings = load_settings(store)
-        click.echo(_table(["agent", "calls", f"last call ({settings.zone()})"],
-                          [[_shown(r["agent_id"]), str(r.get("calls", 0)), settings.local_time(r["last_call_at"])]
-                           for r in rows], right=(1,)))
+        echo(_table(["agent", "calls", f"last call ({settings.zone()})"],
+                    [[r["agent_id"], str(r.get("calls", 0)), settings.local_time(r["last_call_at"])]
+                     for r in rows], right=(1,)))

@@ -21,6 +21,8 @@ import time
 
 import click
 
+from cli import echo
+
 # (object, fields, contacts of that account): stored the way people type them; the demo dials
 # them in other formats. The first is the README's example.
 DEMO_RECORDS = [
@@ -52,7 +54,7 @@ def sample_org():
     except (ImportError, AttributeError):
         from emulator import Org
 
-        click.echo("(data generator not available: a small org is used)")
+        echo("(data generator not available: a small org is used)")
         return Org(person_accounts=True)
 
 
@@ -150,7 +152,7 @@ def place_calls(calls, call_ids: list[str]) -> None:
         _, display = place_call(pm, direction, number, options.get("agent"),
                                 options.get("missed", False), duration=42.0, call_id=call_id)
         elapsed = (time.perf_counter() - started) * 1000
-        click.echo(screen_text(direction, number, display) + f"  ({elapsed:.0f} ms)")
+        echo(screen_text(direction, number, display) + f"  ({elapsed:.0f} ms)")
 
 
 def build_index(store) -> None:
@@ -159,43 +161,43 @@ def build_index(store) -> None:
     from core import index, jobs
 
     verb = "Building" if index.status(store).state == "empty" else "Updating"
-    click.echo(f"{verb} the phone index (every phone field of the org, read on our side)...")
+    echo(f"{verb} the phone index (every phone field of the org, read on our side)...")
     started = time.perf_counter()
     report = jobs.sync_index(store)
     seconds = time.perf_counter() - started
     if report.skipped or report.failed:
-        click.echo(f"  not built ({report.skipped or report.failed}): calls are looked up live\n")
+        echo(f"  not built ({report.skipped or report.failed}): calls are looked up live\n")
         return
     calls = f"{report.api_calls} API call{'' if report.api_calls == 1 else 's'}"
-    click.echo(f"  {report.records} records, {index.status(store).numbers} numbers, {calls}, "
-               f"{seconds:.1f} s\n")
+    echo(f"  {report.records} records, {index.status(store).numbers} numbers, {calls}, "
+         f"{seconds:.1f} s\n")
 
 
 def ring_odd_caller(emu, call_id: str) -> None:
     """Ring the caller whose number is stored in an odd format, showing that no API call is
     spent: the emulator's count of calls Salesforce bills, before and after."""
     stored = DEMO_RECORDS[-1][2][0]["Phone"]
-    click.echo(f"\nA caller stored as {stored!r} rings for the first time:")
+    echo(f"\nA caller stored as {stored!r} rings for the first time:")
     before = emu.api_usage()[0]
-    click.echo(f"  Salesforce API calls so far: {before}")
+    echo(f"  Salesforce API calls so far: {before}")
     place_calls([ODD_CALL], [call_id])
     after = emu.api_usage()[0]
-    click.echo(f"  Salesforce API calls after the ring: {after} "
-               f"({after - before} spent: named from the phone index)")
+    echo(f"  Salesforce API calls after the ring: {after} "
+         f"({after - before} spent: named from the phone index)")
 
 
 def say_what_was_recorded(call_ids: list[str], before: set[str]) -> None:
     """Tell whether this run added calls to the history or found today's already there."""
     new = len(call_ids) - len(before & set(call_ids))
     if new == len(call_ids):
-        click.echo(f"\nRecorded today's {new} demo calls in the call history.")
+        echo(f"\nRecorded today's {new} demo calls in the call history.")
     elif new == 0:
-        click.echo(f"\nToday's {len(call_ids)} demo calls were already in the call history (an"
-                   " earlier run today): nothing was recorded twice. A run on another day adds"
-                   " that day's calls.")
+        echo(f"\nToday's {len(call_ids)} demo calls were already in the call history (an"
+             " earlier run today): nothing was recorded twice. A run on another day adds"
+             " that day's calls.")
     else:
-        click.echo(f"\nRecorded {new} demo calls; {len(call_ids) - new} were already in the call"
-                   " history from an earlier run today.")
+        echo(f"\nRecorded {new} demo calls; {len(call_ids) - new} were already in the call"
+             " history from an earlier run today.")
 
 
 def print_history(store, call_ids: list[str]) -> None:
@@ -204,13 +206,13 @@ def print_history(store, call_ids: list[str]) -> None:
     from cli.host_cmd import NO_TASK, with_task_states
     from core import history
 
-    click.echo("\nCall history (company / person filled in by contact registration; the Task):")
+    echo("\nCall history (company / person filled in by contact registration; the Task):")
     rows = with_task_states(store, [history.get_call(store, call_id) for call_id in call_ids])
     for row in rows:
         names = " / ".join(n for n in (row["company"], row["person"]) if n) or "-"
-        click.echo(f"  {row['direction']:<8} {row['display_number'] or row['remote_number']:<16} "
-                   f"{row['status']:<14} {'answered' if row['answered'] else 'missed':<8} "
-                   f"{row['duration_seconds'] or 0:>4.0f}s  {row['task_state'] or NO_TASK:<7}  {names}")
+        echo(f"  {row['direction']:<8} {row['display_number'] or row['remote_number']:<16} "
+             f"{row['status']:<14} {'answered' if row['answered'] else 'missed':<8} "
+             f"{row['duration_seconds'] or 0:>4.0f}s  {row['task_state'] or NO_TASK:<7}  {names}")
 
 
 def map_agents(store) -> None:
@@ -226,7 +228,7 @@ def map_agents(store) -> None:
         if user is not None:
             agents.map_agent(store, agent, user)
             mapped.append(f"{agent} → {user.name}")
-    click.echo(f"Agents mapped to Salesforce users: {', '.join(mapped) or 'none (no such users)'}\n")
+    echo(f"Agents mapped to Salesforce users: {', '.join(mapped) or 'none (no such users)'}\n")
 
 
 def log_tasks(store, emu, record_ids: dict[str, str], call_ids: list[str]) -> None:
@@ -234,23 +236,23 @@ def log_tasks(store, emu, record_ids: dict[str, str], call_ids: list[str]) -> No
     sObject Collections request. Say what it cost and where the Tasks show."""
     from core import activity
 
-    click.echo("\nLogging the calls as Salesforce Tasks (the outbox `sfcti serve` sends)...")
+    echo("\nLogging the calls as Salesforce Tasks (the outbox `sfcti serve` sends)...")
     before = emu.api_usage()[0]
     report = activity.send(store, force=True)
     spent = emu.api_usage()[0] - before
     states = activity.states_for(store, call_ids)
     logged = sum(1 for row in states.values() if row["state"] == activity.LOGGED)
     if report.logged:
-        click.echo(f"  {report.logged} calls logged as Tasks with {spent} API "
-                   f"call{'' if spent == 1 else 's'} (up to 200 Tasks per call); {report.skipped} "
-                   "skipped (no matching record)")
+        echo(f"  {report.logged} calls logged as Tasks with {spent} API "
+             f"call{'' if spent == 1 else 's'} (up to 200 Tasks per call); {report.skipped} "
+             "skipped (no matching record)")
         url = f"{emu.login_url}/lightning/r/Account/{record_ids[TASKS_SHOWN_ON]}/view"
-        click.echo(f"  {TASKS_SHOWN_ON}'s calls in its activity history: {url}")
+        echo(f"  {TASKS_SHOWN_ON}'s calls in its activity history: {url}")
     elif logged:
-        click.echo(f"  Today's {logged} calls were logged as Tasks by an earlier run today (in that"
-                   " run's emulator): nothing was logged twice.")
+        echo(f"  Today's {logged} calls were logged as Tasks by an earlier run today (in that"
+             " run's emulator): nothing was logged twice.")
     if report.failed or report.stopped:
-        click.echo(f"  not all were logged: {report.as_dict()} (see `sfcti errors`)")
+        echo(f"  not all were logged: {report.as_dict()} (see `sfcti errors`)")
 
 
 # A demo instance is local and throw-away: a known password lets a newcomer log in at once.
@@ -286,9 +288,9 @@ def start_admin(home: str) -> bool:
                      kwargs={"admin_password": password}, daemon=True, name="sfcti-admin").start()
     time.sleep(1.0)  # let it print its URL before the closing lines
     user = os.environ.get("SFCTI_ADMIN_USER") or "admin"
-    click.echo(f"Admin: http://127.0.0.1:{port}/  log in as {user!r} with password {password!r}"
-               " (set when the demo instance was first created; SFCTI_ADMIN_PASSWORD overrides it"
-               " on a new instance)")
+    echo(f"Admin: http://127.0.0.1:{port}/  log in as {user!r} with password {password!r}"
+         " (set when the demo instance was first created; SFCTI_ADMIN_PASSWORD overrides it"
+         " on a new instance)")
     return True
 
 
@@ -304,11 +306,11 @@ def run_demo(home: str, wait: bool) -> None:
     os.environ["SFCTI_SEND_TASKS"] = "off"   # and sends the day's Tasks itself, as one batch
     store = open_store(home)
     org = sample_org()
-    click.echo(f"Starting the Salesforce emulator ({_record_count(org)} records)...")
+    echo(f"Starting the Salesforce emulator ({_record_count(org)} records)...")
     with Emulator(org, cert_dir=os.path.join(home, "emulator")) as emu:
         record_ids = add_demo_records(emu)
         connect(store, emu)
-        click.echo(f"Connected {home} to {emu.login_url} as {emu.username}\n")
+        echo(f"Connected {home} to {emu.login_url} as {emu.username}\n")
         build_index(store)
         map_agents(store)
         calls = demo_calls(org)
@@ -319,21 +321,21 @@ def run_demo(home: str, wait: bool) -> None:
         from core.runtime import runtime_for
         runtime_for().wait_idle(timeout=30)
         say_what_was_recorded(ids, before)
-        click.echo("\nRegistering today's contacts (the nightly job, run now)...")
+        echo("\nRegistering today's contacts (the nightly job, run now)...")
         report = jobs.register_contacts_for_day(store, force=True)
-        click.echo(f"  {report.as_dict()}")
+        echo(f"  {report.as_dict()}")
         log_tasks(store, emu, record_ids, ids)
         print_history(store, ids)
         if not wait:
             return
         if not start_admin(home):
-            click.echo("\nAdmin: run `sfcti admin` in another terminal.")
-        click.echo(f"\nThe emulator keeps running at {emu.login_url}. Ctrl-C to stop.")
+            echo("\nAdmin: run `sfcti admin` in another terminal.")
+        echo(f"\nThe emulator keeps running at {emu.login_url}. Ctrl-C to stop.")
         try:
             while True:
                 time.sleep(1)
         except KeyboardInterrupt:
-            click.echo("Stopping.")
+            echo("Stopping.")
 
 
 def register(group: click.Group) -> None:

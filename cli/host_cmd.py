@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import math
 import os
 import re
@@ -14,6 +13,7 @@ import unicodedata
 import click
 
 from bridges.host import load_host
+from cli import echo, echo_json
 
 
 class Seconds(click.FloatRange):
@@ -121,9 +121,13 @@ def _pad(text: str, width: int, right: bool = False) -> str:
 
 def _table(headers: list[str], rows: list[list[str]], right: tuple[int, ...] = ()) -> str:
     """Rows of text under ``headers``, columns aligned by display width; ``right`` lists the
-    columns aligned to the right (numbers)."""
+    columns aligned to the right (numbers). Each cell is shown as one line, its control and
+    text-direction characters as U+FFFD."""
+    from core.display import printable
+
     if not rows:
         return "(none)"
+    rows = [[printable(cell) for cell in line] for line in rows]
     widths = [max(display_width(cell) for cell in column) for column in zip(headers, *rows)]
     lines = [[_pad(cell, w, i in right) for i, (cell, w) in enumerate(zip(line, widths))]
              for line in [headers, *rows]]
@@ -138,6 +142,8 @@ def _seconds(value) -> str:
     return "" if value is None else f"{round(value):d} s"
 
 
+# what an error row adds to the catalogue's texts, as `sfcti errors` labels it
+ERROR_FACTS = (("detail", "detail"), ("call_id", "call"))
 NO_TASK = "—"   # the call was never queued to be logged (logging off, or before it existed)
 
 
@@ -159,8 +165,6 @@ def history_table(rows: list[dict], settings) -> str:
     """The call history as an aligned table: times in the configured zone, answered as yes/no,
     durations in whole seconds, the state of the call's Task (— when it has none); control and
     text-direction characters shown as U+FFFD."""
-    from core.display import printable
-
     headers = [f"started ({settings.zone()})", "direction", "number", "status", "label",
                "company", "person", "answered", "duration", "agent", "task", "call id"]
     cells = [[settings.local_time(row["started_at"]), row["direction"] or "",
@@ -168,8 +172,7 @@ def history_table(rows: list[dict], settings) -> str:
               row["label"] or "", row["company"] or "", row["person"] or "",
               _answered(row["answered"]), _seconds(row["duration_seconds"]),
               row["agent_id"] or "", row.get("task_state") or NO_TASK, row["call_id"]] for row in rows]
-    return _table(headers, [[printable(cell) for cell in line] for line in cells],
-                  right=(headers.index("duration"),))
+    return _table(headers, cells, right=(headers.index("duration"),))
 
 
 def register(group: click.Group) -> None:
@@ -194,15 +197,15 @@ def register(group: click.Group) -> None:
         call, display = start_call(pm, direction, number, agent)
         # the screen as soon as the hook answers, as a phone would show it; the rest after
         if as_json:
-            click.echo(json.dumps(dict(display or {}, call_id=call.call_id), ensure_ascii=False))
+            echo_json(dict(display or {}, call_id=call.call_id), indent=None)
         else:
-            click.echo(screen_text(direction, number, display))
+            echo(screen_text(direction, number, display))
         end_call(pm, call, missed, duration)
         if not runtime_for().wait_idle(timeout=BACKGROUND_WAIT):
             click.echo(f"Salesforce work of this call still running after {BACKGROUND_WAIT:g} s; "
                        "stopped here (queued numbers are registered by the next run).", err=True)
         if not as_json:
-            click.echo(f"call {call.call_id} ended ({'missed' if missed else f'{duration:g} s'})")
+            echo(f"call {call.call_id} ended ({'missed' if missed else f'{duration:g} s'})")
 
     @group.command("history")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -211,15 +214,14 @@ def register(group: click.Group) -> None:
     def history_command(ctx, as_json, limit):
         """Show the call history, newest first, with the state of each call's Task."""
         from core import history
-        from core.display import printable_json
         from core.settings import load_settings
 
         store = _store(ctx)
         rows = with_task_states(store, history.list_calls(store, limit=limit))
         if as_json:
-            click.echo(printable_json(rows))
+            echo_json(rows)
         else:
-            click.echo(history_table(rows, load_settings(store)))
+            echo(history_table(rows, load_settings(store)))
 
     @group.command("fetch-contacts")
     @click.option("--date", "day", default=None, type=LocalDay(),
@@ -230,7 +232,7 @@ def register(group: click.Group) -> None:
         from core import jobs
 
         report = jobs.register_contacts_for_day(_store(ctx), day, force=True)
-        click.echo(json.dumps(report.as_dict(), ensure_ascii=False))
+        echo_json(report.as_dict(), indent=None)
         if report.failed:
             ctx.exit(1)
 
@@ -244,13 +246,14 @@ def register(group: click.Group) -> None:
 
         rows = list_errors(_store(ctx), limit=200)
         if as_json:
-            click.echo(json.dumps(rows, ensure_ascii=False, indent=1))
+            echo_json(rows)
             return
         for row in rows:
             state = "open" if row["open"] else "closed"
-            click.echo(f"{row['last_at']}  {row['integration']}/{row['operation']}  {row['code']}"
-                       f"  x{row['count']}  {state}\n  {row[f'message_{lang}']}\n"
-                       f"  → {row[f'remedy_{lang}']}")
+            echo(f"{row['last_at']}  {row['integration']}/{row['operation']}  {row['code']}"
+                 f"  x{row['count']}  {state}\n  {row[f'message_{lang}']}\n"
+                 f"  → {row[f'remedy_{lang}']}"
+                 + "".join(f"\n  {label}: {row[key]}" for key, label in ERROR_FACTS if row.get(key)))
         if not rows:
             click.echo("(no errors)")
 
@@ -276,4 +279,4 @@ def register(group: click.Group) -> None:
             entry = report_failure(store, "refetch", exc, call_id=call_id)
             echo_failure(entry.code)
             ctx.exit(1)
-        click.echo(json.dumps(display, ensure_ascii=False))
+        echo_json(display, indent=None)

@@ -5,9 +5,9 @@ Failures print the catalogue's message and remedy in Japanese and English and ex
 
 from __future__ import annotations
 
-import json
-
 import click
+
+from cli import echo, echo_json
 
 
 def _store(ctx):
@@ -55,9 +55,9 @@ def register(group: click.Group) -> None:
         store = _store(ctx)
         status = index.status(store)
         if as_json:
-            click.echo(json.dumps(status.as_dict(), ensure_ascii=False, indent=2))
+            echo_json(status.as_dict(), indent=2)
         else:
-            click.echo(format_status(status, load_settings(store)))
+            echo(format_status(status, load_settings(store)))
 
     @index_group.command("sync")
     @click.option("--full", is_flag=True, help="Read the whole org again (a full re-sync).")
@@ -70,13 +70,13 @@ def register(group: click.Group) -> None:
 
         report = sync_index(_store(ctx), full=full)
         if as_json:
-            click.echo(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
+            echo_json(report.as_dict(), indent=2)
         elif report.skipped:
-            click.echo(f"Not synced: {report.skipped}")
+            echo(f"Not synced: {report.skipped}")
         else:
-            click.echo(f"Synced{' (full)' if report.full else ''}: {report.records} records, "
-                       f"{report.pages} pages, {report.changes} changes read, "
-                       f"{report.api_calls} API calls")
+            echo(f"Synced{' (full)' if report.full else ''}: {report.records} records, "
+                 f"{report.pages} pages, {report.changes} changes read, "
+                 f"{report.api_calls} API calls")
         if report.failed:
             echo_failure(report.failed)
             ctx.exit(1)
@@ -90,4 +90,4 @@ def register(group: click.Group) -> None:
         from core import index
 
         index.clear(_store(ctx))
-        click.echo("Phone index cleared.")
+        echo("Phone index cleared.")

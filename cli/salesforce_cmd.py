@@ -6,9 +6,9 @@ admin and the error log show) and exit non-zero; no command ever ends in a trace
 
 from __future__ import annotations
 
-import json
-
 import click
+
+from cli import echo, echo_json
 
 OPERATION_LOOKUP = "lookup"
 # the usage kind core/store.py leaves out of the calls counted against the daily limit
@@ -30,7 +30,7 @@ def echo_failure(code: str, detail: str | None = None, problems: list[str] = ())
     lines += [f"  - {clean_text(p, 300)}" for p in problems]
     if detail:
         lines.append(f"詳細 / Detail: {clean_text(detail, 500)}")
-    click.echo("\n".join(lines), err=True)
+    echo("\n".join(lines), err=True)
 
 
 def _store(ctx, create: bool = False):
@@ -52,16 +52,16 @@ def _connect(ctx, values: dict) -> None:
         connection = connect_and_save(_store(ctx, create=True), values, keep_blank_secrets=False)
     except InvalidSettings as exc:
         for name, message in sorted(exc.errors.items()):
-            click.echo(f"--{name.replace('_', '-')}: {message}", err=True)
+            echo(f"--{name.replace('_', '-')}: {message}", err=True)
         ctx.exit(2)
     except ConnectionTestFailed as exc:
         echo_failure(exc.code, exc.detail, exc.problems)
-        click.echo("設定は保存されていません。 / Nothing was saved.", err=True)
+        echo("設定は保存されていません。 / Nothing was saved.", err=True)
         ctx.exit(1)
     org = connection.org
-    click.echo(f"接続しました / Connected: {org.org_name} ({org.org_id}) as {org.user_name}")
-    click.echo(f"  instance: {org.instance_url}")
-    click.echo(f"  person accounts: {'yes' if org.person_accounts else 'no'}")
+    echo(f"接続しました / Connected: {org.org_name} ({org.org_id}) as {org.user_name}")
+    echo(f"  instance: {org.instance_url}")
+    echo(f"  person accounts: {'yes' if org.person_accounts else 'no'}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -97,7 +97,7 @@ def echo_not_a_number(raw: str, shown_chars: int = 40) -> None:
     """Say on stderr (ja, then en) that ``raw`` is no phone number, with its control characters
     escaped and at most ``shown_chars`` of it shown."""
     shown = repr(raw[:shown_chars]) + ("…" if len(raw) > shown_chars else "")
-    click.echo("\n".join([
+    echo("\n".join([
         f"エラー / Error: 電話番号ではありません / not a phone number: {shown}",
         "  電話番号を数字で指定してください（例: 03-1234-5678、+81 3 1234 5678。全角数字も使えます）。",
         "  Give a phone number in digits (e.g. 03-1234-5678 or +81 3 1234 5678; full-width digits"
@@ -124,9 +124,9 @@ def _lookup(ctx, number: str, as_json: bool) -> None:
         echo_not_a_number(number)
         ctx.exit(2)
     if as_json:
-        click.echo(json.dumps(display, ensure_ascii=False, indent=2))
+        echo_json(display, indent=2)
     else:
-        click.echo(format_display(display))
+        echo(format_display(display))
     if failure is not None:
         echo_failure(*describe_failure(failure, "salesforce"))
         ctx.exit(1)
@@ -160,23 +160,23 @@ def _status(ctx) -> None:
 
     store = _store(ctx)
     settings = load_settings(store)
-    click.echo(f"Instance: {store.home}")
+    echo(f"Instance: {store.home}")
     if not settings.is_configured():
-        click.echo("Salesforce: 未接続 / not connected (run: sfcti connect)")
-        click.echo("\n".join(_usage_lines(store)))
+        echo("Salesforce: 未接続 / not connected (run: sfcti connect)")
+        echo("\n".join(_usage_lines(store)))
         return
-    click.echo(f"Login URL: {settings.login_host()}  user: {settings.username}")
+    echo(f"Login URL: {settings.login_host()}  user: {settings.username}")
     try:
         org = connection_for(store).org
     except Exception as exc:
-        click.echo("Salesforce: 接続できません / cannot connect")
-        click.echo("\n".join(_usage_lines(store)))
+        echo("Salesforce: 接続できません / cannot connect")
+        echo("\n".join(_usage_lines(store)))
         echo_failure(*describe_failure(exc, "salesforce"))
         ctx.exit(1)
-    click.echo(f"Salesforce: 接続済み / connected to {org.org_name} ({org.org_id}) as {org.user_name}")
-    click.echo(f"  instance: {org.instance_url}")
-    click.echo(f"  person accounts: {'yes' if org.person_accounts else 'no'}")
-    click.echo("\n".join(_usage_lines(store)))
+    echo(f"Salesforce: 接続済み / connected to {org.org_name} ({org.org_id}) as {org.user_name}")
+    echo(f"  instance: {org.instance_url}")
+    echo(f"  person accounts: {'yes' if org.person_accounts else 'no'}")
+    echo("\n".join(_usage_lines(store)))
 
 
 # ---------------------------------------------------------------------------------------------

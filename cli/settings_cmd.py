@@ -11,10 +11,11 @@ tests the connection, and `sfcti connect` tests before it saves, as the admin do
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
+
+from cli import echo, echo_json
 
 
 def _setting_name(text: str) -> str:
@@ -39,7 +40,7 @@ def _read_secret(name: str) -> str:
 
 def _echo_invalid(errors_en: dict, errors_ja: dict) -> None:
     for name in sorted(errors_en):
-        click.echo(f"{name}: {errors_ja.get(name, '')} / {errors_en[name]}", err=True)
+        echo(f"{name}: {errors_ja.get(name, '')} / {errors_en[name]}", err=True)
 
 
 def register(group: click.Group) -> None:
@@ -59,11 +60,11 @@ def register(group: click.Group) -> None:
 
         shown = shown_settings(load_settings(open_store(ctx.obj["home"], create=False)))
         if as_json:
-            click.echo(json.dumps(shown, ensure_ascii=False, indent=1))
+            echo_json(shown)
             return
         width = max(map(len, shown))
         for name, value in shown.items():
-            click.echo(f"{name.ljust(width)}  {value}")
+            echo(f"{name.ljust(width)}  {value}")
 
     @settings_group.command("set")
     @click.argument("name")
@@ -95,4 +96,4 @@ def register(group: click.Group) -> None:
         save_settings(open_store(ctx.obj["home"]), {name: value}, keep_blank_secrets=False)
         shown = "(stored)" if name in SECRET_FIELDS and value else \
             "(not set)" if name in SECRET_FIELDS else value
-        click.echo(f"{name} = {shown}")
+        echo(f"{name} = {shown}")

@@ -38,11 +38,11 @@ def printable(value: Any, marker: str = MARKER) -> str:
     return UNPRINTABLE.sub(marker, str.__str__(value).strip()).strip()
 
 
-def printable_json(value: Any) -> str:
-    """``value`` as indented JSON, non-ASCII text readable, with every character of
-    :data:`UNPRINTABLE` written as a ``\\uXXXX`` escape: it still decodes to the exact values,
-    but no terminal reorders it."""
-    text = json.dumps(value, ensure_ascii=False, indent=1)
+def printable_json(value: Any, indent: int | None = 1) -> str:
+    """``value`` as JSON (indented, or one line for ``indent=None``), non-ASCII text readable,
+    with every character of :data:`UNPRINTABLE` written as a ``\\uXXXX`` escape: it still
+    decodes to the exact values, but no terminal reorders it."""
+    text = json.dumps(value, ensure_ascii=False, indent=indent)
     # outside its strings JSON is ASCII, so these are inside one, where an escape means the same
     return _LEFT_RAW_BY_JSON.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
 

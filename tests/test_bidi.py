@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -123,3 +124,180 @@ def test_the_error_log_page_neutralises_a_call_id_and_detail(admin_client, store
     html = admin_client.get("/errors/").get_data(as_text=True)
     assert RLO not in html
     assert f"bidi-{FFFD}call" in html and f"Salesforce said {FFFD}1001" in html
+
+
+# ---------------------------------------------------------------------------------------------
+# every page and every command: text from Salesforce, a host or the error log, shown through one
+# door per channel (the admin's Jinja finalize, the CLI's echo)
+# ---------------------------------------------------------------------------------------------
+
+COMPANY = "株式会社" + RLO + "ABC"                        # an Account name read backwards after "会社"
+PERSON_LAST, PERSON_FIRST = "\u2067山田", "太郎\u2069"    # an isolate around a Contact's name
+USER_FIRST, USER_LAST = "\u202b花子", "佐藤\u200f"        # a Salesforce user's name
+DETAIL = "Salesforce said " + "".join(BIDI)               # every direction character in one detail
+TASK_REFUSAL = "件名が" + RLO + "不正です"                  # a validation rule's message for a Task
+SUBJECT = "着信 {name}" + RLO                              # a setting a user typed
+MAPPED_AGENT = "2002"
+
+
+def marked(text: str) -> str:
+    """``text`` as the tests expect it shown: each direction character as U+FFFD."""
+    return "".join(FFFD if ch in BIDI else ch for ch in text)
+
+
+def assert_neutral(text: str, where: str) -> None:
+    raw = sorted({f"U+{ord(ch):04X}" for ch in text if ch in BIDI})
+    assert not raw, f"{where} shows {raw} as they are"
+    assert FFFD in text, f"{where} shows no U+FFFD"
+
+
+@pytest.fixture
+def world(sf_store, sf_emu, calls):
+    """Direction characters everywhere they can come from: a Salesforce Account, Contact and
+    user created in the emulator, a call that resolved and registered them, its agent mapped to
+    that user, a Task Salesforce refused with such a message, an error detail, a setting; plus
+    the host's call whose agent id and number carry an RTL override (``calls``)."""
+    from core import activity, agents
+    from core.errors import record_failure
+    from core.salesforce import connection_for
+    from core.settings import save_settings
+    from helpers import fresh, runtime
+
+    store = sf_store
+    national, e164 = fresh()
+    account = sf_emu.add_record("Account", {"Name": COMPANY, "Phone": national})
+    sf_emu.add_record("Contact", {"LastName": PERSON_LAST, "FirstName": PERSON_FIRST,
+                                  "AccountId": account, "Phone": national})
+    username = f"hanako-{e164[1:]}@bidi.example"
+    sf_emu.add_record("User", {"Username": username, "FirstName": USER_FIRST,
+                               "LastName": USER_LAST, "Email": username})
+    save_settings(store, {"contact_fetch": "after_call", "activity_logging": True,
+                          "activity_subject": SUBJECT})
+    placed, display, _ = ring(make_host(), national, agent_id=MAPPED_AGENT)
+    assert display["company"] == COMPANY                 # resolved exactly
+    end(make_host(), placed)
+    runtime().wait_idle(timeout=10)
+    [contact] = store.list_contacts()
+    assert (contact["company"], contact["e164"]) == (COMPANY, e164)   # registered exactly
+    user = agents.find_users(connection_for(store), [username])[username]
+    agents.map_agent(store, MAPPED_AGENT, user)
+    sf_emu.add_validation_rule("Task", TASK_REFUSAL, lambda fields: True)
+    report = activity.send(store, force=True)
+    assert report.failed >= 1, report
+    record_failure(store, "salesforce", "lookup", "SERVER_ERROR", detail=DETAIL,
+                   call_id="bidi-" + RLO + "call")
+    return dict(store=store, national=national, e164=e164, username=username,
+                user_name=user.name, call_id=placed.call_id)
+
+
+# the admin's pages a logged-in user can open without a query (each must show no raw character)
+ADMIN_PAGES = ["/", "/calls/", "/contacts/", "/agents/", "/errors/", "/errors/common",
+               "/settings/", "/index/", "/alerts/", "/auth/password"]
+
+
+def test_every_admin_page_shows_the_marker_where_the_text_came_from_outside(admin_client, world):
+    admin_client.get("/lang/en")
+    pages = {url: admin_client.get(url) for url in ADMIN_PAGES}
+    pages["/agents/?q=佐藤"] = admin_client.get("/agents/?q=佐藤")           # asks Salesforce
+    pages["/agents/?agent_id=2002"] = admin_client.get("/agents/?agent_id=2002")
+    for url, response in pages.items():
+        assert response.status_code == 200, url
+        # a form field holds the exact value, so that saving the form keeps it
+        html = re.sub(r"<input [^>]*>", "", response.get_data(as_text=True))
+        raw = sorted({f"U+{ord(ch):04X}" for ch in html if ch in BIDI})
+        assert not raw, f"{url} shows {raw} as they are"
+    text = {url: r.get_data(as_text=True) for url, r in pages.items()}
+    assert f'value="{SUBJECT}"' in text["/settings/"]
+    company, person = marked(COMPANY), marked(f"{PERSON_LAST} {PERSON_FIRST}")
+    assert f">{company}</a>" in text["/calls/"] and f"<td>{person}</td>" in text["/calls/"]
+    assert f"<td>{FFFD}1001</td>" in text["/calls/"]
+    assert marked(TASK_REFUSAL) in text["/calls/"]
+    assert f">{company}</a>" in text["/contacts/"] and f"<td>{person}</td>" in text["/contacts/"]
+    assert f"<td>{marked(world['user_name'])}</td>" in text["/agents/"]           # mapped
+    assert f"<td>{FFFD}1001</td>" in text["/agents/"]                              # unknown
+    assert f"<td>{marked(world['user_name'])}</td>" in text["/agents/?q=佐藤"]      # search
+    assert f"<pre>{marked(DETAIL)}</pre>" in text["/errors/"]
+    assert f"bidi-{FFFD}call" in text["/errors/"]
+    assert marked(TASK_REFUSAL) in text["/errors/"]
+
+
+def test_a_value_formatted_into_a_translated_text_is_neutralised_too(admin_client, world):
+    admin_client.get("/lang/en")
+    html = admin_client.get("/agents/?agent_id=2002").get_data(as_text=True)
+    # the user's name reaches the page as a %(name)s of _(): formatted into Markup by Jinja
+    assert (f"Agent 2002 is mapped to {marked(world['user_name'])} ({world['username']}) now"
+            in html)
+
+
+def test_macros_still_render_html_escaped_once(admin_client, world, sf_emu):
+    from core.settings import save_settings
+
+    sf_emu.add_record("Account", {"Name": "<b>太字</b> & " + RLO, "Phone": "03-6999-0001"})
+    admin_client.get("/lang/en")
+    html = admin_client.get("/contacts/").get_data(as_text=True)
+    # record_link's <a> is HTML, its text (a str) is escaped once and neutralised
+    assert '<a href="https://' in html and 'target="_blank" rel="noopener noreferrer">' in html
+    assert "&lt;a href" not in html and "&amp;lt;" not in html and "&amp;amp;" not in html
+    # the field macro's <input> and a translated text with markup-like values stay HTML
+    assert '<input ' in html and 'name="q"' in html
+    save_settings(world["store"], {"alert_recipients": "ops@example.com"})
+    page = admin_client.get("/alerts/").get_data(as_text=True)
+    assert 'value="ops@example.com"' in page
+
+
+CLI_PLAIN = [("history",), ("errors",), ("errors", "--lang", "en"), ("agents", "unknown"),
+             ("agents", "list"), ("agents", "search", "佐藤"), ("settings", "show")]
+CLI_JSON = [("history", "--json"), ("errors", "--json"), ("agents", "unknown", "--json"),
+            ("agents", "list", "--json"), ("agents", "search", "佐藤", "--json"),
+            ("settings", "show", "--json")]
+
+
+def cli_out(home, *args):
+    from helpers import run_cli
+
+    result = run_cli(home, *args)
+    assert result.exit_code == 0, (args, result.output)
+    return result.output
+
+
+def test_every_command_printing_outside_text_shows_the_marker(home, world):
+    for args in CLI_PLAIN:
+        assert_neutral(cli_out(home, *args), " ".join(args))
+    history_table = cli_out(home, "history")
+    assert marked(COMPANY) in history_table and marked(f"{PERSON_LAST} {PERSON_FIRST}") in history_table
+    assert f"{FFFD}1001" in history_table
+    errors = cli_out(home, "errors", "--lang", "en")
+    assert f"detail: {marked(DETAIL)}" in errors and f"call: bidi-{FFFD}call" in errors
+    assert marked(world["user_name"]) in cli_out(home, "agents", "list")
+    assert marked(world["user_name"]) in cli_out(home, "agents", "search", "佐藤")
+    assert marked(SUBJECT) in cli_out(home, "settings", "show")
+
+
+def test_looking_up_and_calling_show_the_marker(home, world):
+    lookup = cli_out(home, "lookup", world["national"])
+    assert_neutral(lookup, "lookup")
+    assert marked(COMPANY) in lookup
+    screen = cli_out(home, "call", "inbound", world["national"], "--agent", MAPPED_AGENT)
+    assert_neutral(screen, "call")
+    assert marked(f"{COMPANY} / {PERSON_LAST} {PERSON_FIRST}") in screen
+    mapped = cli_out(home, "agents", "map", "2003", world["username"])
+    assert_neutral(mapped, "agents map")
+    assert marked(world["user_name"]) in mapped
+
+
+def test_json_output_escapes_the_characters_and_decodes_to_the_stored_values(home, world):
+    for args in CLI_JSON:
+        text = cli_out(home, *args)
+        raw = sorted({f"U+{ord(ch):04X}" for ch in text if ch in BIDI})
+        assert not raw, f"{' '.join(args)} prints {raw} as they are"
+    [error] = [r for r in json.loads(cli_out(home, "errors", "--json")) if r["detail"] == DETAIL]
+    assert error["call_id"] == "bidi-" + RLO + "call"
+    assert world["user_name"] in [r["user_name"] for r in
+                                  json.loads(cli_out(home, "agents", "list", "--json"))]
+    assert json.loads(cli_out(home, "settings", "show", "--json"))["activity_subject"] == SUBJECT
+    for args in [("lookup", world["national"], "--json"),
+                 ("call", "inbound", world["national"], "--json"),
+                 ("refetch", world["call_id"])]:
+        text = cli_out(home, *args)
+        assert not any(ch in BIDI for ch in text), args
+        assert json.loads(text.splitlines()[0] if args[0] == "call" else text)["company"] == COMPANY
