@@ -301,3 +301,12 @@ def test_json_output_escapes_the_characters_and_decodes_to_the_stored_values(hom
         text = cli_out(home, *args)
         assert not any(ch in BIDI for ch in text), args
         assert json.loads(text.splitlines()[0] if args[0] == "call" else text)["company"] == COMPANY
+
+
+def test_an_error_message_quoting_a_typed_value_shows_the_marker(tmp_path):
+    from helpers import run_cli
+
+    folder = tmp_path / ("instance-" + RLO + "old")     # a folder with no instance in it
+    result = run_cli(folder, "history")
+    assert result.exit_code == 1
+    assert RLO not in result.output and f"instance-{FFFD}old" in result.output
