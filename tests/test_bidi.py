@@ -310,3 +310,29 @@ def test_an_error_message_quoting_a_typed_value_shows_the_marker(tmp_path):
     result = run_cli(folder, "history")
     assert result.exit_code == 1
     assert RLO not in result.output and f"instance-{FFFD}old" in result.output
+
+
+def test_chromium_shows_the_marker_for_a_salesforce_name(page, admin_server, served_store, sf_emu):
+    from core import jobs, registration
+    from core.resolver import Resolver
+    from core.settings import Settings, save_settings
+    from helpers import browser_login, fresh, save_emu_settings
+    from plugin.call import Call
+
+    national, _ = fresh()
+    sf_emu.add_record("Account", {"Name": COMPANY, "Phone": national})
+    save_emu_settings(served_store, sf_emu)
+    save_settings(served_store, {"contact_fetch": "after_call"})
+    display = Resolver(served_store).resolve(national)
+    call = Call(call_id="bidi-sf-browser", remote_number=national, agent_id=AGENT)
+    registration.record_ended_call(served_store, history.call_facts(call.end()), display, None,
+                                   Settings())
+    jobs.register_contacts_for_day(served_store, None, force=True)
+    browser_login(page, admin_server.url)
+    for path in ("/calls/", "/contacts/"):
+        page.goto(admin_server.url + path)
+        shown = page.locator("main").inner_text()
+        assert not any(ch in BIDI for ch in shown), path
+        link = page.locator("tbody tr").first.locator("a", has_text="株式会社")
+        assert link.inner_text() == marked(COMPANY), path
+        assert link.get_attribute("href").startswith("https://"), path
