@@ -167,8 +167,9 @@ def _register_template_helpers(app: Flask) -> None:
     app.jinja_env.filters["localtime"] = helpers.localtime
     app.jinja_env.globals["lang"] = i18n.current_lang
     app.jinja_env.globals["page_url"] = helpers.page_url
-    # text from a host, Salesforce or a user reaches a page through these two doors only: a
-    # {{ }} output, or a value formatted into a translated text (which is Markup by then)
+    # text from a host, Salesforce or a user reaches a page's text through two doors: a {{ }}
+    # output, or a value formatted into a translated text (Markup by then, so finalize skips
+    # it). A form field renders itself as Markup and keeps its value exact: saving must keep it.
     app.jinja_env.finalize = shown
     for name in ("gettext", "ngettext", "pgettext", "npgettext"):
         if name in app.jinja_env.globals:
