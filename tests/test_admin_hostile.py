@@ -12,7 +12,7 @@ SETTINGS_FORM = {"username": "integration@example.com", "password": "", "securit
                  "time_zone": "Asia/Tokyo", "nightly_time": "22:00", "screen_budget_ms": "800"}
 ALERT_FORM = {"alert_recipients": "ops@example.com", "smtp_host": "smtp.example.com",
               "smtp_port": "587", "smtp_security": "starttls", "smtp_user": "", "smtp_password": "",
-              "smtp_sender": "sfcti@example.com", "alert_reminder_hours": "4",
+              "smtp_sender": "sfcti@example.com", "alert_reminder_hours": "4", "slow_alert_threshold": "5",
               "admin_base_url": "http://127.0.0.1:5000"}
 
 
@@ -81,6 +81,9 @@ HOSTILE_ALERTS = [
     ("smtp_password", "pw\r\n"),
     ("alert_reminder_hours", "0"),
     ("alert_reminder_hours", "many"),
+    ("slow_alert_threshold", "0"),
+    ("slow_alert_threshold", "１０"),
+    ("slow_alert_threshold", "10001"),
     ("admin_base_url", "ftp://example.com"),
     ("admin_base_url", "javascript:alert(1)"),
     ("admin_base_url", ""),
