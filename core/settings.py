@@ -25,6 +25,8 @@ from typing import Any, Callable, Mapping
 
 import phonenumbers
 
+from core.display import UNPRINTABLE
+
 log = logging.getLogger(__name__)
 
 SECRET_FIELDS = frozenset(
@@ -187,8 +189,8 @@ class InvalidSettings(SettingsError):
 
 MESSAGES = {
     "unknown": ("Unknown setting.", "不明な設定項目です。"),
-    "control": ("Must not contain line breaks or control characters.",
-                "改行や制御文字は使えません。"),
+    "control": ("Must not contain line breaks, control characters or text-direction characters.",
+                "改行、制御文字、文字方向の制御文字は使えません。"),
     "too_long": ("Too long (at most {max} characters).", "長すぎます（最大 {max} 文字）。"),
     "not_text": ("Must be text.", "文字列で入力してください。"),
     "bool": ("Must be on or off.", "オンかオフを指定してください。"),
@@ -232,7 +234,6 @@ class _Invalid(ValueError):
         return (ja if lang == "ja" else en).format(**params)
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _EMAIL = re.compile(
     r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
@@ -252,7 +253,7 @@ def _text(value: Any, max_len: int = 255) -> str:
         return ""
     if not isinstance(value, str):
         raise _Invalid("not_text")
-    if _CONTROL.search(value):
+    if UNPRINTABLE.search(value):
         raise _Invalid("control")
     if len(value) > max_len:
         raise _Invalid("too_long", max=max_len)

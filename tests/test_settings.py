@@ -215,7 +215,8 @@ STRING_FIELDS = [name for name, default in DEFAULTS.items() if isinstance(defaul
 
 @pytest.mark.parametrize("name", STRING_FIELDS)
 @pytest.mark.parametrize("hostile", ["a\r\nBcc: evil@example.com", "a\nb", "a\rb", "a\x00b",
-                                     "a\tb", "a\x1bb", "a\u2028b", LONG])
+                                     "a\tb", "a\x1bb", "a\u2028b", "a\u202eb", "a\u2066b", "a\u200fb",
+                                     "a\ud800b", LONG])
 def test_hostile_text_rejected_everywhere(name, hostile):
     errors = validate_settings({name: hostile})
     assert set(errors) == {name}
