@@ -300,3 +300,60 @@ EMULATOR_RECORDS = [
 def entry_ids(entries) -> list[str]:
     """The ids of ``entries`` (their first item), for pytest's report."""
     return [entry[0] for entry in entries]
+
+# ---------------------------------------------------------------------------------------------
+# the admin (run by tests/test_admin_hostile.py, logged in): query parameters of every GET page,
+# the forms not covered by its settings and alert lists, call ids in paths, uploaded CSV files
+# ---------------------------------------------------------------------------------------------
+
+ADMIN_VALUES = ("empty", "10k line", "NUL", "CR LF", "lone surrogate", "RTL override",
+                "full-width digits", "SOQL quote", "SOSL", "HTML script", "HTML attribute",
+                "format string", "path traversal", "LIKE wildcards")
+ADMIN_QUERIES = {
+    "/": ("x",), "/calls/": ("q", "page"), "/contacts/": ("q", "page"),
+    "/errors/": ("integration", "code", "day", "page"), "/errors/common": ("lang",),
+    "/agents/": ("q", "agent_id", "find", "page"), "/index/": ("page",), "/settings/": ("tab",),
+    "/alerts/": ("x",), "/agents/export.csv": ("x",), "/lang/ja": ("next",),
+    "/settings/oauth/callback": ("code", "state", "error", "error_description"),
+}
+ADMIN_QUERY_ENTRIES = [(f"GET {path}?{param}={name}", path, param, name)
+                       for path, params in ADMIN_QUERIES.items() for param in params
+                       for name in ADMIN_VALUES]
+ADMIN_QUERY_ENTRIES += [("GET /calls/?page=5000 digits", "/calls/", "page", "9" * 5000),
+                        ("GET /calls/?q=1MB", "/calls/", "q", "1MB digits")]
+
+# (form's page, the URL it posts to, its submit button)
+ADMIN_FORMS = {
+    "index": ("/settings/", "/settings/index", "save_index",
+              ("phone_index", "index_minutes", "index_full_days", "index_bulk_threshold")),
+    "activity": ("/settings/", "/settings/activity", "save_activity",
+                 ("activity_logging", "activity_unmatched", "activity_language", "activity_subject",
+                  "call_url_template", "activity_api_share")),
+    "map": ("/agents/", "/agents/map", "map_user", ("agent_id", "user_id")),
+    "unmap": ("/agents/", "/agents/unmap", "unmap", ("agent_id",)),
+}
+_FORM_VALUES = ("empty", "10k line", "NUL", "CR LF", "RTL override", "full-width digits",
+                "SOQL quote", "HTML script", "format string")
+ADMIN_FORM_ENTRIES = [(f"POST {form} {field}={name}", form, field, name)
+                      for form, (_, _, _, fields) in ADMIN_FORMS.items() for field in fields
+                      for name in _FORM_VALUES]
+
+ADMIN_CALL_ID_ENTRIES = [(f"POST /calls/<{name}>/{action}", action, name)
+                         for action in ("refetch", "log-again")
+                         for name in ("10k line", "NUL", "CR LF", "RTL override", "SOQL quote",
+                                      "HTML script", "path traversal", "format string")]
+ADMIN_LANG_ENTRIES = [(f"GET /lang/<{name}>", name)
+                      for name in ("NUL", "HTML script", "path traversal", "10k line", "SOQL quote")]
+
+ADMIN_CSV_FILES = [
+    ("empty file", b""),
+    ("not CSV", b"\x00\x01\x02\xff\xfe"),
+    ("UTF-16", "agent,user\r\na1,005\r\n".encode("utf-16")),
+    ("header only", b"agent_id,user_id\r\n"),
+    ("HTML in a row", b"agent_id,user_id\r\n<script>alert(1)</script>,005000000000001AAA\r\n"),
+    ("NUL in a row", b"agent_id,user_id\r\na\x00b,005000000000001AAA\r\n"),
+    ("formula injection", b"agent_id,user_id\r\n=cmd|' /C calc'!A0,005000000000001AAA\r\n"),
+    ("10k columns", b"agent_id,user_id" + b",x" * 10_000 + b"\r\n"),
+    ("unterminated quote", b'agent_id,user_id\r\n"a1,005000000000001AAA\r\n'),
+    ("RTL override", "agent_id,user_id\r\n\u202ea1,005000000000001AAA\r\n".encode()),
+]
