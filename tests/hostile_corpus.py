@@ -236,6 +236,33 @@ CLI_ENTRIES = (
        for name, value in _H.items() if name in ("NUL", "path traversal", "empty")]
     + [(f"unknown command {name}", [value], "") for name, value in _H.items()
        if name in ("NUL", "HTML script", "RTL override")]
+    + [(f"emulator --port {v!r}", ["emulator", "--port", v], "port") for v in ("99999", "-1")]
+    + [(f"emulator --seed {v[:12]!r}", ["emulator", "--seed", v], "seed")
+       for v in ("abc", "1e9", "9" * 5000, "\x00")]
+    + [(f"emulator --daily-limit {v!r}", ["emulator", "--daily-limit", v], "daily-limit")
+       for v in ("0", "-1")]
+    + [(f"emulator --org-json {name}", ["emulator", "--org-json", value], "")
+       for name, value in _H.items() if name in ("NUL", "path traversal", "empty", "CR LF")]
+    + [(f"kamailio-config --agent-address {name}", ["kamailio-config", "--agent-address", value], "")
+       for name, value in _H.items() if name in ("NUL", "HTML script", "CR LF", "SOQL quote")]
+    + [("kamailio-config --agent-address 999.1.1.1/33", ["kamailio-config", "--agent-address",
+                                                         "999.1.1.1/33"], "agent-address")]
+    + [(f"kamailio-config --agent-user {name}", ["kamailio-config", "--agent-user", value], "")
+       for name, value in _H.items() if name in ("NUL", "HTML script", "CR LF", "spaces")]
+    + [(f"kamailio-config --ring-timeout {v!r}", ["kamailio-config", "--ring-timeout", v],
+        "ring-timeout") for v in ("4", "601", "x")]
+    + [(f"admin --reset-password {name}", ["admin", "--reset-password", value], None)
+       for name, value in _H.items() if name in ("NUL", "1MB digits", "HTML script", "RTL override",
+                                                 "CR LF")]
+    + [(f"agents export {name}", ["agents", "export", value], "")
+       for name, value in _H.items() if name in ("NUL", "CR LF")]
+    + [("agents export to a folder", ["agents", "export", "/tmp"], ""),
+       ("agents export to a missing folder", ["agents", "export", "/nonexistent/dir/agents.csv"], "")]
+    + [(f"fresh instance: {' '.join(args)}", args, None)
+       for args in (["status"], ["settings", "show", "--json"], ["index", "status", "--json"],
+                    ["index", "sync", "--json"], ["index", "clear"], ["agents", "unknown", "--json"],
+                    ["activity", "status", "--json"], ["activity", "send", "--json"],
+                    ["errors", "--json"], ["history", "--json"])]
 )
 
 # ---------------------------------------------------------------------------------------------
