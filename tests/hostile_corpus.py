@@ -321,6 +321,7 @@ EMULATOR_RECORDS = [
     ("format string name", "Contact", {"LastName": "%s%n{0}"}),
     ("C1 control and line separator name", "Contact", {"LastName": "山田\x85\u2028太郎"}),
     ("bidi isolate name", "Contact", {"LastName": "\u2066admin\u2069"}),
+    ("object as company", "Lead", {"LastName": "x", "Company": {"Name": "<b>x</b>"}}),
 ]
 
 
@@ -384,3 +385,19 @@ ADMIN_CSV_FILES = [
     ("unterminated quote", b'agent_id,user_id\r\n"a1,005000000000001AAA\r\n'),
     ("RTL override", "agent_id,user_id\r\n\u202ea1,005000000000001AAA\r\n".encode()),
 ]
+
+# Logging in (a fresh client; after a few refusals the throttle answers, which must say why too)
+ADMIN_LOGIN_ENTRIES = [(f"login {field}={name}", field, name)
+                       for field in ("username", "password")
+                       for name in ("empty", "10k line", "NUL", "CR LF", "RTL override",
+                                    "SOQL quote", "HTML script", "SOSL")]
+
+# CSRF tokens sent with every POST route of the admin
+ADMIN_CSRF_TOKENS = {"missing": None, "garbage": "x", "NUL": "\x00", "HTML": "<script>alert(1)</script>",
+                     "10k": "a" * 10_000}
+# every POST route of the admin (a test checks this list against the app's url_map)
+ADMIN_POST_ROUTES = ("/auth/login", "/auth/logout", "/settings/", "/settings/index", "/settings/activity",
+                     "/settings/disconnect", "/index/sync", "/alerts/", "/calls/x/log-again",
+                     "/calls/x/refetch", "/agents/map", "/agents/unmap", "/agents/import")
+ADMIN_CSRF_ENTRIES = [(f"POST {route} token={name}", route, name)
+                      for route in ADMIN_POST_ROUTES for name in ADMIN_CSRF_TOKENS]

@@ -228,3 +228,40 @@ def test_hostile_csv_uploads_are_refused_with_reasons(corpus_client, entry):
     html = assert_page(response)
     assert response.status_code == 200
     assert refusal_said(html)        # refused (nothing is connected), saying why
+
+
+@pytest.fixture(scope="module")
+def login_client(tmp_path_factory):
+    """A client of an admin app of its own, not logged in (its refused logins throttle nobody else)."""
+    return make_app(tmp_path_factory.mktemp("admin-login") / "instance", TESTING=True).test_client()
+
+
+@pytest.mark.parametrize("entry", corpus.ADMIN_LOGIN_ENTRIES, ids=entry_ids(corpus.ADMIN_LOGIN_ENTRIES))
+def test_hostile_logins_are_refused_saying_why(login_client, entry):
+    _, field, name = entry
+    form = {"username": "admin", "password": "wrong password", field: corpus.HOSTILE_VALUES[name]}
+    response = login_client.post("/auth/login", data={"csrf_token": csrf_token(login_client, "/auth/login"),
+                                                      **form})
+    html = assert_page(response)
+    assert response.status_code in (200, 400, 429)
+    assert refusal_said(html) or 'role="status"' in html, html[-2000:]
+    assert login_client.get("/settings/").status_code == 302        # still not logged in
+
+
+def test_the_csrf_corpus_has_every_post_route(corpus_client):
+    routes = {rule.rule.replace("<path:call_id>", "x") for rule in corpus_client.application.url_map.iter_rules()
+              if "POST" in rule.methods}
+    assert routes == set(corpus.ADMIN_POST_ROUTES)
+
+
+@pytest.mark.parametrize("entry", corpus.ADMIN_CSRF_ENTRIES, ids=entry_ids(corpus.ADMIN_CSRF_ENTRIES))
+def test_posts_without_a_valid_csrf_token_are_refused_saying_why(corpus_client, entry):
+    _, route, name = entry
+    token = corpus.ADMIN_CSRF_TOKENS[name]
+    data = {} if token is None else {"csrf_token": token}
+    response = corpus_client.post(route, data={**data, "save": "1", "submit": "1"})
+    html = assert_page(response)
+    assert response.status_code == 400, html[:300]
+    # the form was refused, and why (in the language the client chose last)
+    assert "フォームを受け付けられませんでした" in html or "The form could not be accepted" in html, html
+    assert corpus_client.get("/settings/").status_code == 200       # and the session lives on
