@@ -17,8 +17,8 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
-from helpers import (ADMIN_PASSWORD, SmtpServer, admin_login, authorize, csrf_token, make_app, make_host,
-                     ring, end, trusting_session)
+from helpers import (ADMIN_PASSWORD, SmtpServer, admin_login, authorize, csrf_token, end, error_rows,
+                     make_app, make_host, ring, trusting_session)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -95,7 +95,10 @@ class AuthSmtpServer(SmtpServer):
         def authenticator(server, session, envelope, mechanism, auth_data):
             login, password = auth_data.login.decode(), auth_data.password.decode()
             self.logins.append((login, password))
-            return AuthResult(success=self.accept and (login, password) == (SMTP_USER, SMTP_PASSWORD))
+            if self.accept and (login, password) == (SMTP_USER, SMTP_PASSWORD):
+                return AuthResult(success=True)
+            # handled=False: aiosmtpd answers the refusal itself (else the client waits for it)
+            return AuthResult(success=False, handled=False)
 
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port,
                                      authenticator=authenticator, auth_require_tls=False)
@@ -128,9 +131,10 @@ class Day:
     cli_output: list[str]
 
 
-def crawl(app) -> dict[str, str]:
+def crawl(app, smtp_port: int) -> dict[str, str]:
     """Every GET page of the admin (each rule of the url_map without arguments, and the language
-    switch), logged in; the settings form also as re-shown after a refused save."""
+    switch), logged in; the settings form also as re-shown after a refused save, the alert form
+    after a failed and a sent test mail."""
     client = app.test_client()
     assert admin_login(client).status_code == 302
     pages = {}
@@ -149,13 +153,14 @@ def crawl(app) -> dict[str, str]:
         "contact_fetch": "nightly", "time_zone": "Asia/Tokyo", "nightly_time": "22:00",
         "screen_budget_ms": "800", "submit": "1"})
     pages["/settings/ refused"] = refused.get_data(as_text=True)
-    alerts = client.post("/alerts/", data={
-        "csrf_token": csrf_token(client, "/alerts/"), "alert_recipients": "ops@example.com",
-        "smtp_host": "127.0.0.1", "smtp_port": "1", "smtp_security": "none",
-        "smtp_user": SMTP_USER, "smtp_password": "", "smtp_sender": "sfcti@example.com",
-        "alert_reminder_hours": "4", "admin_base_url": "http://admin.example.com:5000",
-        "send_test": "1"})
-    pages["/alerts/ failed test mail"] = alerts.get_data(as_text=True)
+    for port, outcome in ((1, "failed"), (smtp_port, "sent")):   # the stored SMTP password is kept
+        alerts = client.post("/alerts/", data={
+            "csrf_token": csrf_token(client, "/alerts/"), "alert_recipients": "ops@example.com",
+            "smtp_host": "127.0.0.1", "smtp_port": str(port), "smtp_security": "none",
+            "smtp_user": SMTP_USER, "smtp_password": "", "smtp_sender": "sfcti@example.com",
+            "alert_reminder_hours": "4", "admin_base_url": "http://admin.example.com:5000",
+            "send_test": "1"}, follow_redirects=True)
+        pages[f"/alerts/ {outcome} test mail"] = alerts.get_data(as_text=True)
     return pages
 
 
@@ -214,6 +219,7 @@ def day(tmp_path_factory):
             smtp.accept = False
             Alerts(store).tick()
             assert smtp.logins, "the alert sender never logged in to SMTP"
+            assert error_rows(store, code="SMTP_AUTH"), "the refused SMTP login left no error row"
             smtp.accept = True
             Alerts(store, clock=lambda: _later(hours=1)).tick()
             assert smtp.wait_for(1), "no alert mail"
@@ -256,7 +262,9 @@ def day(tmp_path_factory):
             runtime_for().wait_idle(10)
             Alerts(store, clock=lambda: _later(hours=3)).tick()
 
-            pages = crawl(make_app(home, TESTING=True))
+            mails_before = len(smtp.messages)
+            pages = crawl(make_app(home, TESTING=True), smtp.port)
+            assert len(smtp.wait_for(mails_before + 1)) > mails_before, "the admin's test mail did not arrive"
             secrets = {"Salesforce password": PASSWORD, "security token": SECURITY_TOKEN,
                        "consumer secret": CONSUMER_SECRET, "refresh token": token.refresh_token,
                        "SMTP password": SMTP_PASSWORD}
