@@ -216,6 +216,15 @@ CLI_ENTRIES = (
                                                  "path traversal", "RTL override")]
     + [(f"connect --username {name}", ["connect", "--username", value, "--password", "p", "--token", ""],
         "username") for name, value in _H.items() if name in ("NUL", "SOQL quote", "1MB digits")]
+    # a login URL nobody answers on: an entry wrongly accepted cannot reach the internet
+    + [(f"connect {option} {name}", ["connect", "--username", "u@example.com", "--password", "p",
+                                     "--token", "", "--login-url", "https://127.0.0.1:1",
+                                     option, value], option.lstrip("-"))
+       for option in ("--password", "--token", "--ca-bundle")
+       for name, value in _H.items() if name in ("NUL", "CR LF", "1MB digits")]
+    + [("connect --ca-bundle missing file", ["connect", "--username", "u@example.com", "--password", "p",
+                                             "--token", "", "--login-url", "https://127.0.0.1:1",
+                                             "--ca-bundle", "/nonexistent/ca.pem"], "ca-bundle")]
     + [(f"fetch-contacts --date {v!r}", ["fetch-contacts", "--date", v], "")
        for v in ("２０２４-０１-０１", "2024-13-01", "' OR 1=1", "\x00")]
     + [(f"serve --port {v!r}", ["serve", "--port", v], "port") for v in ("0", "70000", "x")]
