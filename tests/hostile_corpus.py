@@ -95,10 +95,10 @@ HOSTILE_VALUES = {
     "NaN": float("nan"),
     "infinity": float("inf"),
     "True": True,
-    "bytes": b"03-1234-5678",
+    "bytes": b"0312345678",
     "bad UTF-8 bytes": b"\xff\xfe\x00\xc0",
     "1MB bytes": b"1" * MB,
-    "bytearray": bytearray(b"0312345678"),
+    "bytearray": bytearray(b"0312345679"),
     "list": ["03-1234-5678"],
     "dict": {"number": "03-1234-5678"},
     "set": {1, 2},
@@ -401,12 +401,6 @@ ADMIN_LOGIN_ENTRIES = [(f"login {field}={name}", field, name)
                        for name in ("empty", "10k line", "NUL", "CR LF", "RTL override",
                                     "SOQL quote", "HTML script", "SOSL")]
 
-# CSRF tokens sent with every POST route of the admin
+# CSRF tokens sent with every POST route of the admin (the routes are read from its url_map)
 ADMIN_CSRF_TOKENS = {"missing": None, "garbage": "x", "NUL": "\x00", "HTML": "<script>alert(1)</script>",
                      "10k": "a" * 10_000}
-# every POST route of the admin (a test checks this list against the app's url_map)
-ADMIN_POST_ROUTES = ("/auth/login", "/auth/logout", "/settings/", "/settings/index", "/settings/activity",
-                     "/settings/disconnect", "/index/sync", "/alerts/", "/calls/x/log-again",
-                     "/calls/x/refetch", "/agents/map", "/agents/unmap", "/agents/import")
-ADMIN_CSRF_ENTRIES = [(f"POST {route} token={name}", route, name)
-                      for route in ADMIN_POST_ROUTES for name in ADMIN_CSRF_TOKENS]
