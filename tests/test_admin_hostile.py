@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.settings import Settings, load_settings
-from helpers import post_form
+from helpers import form_values, post_form
 
 SETTINGS_FORM = {"username": "integration@example.com", "password": "", "security_token": "",
                  "contact_fetch": "nightly", "login_url": "", "ca_bundle": "",
@@ -55,7 +55,8 @@ HOSTILE_SETTINGS = [
 
 @pytest.mark.parametrize("name,value", HOSTILE_SETTINGS)
 def test_hostile_settings_give_a_field_error_and_save_nothing(admin_client, store, name, value):
-    response = post_form(admin_client, "/settings/", {**SETTINGS_FORM, name: value})
+    response = post_form(admin_client, "/settings/", {**form_values(admin_client, "/settings/"),
+                                                      **SETTINGS_FORM, name: value})
     html = response.get_data(as_text=True)
     assert response.status_code == 200
     assert field_has_error(html, name)
@@ -91,7 +92,8 @@ HOSTILE_ALERTS = [
 @pytest.mark.parametrize("button", ["save", "send_test"])
 @pytest.mark.parametrize("name,value", HOSTILE_ALERTS)
 def test_hostile_alert_settings_give_a_field_error(admin_client, store, smtp_server, name, value, button):
-    form = {**ALERT_FORM, "smtp_host": "127.0.0.1", "smtp_port": str(smtp_server.port),
+    form = {**form_values(admin_client, "/alerts/"), **ALERT_FORM, "smtp_host": "127.0.0.1",
+            "smtp_port": str(smtp_server.port),
             "smtp_security": "none", name: value, button: "1"}
     response = post_form(admin_client, "/alerts/", form)
     assert response.status_code == 200
@@ -106,7 +108,8 @@ def test_oversized_post_is_refused_not_crashed(admin_client):
 
 
 def test_unexpected_fields_and_methods_are_harmless(admin_client, store):
-    response = post_form(admin_client, "/alerts/", {**ALERT_FORM, "save": "1",
+    response = post_form(admin_client, "/alerts/", {**form_values(admin_client, "/alerts/"),
+                                                    **ALERT_FORM, "save": "1",
                                                     "smtp_password": "s", "admin_password": "x",
                                                     "username": "evil@example.com"})
     assert response.status_code == 302

@@ -18,7 +18,7 @@ from urllib.parse import quote, quote_plus
 import pytest
 
 from helpers import (ADMIN_PASSWORD, SmtpServer, admin_login, authorize, csrf_token, end, error_rows,
-                     make_app, make_host, ring, trusting_session)
+                     form_values, make_app, make_host, ring, trusting_session)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -148,6 +148,7 @@ def crawl(app, smtp_port: int) -> dict[str, str]:
         assert response.status_code < 500, url
         pages[url] = response.get_data(as_text=True)
     refused = client.post("/settings/", data={
+        **form_values(client, "/settings/"),
         "csrf_token": csrf_token(client, "/settings/"), "auth_method": "password",
         "username": "not an address", "password": PASSWORD, "security_token": SECURITY_TOKEN,
         "contact_fetch": "nightly", "time_zone": "Asia/Tokyo", "nightly_time": "22:00",
@@ -155,6 +156,7 @@ def crawl(app, smtp_port: int) -> dict[str, str]:
     pages["/settings/ refused"] = refused.get_data(as_text=True)
     for port, outcome in ((1, "failed"), (smtp_port, "sent")):   # the stored SMTP password is kept
         alerts = client.post("/alerts/", data={
+            **form_values(client, "/alerts/"),
             "csrf_token": csrf_token(client, "/alerts/"), "alert_recipients": "ops@example.com",
             "smtp_host": "127.0.0.1", "smtp_port": str(port), "smtp_security": "none",
             "smtp_user": SMTP_USER, "smtp_password": "", "smtp_sender": "sfcti@example.com",
