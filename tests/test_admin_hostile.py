@@ -159,6 +159,7 @@ def assert_page(response) -> str:
 
 
 def query_value(value) -> str:
+    """``value`` percent-encoded for a URL (a lone surrogate as its UTF-8 bytes)."""
     return quote(value, safe="", errors="surrogatepass")
 
 

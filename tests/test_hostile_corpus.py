@@ -137,22 +137,30 @@ def test_hooks_take_a_hostile_attribute(instance, hooks, entry):
 
 
 class EveryAttributeRaises:
+    """A call whose every attribute raises ValueError."""
+
     def __getattr__(self, name):
         raise ValueError(f"no {name}")
 
 
 class RecursionAttribute:
+    """A call whose number recurses until RecursionError."""
+
     @property
     def remote_number(self):
         return self.remote_number
 
 
 class MemoryErrorAttributes:
+    """A call whose every attribute access raises MemoryError."""
+
     def __getattribute__(self, name):
         raise MemoryError(name)
 
 
 class SlotsWithoutValues:
+    """A call with every attribute declared and none set (reading one raises AttributeError)."""
+
     __slots__ = corpus.CALL_ATTRIBUTES
 
 
@@ -228,43 +236,69 @@ def test_cli_arguments(home, entry):
 
 class FakeKSR:
     """Kamailio's KSR API as app_python3 gives it to the handler, for one INVITE and its dialog:
-    pseudo-variables and headers in, the changed headers and log lines out."""
+    pseudo-variables and headers in; the headers added, the From display names set and the log
+    lines out."""
 
     def __init__(self, pvs: dict, headers: dict):
-        outer = self
-        self.vars, self.headers, self.appended, self.from_names, self.log = dict(pvs), dict(headers), [], [], []
-
-        class PV:
-            def get(self, name):
-                return outer.vars.get(name)
-
-            def sets(self, name, value):
-                assert isinstance(value, str)
-                outer.vars[name] = value
-
-        class Hdr:
-            def gete(self, name):
-                return outer.headers.get(name)
-
-            def is_present(self, name):
-                return 1 if name in outer.headers else -1
-
-            def remove(self, name):
-                outer.headers.pop(name, None)
-
-            def append(self, text):
-                outer.appended.append(text)
-
-        class Uac:
-            def uac_replace_from(self, display, uri):
-                outer.from_names.append(display)
-
-        self.pv, self.hdr, self.uac = PV(), Hdr(), Uac()
+        self.vars, self.headers = dict(pvs), dict(headers)
+        self.appended, self.from_names, self.log = [], [], []
+        self.pv, self.hdr, self.uac = _PV(self), _Hdr(self), _Uac(self)
 
     def err(self, text):
+        """KSR.err: a line of Kamailio's log."""
         self.log.append(text)
 
     warn = err
+
+
+class _PV:
+    """KSR.pv: pseudo-variables ($fU, $ci, $dlg_var(...))."""
+
+    def __init__(self, ksr):
+        self.ksr = ksr
+
+    def get(self, name):
+        """The variable's value (None when unset)."""
+        return self.ksr.vars.get(name)
+
+    def sets(self, name, value):
+        """Set a string variable (Kamailio takes nothing else)."""
+        assert isinstance(value, str)
+        self.ksr.vars[name] = value
+
+
+class _Hdr:
+    """KSR.hdr: the request's headers."""
+
+    def __init__(self, ksr):
+        self.ksr = ksr
+
+    def gete(self, name):
+        """The header's value (None when absent)."""
+        return self.ksr.headers.get(name)
+
+    def is_present(self, name):
+        """1 when the header is there, -1 when not."""
+        return 1 if name in self.ksr.headers else -1
+
+    def remove(self, name):
+        """Drop the header."""
+        self.ksr.headers.pop(name, None)
+
+    def append(self, text):
+        """Add a header line (with its CR LF)."""
+        self.ksr.appended.append(text)
+
+
+class _Uac:
+    """KSR.uac: the From display name replaced."""
+
+    def __init__(self, ksr):
+        self.ksr = ksr
+
+    def uac_replace_from(self, display, uri):
+        """Keep the display name the handler set."""
+        self.ksr.from_names.append(display)
 
 
 SIP_INVITE = {"$fU": "0312345678", "$ai": "sip:0312345678@carrier.example", "$tU": "0120000000",
@@ -279,6 +313,18 @@ def kamailio(instance):
 
     yield handler
     handler.KSR = None
+
+
+def test_an_ordinary_invite_through_the_bridge_is_named(instance, kamailio):
+    """The fake KSR is wired as Kamailio's: an ordinary caller's name goes into From and PAI."""
+    from bridges.kamailio.config import AgentRule
+
+    ksr = kamailio.KSR = FakeKSR({**SIP_INVITE, "$ci": "sip-ordinary"}, {})
+    bridge = kamailio.KamailioBridge(AgentRule())
+    assert bridge.initial_invite(None) == 1 and bridge.call_ended(None) == 1
+    assert ksr.from_names == ['"株式会社サンプル / 山田 太郎"']
+    assert ksr.appended == ['P-Asserted-Identity: "株式会社サンプル / 山田 太郎" '
+                            '<sip:0312345678@carrier.example>\r\n']
 
 
 @pytest.mark.parametrize("entry", corpus.SIP_ENTRIES, ids=entry_ids(corpus.SIP_ENTRIES))
@@ -337,6 +383,7 @@ def assert_answer(response) -> dict:
 
 
 def _query_value(value) -> str:
+    """``value`` percent-encoded for a query string (a lone surrogate as its UTF-8 bytes)."""
     return quote(value, safe="", errors="surrogatepass") if isinstance(value, str) else quote(str(value))
 
 
