@@ -455,7 +455,8 @@ def hostile_instance(tmp_path_factory, hostile_org, instance):
     from helpers import connect
 
     runtime = Runtime(tmp_path_factory.mktemp("hostile-answers") / "instance", jobs_enabled=False)
-    connect(runtime.store, hostile_org, read_timeout=5.0)
+    # contacts registered right after each call: the admin then shows the records' names
+    connect(runtime.store, hostile_org, read_timeout=5.0, contact_fetch="after_call")
     yield runtime
     runtime.shutdown()
     runtime.store.close()
@@ -473,3 +474,28 @@ def test_hostile_emulator_answers_through_the_resolver(hostile_instance, index):
         assert display["status"] == "matched", display
         for value in display.values():      # the phone's screen gets no control characters
             assert not any(unicodedata.category(ch) == "Cc" for ch in value or ""), display
+
+
+def test_hostile_emulator_names_are_escaped_in_the_admin(hostile_instance):
+    """The calls of the hostile records, as the admin's call history shows them: escaped."""
+    from helpers import admin_login, make_app
+
+    from core.phone import parse_phone
+
+    for index in range(len(corpus.EMULATOR_RECORDS)):
+        call = plain_call(remote_number=emulator_phone(index), call_id=f"hostile-answer-{index}")
+        hostile_instance.lookup(parse_phone(emulator_phone(index))).result(timeout=10)  # no budget
+        assert hostile_instance.screen(call, "inbound")["status"] == "matched"
+        hostile_instance.end_call(call)
+    assert hostile_instance.wait_idle(10)
+    client = make_app(hostile_instance.store.home, TESTING=True).test_client()
+    assert admin_login(client).status_code == 302
+    shown = ""
+    for page in ("/calls/", "/calls/?page=2", "/calls/?q=script", "/contacts/", "/"):
+        response = client.get(page)
+        html = response.get_data(as_text=True)
+        assert response.status_code == 200, page
+        for markup in ("<script>", "<img src=x", "<iframe", "<b>株式会社</b>"):
+            assert markup not in html, (page, markup)
+        shown += html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in shown      # the name is shown, as text
