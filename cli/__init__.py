@@ -45,7 +45,18 @@ def echo_json(value, indent: int | None = 1, **kwargs) -> None:
     click.echo(printable_json(value, indent=indent), **kwargs)
 
 
-class InstanceFolder(click.Path):
+class FilePath(click.Path):
+    """A click.Path refusing control characters with a usage error (a NUL would otherwise reach
+    os.stat, whose ValueError click does not turn into a message)."""
+
+    def convert(self, value, param, ctx):
+        """``value`` checked by click.Path, or a usage error."""
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in str(value)):
+            self.fail("the path contains control characters", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+class InstanceFolder(FilePath):
     """A folder path without control characters, made absolute."""
 
     def __init__(self):
@@ -53,8 +64,6 @@ class InstanceFolder(click.Path):
 
     def convert(self, value, param, ctx):
         """The absolute path of ``value``, or a usage error."""
-        if any(ord(ch) < 32 or ord(ch) == 127 for ch in str(value)):
-            self.fail("the path contains control characters", param, ctx)
         return str(home_path(super().convert(value, param, ctx)))
 
 

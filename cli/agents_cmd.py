@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import click
 
-from cli import echo, echo_json
+from cli import FilePath, echo, echo_json
 
 USER_KEY_MAX = 128          # Salesforce usernames and e-mail addresses have at most 80 characters
 SEARCH_MAX = 80             # what agents.search_users reads of a search text
@@ -256,7 +256,7 @@ def register(group: click.Group) -> None:
         echo(f"Imported: {report.mapped} mapped, {report.unchanged} unchanged.")
 
     @agents_group.command("export")
-    @click.argument("file", required=False, type=click.Path(dir_okay=False, writable=True))
+    @click.argument("file", required=False, type=FilePath(dir_okay=False, writable=True))
     @click.pass_context
     def export_command(ctx, file):
         """Every mapping as CSV, to FILE or standard output; `sfcti agents import` reads it back."""

@@ -5,6 +5,8 @@ import time
 
 import click
 
+from cli import FilePath
+
 MAX_SIZE = 1_000_000  # the benchmarks use 300,000; far more would only exhaust memory
 
 
@@ -19,7 +21,7 @@ def register(group):
 @click.option("--size", default=1000, show_default=True, type=click.IntRange(1, MAX_SIZE),
               help="Records to generate.")
 @click.option("--seed", default=1, show_default=True, type=int, help="Seed of the data generator.")
-@click.option("--org-json", type=click.Path(exists=True, dir_okay=False),
+@click.option("--org-json", type=FilePath(exists=True, dir_okay=False),
               help="Load the org from this JSON file instead of generating one.")
 @click.option("--person-accounts/--no-person-accounts", default=True, show_default=True,
               help="Whether the generated org has person accounts.")

@@ -107,7 +107,7 @@ def _attr(call: Any, name: str) -> Any:
 def _aware(value: Any) -> dt.datetime | None:
     if isinstance(value, str):
         try:
-            value = dt.datetime.fromisoformat(value[:40])
+            value = dt.datetime.fromisoformat(str.__str__(value)[:40])  # a str subclass may raise
         except ValueError:
             return None
     if not isinstance(value, dt.datetime):

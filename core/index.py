@@ -146,15 +146,28 @@ def high_water_soql(object_name: str) -> str:
 # records as rows
 # ---------------------------------------------------------------------------------------------
 
+NAME_MAX = 255      # characters of a company or person name kept for the screen
+
+
 def names_of(object_name: str, record: dict) -> tuple[str | None, str | None]:
     """(company, person) the screen shows for a record (DESIGN §3.4)."""
     if object_name == "Contact":
-        return (record.get("Account") or {}).get("Name"), record.get("Name")
+        account = record.get("Account")
+        return _name(account.get("Name") if isinstance(account, dict) else None), _name(record.get("Name"))
     if object_name == "Account":
         if record.get("IsPersonAccount"):
-            return None, record.get("Name")
-        return record.get("Name"), None
-    return record.get("Company"), record.get("Name")
+            return None, _name(record.get("Name"))
+        return _name(record.get("Name")), None
+    return _name(record.get("Company")), _name(record.get("Name"))
+
+
+def _name(value) -> str | None:
+    """A name from Salesforce's answer as a screen may show it: text only (a number, list or
+    object in a broken answer counts as no name), without control characters or lone
+    surrogates (SQLite cannot store them), bounded."""
+    if not isinstance(value, str):
+        return None
+    return errors.clean_text(value.encode("utf-8", "replace").decode("utf-8"), NAME_MAX) or None
 
 
 def phones_of(object_name: str, record: dict, region: str) -> list[tuple[str, str, str]]:

@@ -253,6 +253,7 @@ def _text(value: Any, max_len: int = 255) -> str:
         return ""
     if not isinstance(value, str):
         raise _Invalid("not_text")
+    value = str.__str__(value)  # a str subclass may override every method: read it as a plain str
     if UNPRINTABLE.search(value):
         raise _Invalid("control")
     if len(value) > max_len:
@@ -306,7 +307,8 @@ def _float(minimum: float, maximum: float) -> Callable[[Any], float]:
             if not _FLOAT.match(text):
                 raise _Invalid("float")
             value = float(text)
-        if not isinstance(value, (int, float)) or not math.isfinite(value):
+        # an int is finite however large (math.isfinite would overflow converting it)
+        if not isinstance(value, (int, float)) or isinstance(value, float) and not math.isfinite(value):
             raise _Invalid("float")
         if not minimum <= value <= maximum:
             raise _Invalid("range", min=minimum, max=maximum)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import email
 import email.policy
+import html
 import itertools
 import pathlib
 import re
@@ -279,6 +280,22 @@ def csrf_token(client, url: str) -> str:
     match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html)
     assert match, f"no CSRF token on {url}"
     return match.group(1)
+
+
+def form_values(client, url: str) -> dict:
+    """What the forms on ``url`` would post untouched, as a browser fills them: every input's
+    value (a radio or check box only when checked), buttons and the CSRF token left out."""
+    html_text = client.get(url).get_data(as_text=True)
+    values = {}
+    for tag in re.findall(r"<input\b[^>]*>", html_text):
+        attrs = dict(re.findall(r'([\w-]+)="([^"]*)"', tag))
+        kind, name = attrs.get("type", "text"), attrs.get("name")
+        if not name or name == "csrf_token" or kind in ("submit", "button", "file"):
+            continue
+        if kind in ("radio", "checkbox") and " checked" not in tag:
+            continue
+        values[name] = html.unescape(attrs.get("value", "y" if kind == "checkbox" else ""))
+    return values
 
 
 def post_form(client, url: str, data: dict, **kwargs):

@@ -298,7 +298,8 @@ class KamailioBridge:
         uri = _pv("$ai") or _pv("$fu")
         KSR.uac.uac_replace_from(name, "")
         KSR.hdr.remove("P-Asserted-Identity")
-        if uri and ">" not in uri:
+        # a URI that could end the header or open another (CR, LF, ">") is not copied into one
+        if uri and uri.isprintable() and ">" not in uri:
             KSR.hdr.append(f"P-Asserted-Identity: {name} <{uri}>\r\n")
 
     def _name_called_party(self, display: dict | None, call: Call) -> None:
