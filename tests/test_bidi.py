@@ -136,7 +136,7 @@ PERSON_LAST, PERSON_FIRST = "\u2067山田", "太郎\u2069"    # an isolate aroun
 USER_FIRST, USER_LAST = "\u202b花子", "佐藤\u200f"        # a Salesforce user's name
 DETAIL = "Salesforce said " + "".join(BIDI)               # every direction character in one detail
 TASK_REFUSAL = "件名が" + RLO + "不正です"                  # a validation rule's message for a Task
-SUBJECT = "着信 {name}" + RLO                              # a setting a user typed
+SUBJECT = "着信 {name}" + RLO                              # a setting typed before settings refused it
 MAPPED_AGENT = "2002"
 
 
@@ -171,8 +171,10 @@ def world(sf_store, sf_emu, calls):
     username = f"hanako-{e164[1:]}@bidi.example"
     sf_emu.add_record("User", {"Username": username, "FirstName": USER_FIRST,
                                "LastName": USER_LAST, "Email": username})
-    save_settings(store, {"contact_fetch": "after_call", "activity_logging": True,
-                          "activity_subject": SUBJECT})
+    save_settings(store, {"contact_fetch": "after_call", "activity_logging": True})
+    with store.transaction() as db:   # saved by a version that still took text-direction characters
+        db.execute("INSERT OR REPLACE INTO settings (name, value, encrypted) "
+                   "VALUES ('activity_subject', ?, 0)", [SUBJECT])
     placed, display, _ = ring(make_host(), national, agent_id=MAPPED_AGENT)
     assert display["company"] == COMPANY                 # resolved exactly
     end(make_host(), placed)
