@@ -27,6 +27,27 @@ class ListenAddress(click.ParamType):
         return value
 
 
+class AdminUser(click.ParamType):
+    """An admin account's user name: the login form's rules (1 to 80 characters, no control or
+    text-direction characters, no surrounding spaces)."""
+
+    name = "user"
+    MAX_LENGTH = 80   # admin/auth/forms.py USERNAME_MAX_LENGTH
+
+    def convert(self, value, param, ctx):
+        """``value`` when the login form would take it, else a usage error saying why."""
+        from core.display import UNPRINTABLE
+
+        if not value.strip():
+            self.fail("the user name is empty", param, ctx)
+        if value != value.strip() or UNPRINTABLE.search(value):
+            self.fail("the user name has spaces around it, or control or text-direction "
+                      "characters", param, ctx)
+        if len(value) > self.MAX_LENGTH:
+            self.fail(f"the user name is longer than {self.MAX_LENGTH} characters", param, ctx)
+        return value
+
+
 def serve(home: str, host: str = "127.0.0.1", port: int = 5000, threads: int = 8,
           alert_interval: float = 60.0, admin_password: str | None = None) -> None:
     """Serve the admin for the instance folder ``home`` until interrupted; alert mails are
@@ -85,7 +106,7 @@ def register(group: click.Group) -> None:
     @click.option("--host", default="127.0.0.1", show_default=True, type=ListenAddress(),
                   help="Address to listen on.")
     @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
-    @click.option("--reset-password", "reset_user", metavar="USER", default=None,
+    @click.option("--reset-password", "reset_user", type=AdminUser(), default=None,
                   help="Give USER a new generated password, print it and exit; every "
                        "session of USER ends.")
     @click.pass_context
@@ -96,7 +117,7 @@ def register(group: click.Group) -> None:
         or prints a generated password once.
         """
         home = ctx.obj["home"]
-        if reset_user:
+        if reset_user is not None:
             click.echo(f"New password for {reset_user}: {reset_password(home, reset_user)}")
             return
         serve(home, host, port)

@@ -228,6 +228,16 @@ def test_admin_refuses_bad_addresses(home, monkeypatch, args, says):
     refused(home, "admin", *args, says=says)
 
 
+@pytest.mark.parametrize("user, says", [
+    ("", "empty"), ("   ", "empty"), (" admin", "spaces"), ("ad\x00min", "control"),
+    ("admin\r\nX-Injected: 1", "control"), ("ad\u202emin", "text-direction"),
+    ("a" * 81, "longer than 80"), (HUGE, "longer than 80"),
+])
+def test_admin_reset_password_refuses_bad_user_names(home, monkeypatch, user, says):
+    monkeypatch.setattr("cli.admin_cmd.serve", lambda *a, **k: pytest.fail("the admin started"))
+    refused(home, "admin", "--reset-password", user, says=says)
+
+
 @pytest.mark.parametrize("config", ["TRUSTED_PROXIES = 'one'\n", "TRUSTED_PROXIES = -1\n",
                                     "this is not python\n"])
 def test_admin_with_a_broken_admin_cfg_says_so(home, monkeypatch, config):
