@@ -69,8 +69,9 @@ def sender_of(settings) -> str:
     return f"sfcti@{socket.getfqdn() or 'localhost'}"
 
 
-def send_message(settings, msg: EmailMessage, timeout: float = 10.0) -> None:
-    """Send ``msg`` through the configured SMTP server (STARTTLS, SSL or plain).
+def send_message(settings, msg: EmailMessage, timeout: float = 10.0) -> dict:
+    """Send ``msg`` through the configured SMTP server (STARTTLS, SSL or plain); returns the
+    recipients the server refused while it took the others (``{address: (code, reply)}``).
 
     :raises smtplib.SMTPException, OSError, ssl.SSLError: when the server cannot take it
     :raises MailNotConfigured: when there is no SMTP host
@@ -88,7 +89,7 @@ def send_message(settings, msg: EmailMessage, timeout: float = 10.0) -> None:
             client.starttls(context=context)
         if settings.smtp_user:
             client.login(settings.smtp_user, settings.smtp_password)
-        client.send_message(msg)
+        return client.send_message(msg)
 
 
 def _tls_context(settings) -> ssl.SSLContext:
@@ -145,10 +146,13 @@ class Outbox:
         settings = settings or load_settings(self.store)
         sent = 0
         while (row := self._claim_next()) is not None:
+            refused = {}
             try:
-                send_message(settings, self._message(settings, row), self.timeout)
+                refused = send_message(settings, self._message(settings, row), self.timeout)
+                if refused:  # the others have it: keep it for the refused ones only
+                    raise smtplib.SMTPRecipientsRefused(refused)
             except Exception as exc:
-                self._postpone(row, exc)
+                self._postpone(row, exc, list(refused) if refused else None)
                 errors.report_failure(self.store, "send_alert", exc, expected="smtp")
                 return sent, 1
             self._mark_sent(row)
@@ -178,14 +182,17 @@ class Outbox:
         return build_message(sender_of(settings), recipient_list(row["recipients"]),
                              row["subject"], row["body"], message_id)
 
-    def _postpone(self, row: dict, exc: Exception) -> None:
+    def _postpone(self, row: dict, exc: Exception, recipients: list[str] | None = None) -> None:
+        """Retry later (backing off), to ``recipients`` only when given."""
         attempts = row["attempts"] + 1
         delay = min(BACKOFF_FIRST_SECONDS * 2 ** (attempts - 1), BACKOFF_MAX_SECONDS)
         retry_at = now_iso(self.clock() + dt.timedelta(seconds=delay))
         with self.store.transaction() as db:
             db.execute(
-                "UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
-                [attempts, retry_at, errors.describe_failure(exc, "smtp")[1][:500], row["id"]],
+                "UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ?, "
+                "recipients = ? WHERE id = ?",
+                [attempts, retry_at, errors.describe_failure(exc, "smtp")[1][:500],
+                 ", ".join(recipients) if recipients else row["recipients"], row["id"]],
             )
 
     def _mark_sent(self, row: dict) -> None:
