@@ -20,6 +20,7 @@ import logging
 import os
 import pathlib
 import queue
+import sqlite3
 import threading
 import time
 from typing import Any, Callable
@@ -44,6 +45,10 @@ ENV_JOBS = "SFCTI_JOBS"  # "off": no scheduler nor alert sender here (one-shot C
 # threads run only while it handles a message, must not hold a request to Salesforce open)
 ENV_SEND_TASKS = "SFCTI_SEND_TASKS"
 TASK_GATHER_SECONDS = 1.0   # calls ending together go out as one request
+# The host's thread waits this long for a call's history row; a database that cannot take it
+# (locked by another process, disk full, read-only) gets it later from a retrying writer thread.
+END_WAIT_SECONDS = 1.0
+RECORD_RETRY_SECONDS = (0.2, 5.0)   # first and longest pause between attempts to write a call
 # lookup threads per process; a host process that handles one call at a time (a Kamailio worker)
 # needs few, and every thread costs it memory of its own
 ENV_LOOKUP_THREADS = "SFCTI_LOOKUP_THREADS"
@@ -160,6 +165,7 @@ class Runtime:
         self.lookups = WorkerPool("sfcti-lookup", lookup_threads)
         self.background = WorkerPool("sfcti-register", REGISTER_THREADS)
         self.task_sender = WorkerPool("sfcti-tasks", 1)
+        self.recorder = WorkerPool("sfcti-history", REGISTER_THREADS)
         self.sends_tasks = _env_on(ENV_SEND_TASKS)
         self._tasks_due = threading.Event()
         self.matches = Memo(SHOWN_MAX, ttl=MATCH_TTL)
@@ -256,7 +262,32 @@ class Runtime:
         facts = history.call_facts(call)
         number = parse_phone(facts.remote_number, settings.default_region)
         shown = self.shown.get(facts.call_id, pop=True) or self._display_after(number)
-        row, queued = registration.record_ended_call(self.store, facts, shown, number.display, settings)
+        written = self.recorder.submit(self._record_ended_call, facts, shown, number, settings)
+        try:
+            return written.result(timeout=END_WAIT_SECONDS)
+        except concurrent.futures.TimeoutError:
+            log.warning("sfcti: the database cannot take call %r now; it is recorded as soon as it "
+                        "can", facts.call_id)
+            return None
+
+    def _record_ended_call(self, facts, shown: dict, number, settings: Settings) -> dict | None:
+        """Write the ended call, retrying while the database cannot take it: the call is never
+        dropped while this process runs. Then queue its registration and Task."""
+        pause, attempts = RECORD_RETRY_SECONDS[0], 0
+        while True:
+            try:
+                row, queued = registration.record_ended_call(self.store, facts, shown, number.display,
+                                                             settings)
+                break
+            except sqlite3.OperationalError as exc:  # locked, disk full, read-only, I/O error
+                attempts += 1
+                log.warning("sfcti: cannot record call %r yet (attempt %d: %s); retrying in %.1f s",
+                            facts.call_id, attempts, exc, pause)
+                self.store.close()      # a connection opened on a read-only folder stays read-only
+                time.sleep(pause)
+                pause = min(pause * 2, RECORD_RETRY_SECONDS[1])
+        if attempts:
+            log.warning("sfcti: call %r recorded after %d failed attempts", facts.call_id, attempts)
         if queued and registration.registers_after_call(settings):
             self.background.submit(self._register_after_call, number.e164, shown, facts.call_id)
         if row and self.sends_tasks and activity.wanted(settings):
@@ -292,7 +323,7 @@ class Runtime:
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Wait for queued lookups, registrations and Task sends to finish; False on timeout."""
         deadline = time.monotonic() + timeout
-        for pool in (self.lookups, self.background, self.task_sender):
+        for pool in (self.recorder, self.lookups, self.background, self.task_sender):
             if not pool.wait_idle(max(0.0, deadline - time.monotonic())):
                 return False
         return True
@@ -306,6 +337,7 @@ class Runtime:
         self.lookups.stop()
         self.background.stop()
         self.task_sender.stop()
+        self.recorder.stop()
 
 
 _RUNTIMES: dict[tuple[int, pathlib.Path], Runtime] = {}
