@@ -69,9 +69,12 @@ def sender_of(settings) -> str:
     return f"sfcti@{socket.getfqdn() or 'localhost'}"
 
 
-def send_message(settings, msg: EmailMessage, timeout: float = 10.0) -> dict:
+def send_message(settings, msg: EmailMessage, timeout: float = 10.0,
+                 on_accepted: Callable[[dict], None] | None = None) -> dict:
     """Send ``msg`` through the configured SMTP server (STARTTLS, SSL or plain); returns the
     recipients the server refused while it took the others (``{address: (code, reply)}``).
+    ``on_accepted(refused)`` runs as soon as the server has taken the message, before saying
+    goodbye, so the caller can note it before anything else can go wrong.
 
     :raises smtplib.SMTPException, OSError, ssl.SSLError: when the server cannot take it
     :raises MailNotConfigured: when there is no SMTP host
@@ -89,7 +92,10 @@ def send_message(settings, msg: EmailMessage, timeout: float = 10.0) -> dict:
             client.starttls(context=context)
         if settings.smtp_user:
             client.login(settings.smtp_user, settings.smtp_password)
-        return client.send_message(msg)
+        refused = client.send_message(msg)
+        if on_accepted is not None:
+            on_accepted(refused)
+        return refused
 
 
 def _tls_context(settings) -> ssl.SSLContext:
@@ -146,16 +152,21 @@ class Outbox:
         settings = settings or load_settings(self.store)
         sent = 0
         while (row := self._claim_next()) is not None:
-            refused = {}
+            taken: dict = {}
             try:
-                refused = send_message(settings, self._message(settings, row), self.timeout)
-                if refused:  # the others have it: keep it for the refused ones only
-                    raise smtplib.SMTPRecipientsRefused(refused)
+                # noted the moment the server takes it: a goodbye that fails or hangs cannot send it twice
+                send_message(settings, self._message(settings, row), self.timeout,
+                             on_accepted=lambda refused, row=row: taken.update(
+                                 refused=self._settle(row, refused)))
             except Exception as exc:
-                self._postpone(row, exc, list(refused) if refused else None)
-                errors.report_failure(self.store, "send_alert", exc, expected="smtp")
+                if "refused" not in taken:   # not taken (after taking it, only the goodbye failed)
+                    self._postpone(row, exc)
+                    errors.report_failure(self.store, "send_alert", exc, expected="smtp")
+                    return sent, 1
+            if taken.get("refused"):
+                errors.report_failure(self.store, "send_alert",
+                                      smtplib.SMTPRecipientsRefused(taken["refused"]), expected="smtp")
                 return sent, 1
-            self._mark_sent(row)
             sent += 1
         if sent:
             errors.record_recovery(self.store, "smtp", "send_alert")
@@ -181,6 +192,15 @@ class Outbox:
         message_id = f"<sfcti-alert-{row['id']}-{row['created_at'][:19].replace(':', '')}@{_domain(sender_of(settings))}>"
         return build_message(sender_of(settings), recipient_list(row["recipients"]),
                              row["subject"], row["body"], message_id)
+
+    def _settle(self, row: dict, refused: dict) -> dict:
+        """The server took ``row``'s mail: sent, or kept for the recipients it ``refused`` (the
+        others have it). Returns ``refused``."""
+        if refused:
+            self._postpone(row, smtplib.SMTPRecipientsRefused(refused), list(refused))
+        else:
+            self._mark_sent(row)
+        return refused
 
     def _postpone(self, row: dict, exc: Exception, recipients: list[str] | None = None) -> None:
         """Retry later (backing off), to ``recipients`` only when given."""

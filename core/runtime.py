@@ -29,6 +29,7 @@ from core import activity, history, jobs, registration
 from core.alerts import AlertWorker
 from core.display import UNAVAILABLE, display_for, unavailable_display, unmatchable_display
 from core.errors import close_salesforce_incidents, report_failure
+from core.pending_calls import Journal
 from core.phone import parse_phone
 from core.resolver import Resolver
 from core.settings import Settings, load_settings
@@ -46,7 +47,8 @@ ENV_JOBS = "SFCTI_JOBS"  # "off": no scheduler nor alert sender here (one-shot C
 ENV_SEND_TASKS = "SFCTI_SEND_TASKS"
 TASK_GATHER_SECONDS = 1.0   # calls ending together go out as one request
 # The host's thread waits this long for a call's history row; a database that cannot take it
-# (locked by another process, disk full, read-only) gets it later from a retrying writer thread.
+# (locked by another process, disk full, read-only) gets it later from a retrying writer thread,
+# and meanwhile the call waits in a journal file (core/pending_calls.py) in case the process dies.
 END_WAIT_SECONDS = 1.0
 RECORD_RETRY_SECONDS = (0.2, 5.0)   # first and longest pause between attempts to write a call
 # lookup threads per process; a host process that handles one call at a time (a Kamailio worker)
@@ -166,6 +168,8 @@ class Runtime:
         self.background = WorkerPool("sfcti-register", REGISTER_THREADS)
         self.task_sender = WorkerPool("sfcti-tasks", 1)
         self.recorder = WorkerPool("sfcti-history", REGISTER_THREADS)
+        self.journal = Journal(self.store.home)
+        self.recorder.submit(self._replay_journals)
         self.sends_tasks = _env_on(ENV_SEND_TASKS)
         self._tasks_due = threading.Event()
         self.matches = Memo(SHOWN_MAX, ttl=MATCH_TTL)
@@ -268,7 +272,21 @@ class Runtime:
         except concurrent.futures.TimeoutError:
             log.warning("sfcti: the database cannot take call %r now; it is recorded as soon as it "
                         "can", facts.call_id)
+            if self.journal.add(facts, shown):
+                written.add_done_callback(lambda _: self.journal.written())
             return None
+
+    def _replay_journals(self) -> None:
+        """Record the calls a stopped process had kept in its journal."""
+        try:
+            self.journal.replay_dead(self._record_replayed)
+        except Exception as exc:  # a worker thread must never die of it
+            report_failure(self.store, "on_call_ended", exc)
+
+    def _record_replayed(self, facts, shown: dict) -> None:
+        settings = self.settings()
+        self._record_ended_call(facts, shown, parse_phone(facts.remote_number, settings.default_region),
+                                settings)
 
     def _record_ended_call(self, facts, shown: dict, number, settings: Settings) -> dict | None:
         """Write the ended call, retrying while the database cannot take it: the call is never

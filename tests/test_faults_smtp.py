@@ -52,6 +52,7 @@ class AuthSmtp(SmtpServer):
     def __init__(self, port: int):
         super().__init__(port)
         self.reject_login = False
+        self.quit_reply = ""                     # a reply to QUIT other than "221 Bye"
         self.refused: set[str] = set()
         self.deliveries: list[tuple[str, str]] = []          # (recipient, subject)
 
@@ -79,8 +80,22 @@ class AuthSmtp(SmtpServer):
     def start(self) -> "AuthSmtp":
         """Listen with AUTH required (over plain SMTP on loopback)."""
         from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import SMTP
 
-        self.controller = Controller(self, hostname="127.0.0.1", port=self.port,
+        owner = self
+
+        class Session(SMTP):
+            async def smtp_QUIT(self, arg):
+                if not owner.quit_reply:
+                    return await super().smtp_QUIT(arg)
+                await self.push(owner.quit_reply)
+                self.transport.close()
+
+        class QuitController(Controller):
+            def factory(self):
+                return Session(self.handler, **self.SMTP_kwargs)
+
+        self.controller = QuitController(self, hostname="127.0.0.1", port=self.port,
                                      authenticator=self._authenticate, auth_required=True,
                                      auth_require_tls=False)   # loopback: no TLS needed
         self.controller.start()
@@ -204,4 +219,30 @@ def test_smtp_fault_row(row, store, emulator, host, server):
     # the screen and the history never noticed
     from faultmatrix import history_of
     assert [r[:2] for r in history_of(store)] == [(call.call_id, "unavailable")]
+    forget_connection(store)
+
+
+def test_smtp_failing_after_taking_the_mail_sends_it_once(store, emulator, host, server):
+    """The server takes the alert, then answers QUIT with an error: the alert is sent, not
+    sent again."""
+    connect(store, emulator, connect_timeout=0.5, read_timeout=1.0,
+            **server.settings(smtp_user=USER, smtp_password=PASSWORD))
+    server.quit_reply = "421 4.3.2 Service shutting down"
+    server.start()
+    emulator.faults.http_status = 503
+    call, display, took = ring(host, "03-1234-5678")
+    assert display["status"] == "unavailable" and took < 0.9
+    end(host, call)
+    assert runtime().wait_idle(15)
+
+    clock = Clock()
+    alerts = Alerts(store, clock, smtp_timeout=1.0)
+    alerts.tick()
+    server.quit_reply = ""
+    clock.advance(minutes=5)
+    alerts.tick()
+    alerts.tick()
+    assert sorted(server.deliveries) == sorted([(OPS, SUBJECT), (ADMIN, SUBJECT)])   # once each
+    assert Outbox(store).pending() == []
+    assert incidents(store) == [("salesforce", "lookup", "SERVER_ERROR", 1, 1)]     # no SMTP error
     forget_connection(store)

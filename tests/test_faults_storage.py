@@ -174,3 +174,42 @@ def test_instance_folder_read_only(home, host, emulator, smtp_server, caplog):
     assert [i for i in incidents(store) if i[0] == "salesforce"] == []
     assert mailbox_after_tick(store, smtp_server, 0, timeout=0) == []
     forget_connection(store)
+
+
+ENDING_HOST = """
+import sys, time
+from bridges.host import load_host
+from plugin.call import Call
+pm = load_host()
+call = Call(call_id="killed-while-locked", remote_number=sys.argv[1])
+pm.hook.on_incoming_call(call=call)
+pm.hook.on_call_ended(call=call.end(answered=True, duration=5))
+print("ended", flush=True)
+time.sleep(60)
+"""
+
+
+def test_database_locked_then_the_host_killed_the_call_is_not_lost(connected, emulator, caplog):
+    """The end hook returned while the database was locked, then the host died (kill -9): the
+    next process on the folder records the call from the dead host's journal, once."""
+    from helpers import ROOT
+
+    caplog.set_level(logging.WARNING)
+    locker = subprocess.Popen([sys.executable, "-c", LOCKER, str(connected.db_path), "4"],
+                              stdout=subprocess.PIPE, text=True)
+    assert locker.stdout.readline().strip() == "locked"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), SFCTI_HOME=str(connected.home))
+    host = subprocess.Popen([sys.executable, "-c", ENDING_HOST, FAULTY], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert host.stdout.readline().strip() == "ended"       # the hook returned
+    finally:
+        host.kill()
+        host.wait(10)
+    assert "cannot take call 'killed-while-locked' now" in host.stderr.read()
+    assert locker.wait(10) == 0
+    assert _wait_for_history(connected, "killed-while-locked", timeout=0.5) == []   # lost so far
+    assert runtime().wait_idle(15)                               # a host process starts here
+    assert [r[:2] for r in history_of(connected)] == [("killed-while-locked", "unavailable")]
+    assert "ended calls of a stopped process recorded from its journal" in _host_log(caplog)
+    assert list((connected.home / "pending-calls").glob("*")) == []
