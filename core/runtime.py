@@ -25,11 +25,10 @@ import threading
 import time
 from typing import Any, Callable
 
-from core import activity, history, jobs, registration
+from core import activity, history, jobs, pending_calls, registration
 from core.alerts import AlertWorker
 from core.display import UNAVAILABLE, display_for, unavailable_display, unmatchable_display
 from core.errors import close_salesforce_incidents, report_failure
-from core.pending_calls import Journal
 from core.phone import parse_phone
 from core.resolver import Resolver
 from core.settings import Settings, load_settings
@@ -41,16 +40,16 @@ MATCH_TTL = 600.0       # seconds a live match answers from memory when it is no
 SHOWN_MAX = 20_000      # displays remembered between a call's screen and its end
 LOOKUP_THREADS = 8      # requests' connection pool keeps 10 connections per host
 REGISTER_THREADS = 2
-ENV_JOBS = "SFCTI_JOBS"  # "off": no scheduler nor alert sender here (one-shot CLI hosts, tests)
-# "off": ended calls' Tasks are left to the process that runs the jobs (a Kamailio worker, whose
-# threads run only while it handles a message, must not hold a request to Salesforce open)
-ENV_SEND_TASKS = "SFCTI_SEND_TASKS"
-TASK_GATHER_SECONDS = 1.0   # calls ending together go out as one request
 # The host's thread waits this long for a call's history row; a database that cannot take it
 # (locked by another process, disk full, read-only) gets it later from a retrying writer thread,
 # and meanwhile the call waits in a journal file (core/pending_calls.py) in case the process dies.
 END_WAIT_SECONDS = 1.0
 RECORD_RETRY_SECONDS = (0.2, 5.0)   # first and longest pause between attempts to write a call
+ENV_JOBS = "SFCTI_JOBS"  # "off": no scheduler nor alert sender here (one-shot CLI hosts, tests)
+# "off": ended calls' Tasks are left to the process that runs the jobs (a Kamailio worker, whose
+# threads run only while it handles a message, must not hold a request to Salesforce open)
+ENV_SEND_TASKS = "SFCTI_SEND_TASKS"
+TASK_GATHER_SECONDS = 1.0   # calls ending together go out as one request
 # lookup threads per process; a host process that handles one call at a time (a Kamailio worker)
 # needs few, and every thread costs it memory of its own
 ENV_LOOKUP_THREADS = "SFCTI_LOOKUP_THREADS"
@@ -167,13 +166,13 @@ class Runtime:
         self.lookups = WorkerPool("sfcti-lookup", lookup_threads)
         self.background = WorkerPool("sfcti-register", REGISTER_THREADS)
         self.task_sender = WorkerPool("sfcti-tasks", 1)
-        self.recorder = WorkerPool("sfcti-history", REGISTER_THREADS)
-        self.journal = Journal(self.store.home)
-        self.recorder.submit(self._replay_journals)
         self.sends_tasks = _env_on(ENV_SEND_TASKS)
         self._tasks_due = threading.Event()
         self.matches = Memo(SHOWN_MAX, ttl=MATCH_TTL)
         self.shown = Memo(SHOWN_MAX)
+        self.recorder = WorkerPool("sfcti-history", REGISTER_THREADS)
+        self.journal = pending_calls.Journal(self.store.home)
+        self.recorder.submit(self._replay_journals)
         self._inflight: dict[str, concurrent.futures.Future] = {}
         self._lock = threading.Lock()
         self._settings: Settings | None = None
@@ -341,10 +340,15 @@ class Runtime:
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Wait for queued lookups, registrations and Task sends to finish; False on timeout."""
         deadline = time.monotonic() + timeout
-        for pool in (self.recorder, self.lookups, self.background, self.task_sender):
+        for pool in (self.lookups, self.background, self.task_sender):
             if not pool.wait_idle(max(0.0, deadline - time.monotonic())):
                 return False
-        return True
+        return self._history_writes_idle(deadline)
+
+    def _history_writes_idle(self, deadline: float) -> bool:
+        """Wait for the history writes still retrying, then for what they queued."""
+        return all(pool.wait_idle(max(0.0, deadline - time.monotonic()))
+                   for pool in (self.recorder, self.background, self.task_sender))
 
     def shutdown(self) -> None:
         """Stop the scheduler and the alert sender and let the worker threads end."""
@@ -353,9 +357,9 @@ class Runtime:
         if self.alert_worker is not None:
             self.alert_worker.stop()
         self.lookups.stop()
+        self.recorder.stop()
         self.background.stop()
         self.task_sender.stop()
-        self.recorder.stop()
 
 
 _RUNTIMES: dict[tuple[int, pathlib.Path], Runtime] = {}
