@@ -170,13 +170,13 @@ class Runtime:
         self._tasks_due = threading.Event()
         self.matches = Memo(SHOWN_MAX, ttl=MATCH_TTL)
         self.shown = Memo(SHOWN_MAX)
-        self.recorder = WorkerPool("sfcti-history", REGISTER_THREADS)
-        self.journal = pending_calls.Journal(self.store.home)
-        self.recorder.submit(self._replay_journals)
         self._inflight: dict[str, concurrent.futures.Future] = {}
         self._lock = threading.Lock()
         self._settings: Settings | None = None
         self.resolver = Resolver(self.store)
+        self.recorder = WorkerPool("sfcti-history", REGISTER_THREADS)
+        self.journal = pending_calls.Journal(self.store.home)
+        self.recorder.submit(self._replay_journals)
         self.scheduler = jobs.JobScheduler(self.store, lambda: self.resolver) if jobs_enabled else None
         # alert mails must go out from a host even when no admin process runs
         self.alert_worker = AlertWorker(self.store) if jobs_enabled else None
@@ -283,7 +283,7 @@ class Runtime:
             report_failure(self.store, "on_call_ended", exc)
 
     def _record_replayed(self, facts, shown: dict) -> None:
-        settings = self.settings()
+        settings = load_settings(self.store)   # not self.settings(): the runtime is still starting
         self._record_ended_call(facts, shown, parse_phone(facts.remote_number, settings.default_region),
                                 settings)
 
