@@ -138,6 +138,11 @@ _ENTRIES = [
      "Salesforce answered with a server error (5xx).",
      "Salesforce 側の一時的な障害の可能性があります。status.salesforce.com を確認し、時間をおいて再試行してください。続く場合は詳細を添えて Salesforce サポートに問い合わせてください。",
      "This is usually a temporary problem at Salesforce. Check status.salesforce.com and try again later; if it persists, contact Salesforce support with the detail shown."),
+    ("BAD_RESPONSE", "salesforce",
+     "Salesforce からの応答を読み取れませんでした（JSON ではない、途中で切れている、またはプロキシなどの Web ページが返されました）。",
+     "The answer from Salesforce could not be read: it was not JSON, was cut short, or was a web page (from a proxy or a maintenance page).",
+     "プロキシやファイアウォールが Salesforce への通信を書き換えたり遮断したりしていないか、ログイン URL が正しいかを確認してください。status.salesforce.com でメンテナンス情報も確認してください。画面表示は番号のみで続行されます。",
+     "Check that no proxy or firewall rewrites or blocks the traffic to Salesforce, that the login URL is right, and status.salesforce.com for maintenance. Screens keep showing the number meanwhile."),
     ("NOT_FOUND", "salesforce",
      "Salesforce 上で要求したリソースが見つかりませんでした。",
      "Salesforce could not find the requested resource.",
@@ -443,6 +448,9 @@ def _requests_code(exc: Exception) -> str | None:
         return "TLS_ERROR"
     if isinstance(exc, rex.Timeout):
         return "TIMEOUT"
+    # not JSON (a web page, a cut answer), or a body that ended before its promised length
+    if isinstance(exc, (rex.InvalidJSONError, rex.ChunkedEncodingError, rex.ContentDecodingError)):
+        return "BAD_RESPONSE"
     if isinstance(exc, rex.ConnectionError):
         text = str(exc)
         if "SSL" in text or "CERTIFICATE" in text.upper():

@@ -69,8 +69,12 @@ def sender_of(settings) -> str:
     return f"sfcti@{socket.getfqdn() or 'localhost'}"
 
 
-def send_message(settings, msg: EmailMessage, timeout: float = 10.0) -> None:
-    """Send ``msg`` through the configured SMTP server (STARTTLS, SSL or plain).
+def send_message(settings, msg: EmailMessage, timeout: float = 10.0,
+                 on_accepted: Callable[[dict], None] | None = None) -> dict:
+    """Send ``msg`` through the configured SMTP server (STARTTLS, SSL or plain); returns the
+    recipients the server refused while it took the others (``{address: (code, reply)}``).
+    ``on_accepted(refused)`` runs as soon as the server has taken the message, before saying
+    goodbye, so the caller can note it before anything else can go wrong.
 
     :raises smtplib.SMTPException, OSError, ssl.SSLError: when the server cannot take it
     :raises MailNotConfigured: when there is no SMTP host
@@ -88,7 +92,10 @@ def send_message(settings, msg: EmailMessage, timeout: float = 10.0) -> None:
             client.starttls(context=context)
         if settings.smtp_user:
             client.login(settings.smtp_user, settings.smtp_password)
-        client.send_message(msg)
+        refused = client.send_message(msg)
+        if on_accepted is not None:
+            on_accepted(refused)
+        return refused
 
 
 def _tls_context(settings) -> ssl.SSLContext:
@@ -145,13 +152,21 @@ class Outbox:
         settings = settings or load_settings(self.store)
         sent = 0
         while (row := self._claim_next()) is not None:
+            taken: dict = {}
             try:
-                send_message(settings, self._message(settings, row), self.timeout)
+                # noted the moment the server takes it: a goodbye that fails or hangs cannot send it twice
+                send_message(settings, self._message(settings, row), self.timeout,
+                             on_accepted=lambda refused, row=row: taken.update(
+                                 refused=self._settle(row, refused)))
             except Exception as exc:
-                self._postpone(row, exc)
-                errors.report_failure(self.store, "send_alert", exc, expected="smtp")
+                if "refused" not in taken:   # not taken (after taking it, only the goodbye failed)
+                    self._postpone(row, exc)
+                    errors.report_failure(self.store, "send_alert", exc, expected="smtp")
+                    return sent, 1
+            if taken.get("refused"):
+                errors.report_failure(self.store, "send_alert",
+                                      smtplib.SMTPRecipientsRefused(taken["refused"]), expected="smtp")
                 return sent, 1
-            self._mark_sent(row)
             sent += 1
         if sent:
             errors.record_recovery(self.store, "smtp", "send_alert")
@@ -178,14 +193,26 @@ class Outbox:
         return build_message(sender_of(settings), recipient_list(row["recipients"]),
                              row["subject"], row["body"], message_id)
 
-    def _postpone(self, row: dict, exc: Exception) -> None:
+    def _settle(self, row: dict, refused: dict) -> dict:
+        """The server took ``row``'s mail: sent, or kept for the recipients it ``refused`` (the
+        others have it). Returns ``refused``."""
+        if refused:
+            self._postpone(row, smtplib.SMTPRecipientsRefused(refused), list(refused))
+        else:
+            self._mark_sent(row)
+        return refused
+
+    def _postpone(self, row: dict, exc: Exception, recipients: list[str] | None = None) -> None:
+        """Retry later (backing off), to ``recipients`` only when given."""
         attempts = row["attempts"] + 1
         delay = min(BACKOFF_FIRST_SECONDS * 2 ** (attempts - 1), BACKOFF_MAX_SECONDS)
         retry_at = now_iso(self.clock() + dt.timedelta(seconds=delay))
         with self.store.transaction() as db:
             db.execute(
-                "UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
-                [attempts, retry_at, errors.describe_failure(exc, "smtp")[1][:500], row["id"]],
+                "UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ?, "
+                "recipients = ? WHERE id = ?",
+                [attempts, retry_at, errors.describe_failure(exc, "smtp")[1][:500],
+                 ", ".join(recipients) if recipients else row["recipients"], row["id"]],
             )
 
     def _mark_sent(self, row: dict) -> None:

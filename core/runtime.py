@@ -24,11 +24,12 @@ import logging
 import os
 import pathlib
 import queue
+import sqlite3
 import threading
 import time
 from typing import Any, Callable
 
-from core import activity, history, jobs, registration
+from core import activity, history, jobs, pending_calls, registration
 from core.alerts import AlertWorker
 from core.display import UNAVAILABLE, display_for, unavailable_display, unmatchable_display
 from core.errors import close_salesforce_incidents, record_late_screens, report_failure
@@ -43,6 +44,11 @@ MATCH_TTL = 600.0       # seconds a live match answers from memory when it is no
 SHOWN_MAX = 20_000      # displays remembered between a call's screen and its end
 LOOKUP_THREADS = 8      # requests' connection pool keeps 10 connections per host
 REGISTER_THREADS = 2
+# The host's thread waits this long for a call's history row; a database that cannot take it
+# (locked by another process, disk full, read-only) gets it later from a retrying writer thread,
+# and meanwhile the call waits in a journal file (core/pending_calls.py) in case the process dies.
+END_WAIT_SECONDS = 1.0
+RECORD_RETRY_SECONDS = (0.2, 5.0)   # first and longest pause between attempts to write a call
 ENV_JOBS = "SFCTI_JOBS"  # "off": no scheduler nor alert sender here (one-shot CLI hosts, tests)
 # "off": ended calls' Tasks are left to the process that runs the jobs (a Kamailio worker, whose
 # threads run only while it handles a message, must not hold a request to Salesforce open)
@@ -221,6 +227,9 @@ class Runtime:
         self._lock = threading.Lock()
         self._settings: Settings | None = None
         self.resolver = Resolver(self.store)
+        self.recorder = WorkerPool("sfcti-history", REGISTER_THREADS)
+        self.journal = pending_calls.Journal(self.store.home)
+        self.recorder.submit(self._replay_journals)
         self.scheduler = jobs.JobScheduler(self.store, lambda: self.resolver) if jobs_enabled else None
         # alert mails must go out from a host even when no admin process runs
         self.alert_worker = AlertWorker(self.store) if jobs_enabled else None
@@ -318,7 +327,46 @@ class Runtime:
         facts = history.call_facts(call)
         number = parse_phone(facts.remote_number, settings.default_region)
         shown = self.shown.get(facts.call_id, pop=True) or self._display_after(number)
-        row, queued = registration.record_ended_call(self.store, facts, shown, number.display, settings)
+        written = self.recorder.submit(self._record_ended_call, facts, shown, number, settings)
+        try:
+            return written.result(timeout=END_WAIT_SECONDS)
+        except concurrent.futures.TimeoutError:
+            log.warning("sfcti: the database cannot take call %r now; it is recorded as soon as it "
+                        "can", facts.call_id)
+            if self.journal.add(facts, shown):
+                written.add_done_callback(lambda _: self.journal.written())
+            return None
+
+    def _replay_journals(self) -> None:
+        """Record the calls a stopped process had kept in its journal."""
+        try:
+            self.journal.replay_dead(self._record_replayed)
+        except Exception as exc:  # a worker thread must never die of it
+            report_failure(self.store, "on_call_ended", exc)
+
+    def _record_replayed(self, facts, shown: dict) -> None:
+        settings = load_settings(self.store)   # not self.settings(): the runtime is still starting
+        self._record_ended_call(facts, shown, parse_phone(facts.remote_number, settings.default_region),
+                                settings)
+
+    def _record_ended_call(self, facts, shown: dict, number, settings: Settings) -> dict | None:
+        """Write the ended call, retrying while the database cannot take it: the call is never
+        dropped while this process runs. Then queue its registration and Task."""
+        pause, attempts = RECORD_RETRY_SECONDS[0], 0
+        while True:
+            try:
+                row, queued = registration.record_ended_call(self.store, facts, shown, number.display,
+                                                             settings)
+                break
+            except sqlite3.OperationalError as exc:  # locked, disk full, read-only, I/O error
+                attempts += 1
+                log.warning("sfcti: cannot record call %r yet (attempt %d: %s); retrying in %.1f s",
+                            facts.call_id, attempts, exc, pause)
+                self.store.close()      # a connection opened on a read-only folder stays read-only
+                time.sleep(pause)
+                pause = min(pause * 2, RECORD_RETRY_SECONDS[1])
+        if attempts:
+            log.warning("sfcti: call %r recorded after %d failed attempts", facts.call_id, attempts)
         if queued and registration.registers_after_call(settings):
             self.background.submit(self._register_after_call, number.e164, shown, facts.call_id)
         if row and self.sends_tasks and activity.wanted(settings):
@@ -358,7 +406,12 @@ class Runtime:
         for pool in (self.lookups, self.background, self.task_sender, self.incidents):
             if not pool.wait_idle(max(0.0, deadline - time.monotonic())):
                 return False
-        return True
+        return self._history_writes_idle(deadline)
+
+    def _history_writes_idle(self, deadline: float) -> bool:
+        """Wait for the history writes still retrying, then for what they queued."""
+        return all(pool.wait_idle(max(0.0, deadline - time.monotonic()))
+                   for pool in (self.recorder, self.background, self.task_sender))
 
     def shutdown(self) -> None:
         """Stop the scheduler and the alert sender and let the worker threads end."""
@@ -367,6 +420,7 @@ class Runtime:
         if self.alert_worker is not None:
             self.alert_worker.stop()
         self.lookups.stop()
+        self.recorder.stop()
         self.background.stop()
         self.task_sender.stop()
         self.incidents.stop()

@@ -22,6 +22,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
+import queue
 import re
 import threading
 import urllib.parse
@@ -42,6 +44,7 @@ REQUIRED_READ = ("Contact", "Account", "Lead")
 REQUIRED_CREATE = ("Task",)
 OAUTH_METHODS = ("oauth_web", "oauth_client_credentials")
 _LIMIT_INFO = re.compile(r"api-usage=(\d+)/(\d+)")
+ACCOUNTING_WAIT_SECONDS = 0.25   # the longest a request waits for its usage count to be written
 
 
 # ---------------------------------------------------------------------------------------------
@@ -105,7 +108,7 @@ class ConnectionTestFailed(SalesforceError):
         self.problems = list(problems)
 
 
-_UNAVAILABLE = {"TIMEOUT", "CONNECTION_ERROR", "TLS_ERROR", "SERVER_ERROR"}
+_UNAVAILABLE = {"TIMEOUT", "CONNECTION_ERROR", "TLS_ERROR", "SERVER_ERROR", "BAD_RESPONSE"}
 _ACCESS = {"INSUFFICIENT_ACCESS", "API_DISABLED_FOR_ORG", "API_CURRENTLY_DISABLED"}
 _SESSION = {"INVALID_SESSION_ID", "INVALID_OPERATION_WITH_EXPIRED_PASSWORD"}
 
@@ -168,6 +171,52 @@ class ApiSession(oauth.PinnedSession):
         except Exception:  # accounting must never break a lookup
             log.exception("API usage accounting failed")
         return response
+
+
+def _account(store, kind: str, org_usage: tuple[int, int] | None) -> None:
+    store.count_api_call(kind)
+    if org_usage:
+        store.record_org_usage(*org_usage)
+
+
+class _Accountant:
+    """Writes the API usage counts in a daemon thread of its own, each request waiting for its
+    count at most ACCOUNTING_WAIT_SECONDS: a database locked by another process must not hold
+    a lookup (the count is written once the lock is gone)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._pid = None
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+
+    def write(self, fn: Callable, *args) -> None:
+        """Run ``fn(*args)`` in the accounting thread; wait for it only briefly."""
+        done = threading.Event()
+        self._running().put((fn, args, done))
+        if not done.wait(ACCOUNTING_WAIT_SECONDS):
+            log.warning("API usage accounting is waiting for the database; the lookup goes on")
+
+    def _running(self) -> queue.SimpleQueue:
+        with self._lock:
+            if self._pid != os.getpid():   # first use, or a forked child: threads do not survive a fork
+                self._pid, self._queue = os.getpid(), queue.SimpleQueue()
+                threading.Thread(target=self._work, args=(self._queue,), name="sfcti-accounting",
+                                 daemon=True).start()
+            return self._queue
+
+    @staticmethod
+    def _work(jobs: queue.SimpleQueue) -> None:
+        while True:
+            fn, args, done = jobs.get()
+            try:
+                fn(*args)
+            except Exception:  # accounting must never break a lookup
+                log.exception("API usage accounting failed")
+            finally:
+                done.set()
+
+
+_ACCOUNTANT = _Accountant()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -341,10 +390,9 @@ class Connection:
         # whose it is. Everything else, failures included, counts as a call.
         if self.store is None or response.status_code == 401:
             return
-        self.store.count_api_call(kind)
         match = _LIMIT_INFO.search(response.headers.get("Sforce-Limit-Info", ""))
-        if match:
-            self.store.record_org_usage(int(match.group(1)), int(match.group(2)))
+        _ACCOUNTANT.write(_account, self.store, kind,
+                          (int(match.group(1)), int(match.group(2))) if match else None)
 
     # -- calls ---------------------------------------------------------------------------------
 

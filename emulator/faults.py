@@ -23,7 +23,10 @@ LOGIN_FAULTS = {
                           "SOAP API login() is disabled by default in this org. Use OAuth 2.0, or enable "
                           "SOAP API login() in Setup > User Interface."),
 }
-_REQUEST_FAULTS = ("latency", "hang", "http_status", "reset", "drop_after", "late")
+_REQUEST_FAULTS = ("latency", "hang", "http_status", "reset", "drop_after", "late", "body",
+                   "content_type", "huge")
+# What `body` does to a REST answer (see Faults).
+BODY_FAULTS = ("malformed", "truncated", "short")
 
 
 class Faults:
@@ -37,8 +40,17 @@ class Faults:
     although the work is done). password_expired: logins succeed with passwordExpired=true and
     REST answers INVALID_OPERATION_WITH_EXPIRED_PASSWORD. login_fault: a code of LOGIN_FAULTS
     every login fails with. kinds: request kinds the request faults apply to (None: all).
-    times: how many requests latency/http_status/reset/drop_after/late hit before clearing
-    themselves (None: forever); a hang lasts until cleared.
+    times: how many requests latency/http_status/reset/drop_after/late/body/content_type/huge
+    hit before clearing themselves (None: forever); a hang lasts until cleared.
+
+    Answers gone wrong on the way (REST answers only; login is unaffected): body "malformed"
+    (JSON keys unquoted, as a JavaScript literal), "truncated" (the JSON cut in half, framed
+    correctly) or "short" (Content-Length promises the whole answer, half arrives, the connection
+    closes). content_type: REST answers carry this Content-Type; "text/html" answers 200 with an
+    HTML page instead of JSON (a proxy's block page or a maintenance page). huge: the JSON answer
+    padded with spaces to this many bytes (still valid JSON). untrusted_cert: new connections
+    get a certificate of another CA, which clients of ``ca_path`` do not trust (connection-wide:
+    kinds and times do not apply).
     """
 
     def __init__(self):
@@ -56,6 +68,10 @@ class Faults:
             self.reset = False
             self.drop_after = False
             self.late = 0.0
+            self._body = None
+            self.content_type = None
+            self.huge = 0
+            self.untrusted_cert = False
             self.password_expired = False
             self._login_fault = None
             self.kinds = None
@@ -83,6 +99,17 @@ class Faults:
             self._cond.notify_all()
 
     @property
+    def body(self):
+        """What happens to REST answers' bodies: None or one of BODY_FAULTS."""
+        return self._body
+
+    @body.setter
+    def body(self, value):
+        if value is not None and value not in BODY_FAULTS:
+            raise ValueError(f"Unknown body fault {value!r}; known: {', '.join(BODY_FAULTS)}")
+        self._body = value
+
+    @property
     def login_fault(self):
         """The code every login fails with, or None."""
         return self._login_fault
@@ -106,7 +133,7 @@ class Faults:
 
     def for_request(self, kind):
         """The request faults that hit a request of `kind`: dict of latency/hang/http_status/reset/
-        drop_after/late."""
+        drop_after/late/body/content_type/huge."""
         with self._cond:
             if self.kinds is not None and kind not in self.kinds:
                 return {}
@@ -116,6 +143,7 @@ class Faults:
                 if self.times <= 0:
                     self.latency, self.http_status, self.reset = 0.0, None, False
                     self.drop_after, self.late = False, 0.0
+                    self._body, self.content_type, self.huge = None, None, 0
                     self.times = None
             return active
 

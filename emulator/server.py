@@ -34,6 +34,10 @@ _EXPIRED_PASSWORD = [{"message": "The users password has expired, you must call 
                                  "attempting any other API operations",
                       "errorCode": "INVALID_OPERATION_WITH_EXPIRED_PASSWORD"}]
 _LIMIT_EXCEEDED = [{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}]
+_UNQUOTED_KEY = re.compile(rb'"(\w+)":')
+_HTML_PAGE = (b"<!DOCTYPE html><html><head><title>Salesforce - Maintenance</title></head><body>"
+              b"<h1>Down for maintenance</h1><p>This page is not the API you asked for.</p></body></html>")
+_PAD_CHUNK = 1 << 20
 _SERVER_ERRORS = {
     500: [{"message": "An unexpected error occurred. Please include this ErrorId if you contact support: "
                       "1234567890-12345 (-1234567890)", "errorCode": "UNKNOWN_EXCEPTION"}],
@@ -75,6 +79,7 @@ class Emulator:
         self._sessions = {}
         self._used, self._max = 0, daily_limit
         self._server = self._thread = None
+        self._untrusted = None
         self.oauth = oauth.OAuthServer(self)
 
     # ---- lifecycle ------------------------------------------------------------------------
@@ -104,6 +109,18 @@ class Emulator:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         cert.configure_cert(context)
         return context
+
+    def tls_context_for_new_connection(self, trusted):
+        """The TLS context a new connection is served with: ``trusted`` unless the
+        untrusted_cert fault is on (then a certificate of a CA nobody was given)."""
+        if not self.faults.untrusted_cert:
+            return trusted
+        if self._untrusted is None:
+            cert = trustme.CA(organization_name="untrusted CA").issue_cert(self.host, "localhost")
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            cert.configure_cert(context)
+            self._untrusted = context
+        return self._untrusted
 
     def stop(self):
         """Stop serving, release hung requests and remove a temporary CA folder."""
@@ -345,7 +362,8 @@ class _Server(ThreadingHTTPServer):
         # Headers and body leave in one segment anyway, but Nagle + delayed ACK would add 40 ms.
         request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
-            conn = self.context.wrap_socket(request, server_side=True)
+            context = self.emulator.tls_context_for_new_connection(self.context)
+            conn = context.wrap_socket(request, server_side=True)
         except (OSError, ssl.SSLError):
             return
         try:
@@ -386,6 +404,7 @@ class _Handler(BaseHTTPRequestHandler):
         entry = self._entry = {"time": datetime.now(timezone.utc).isoformat(), "method": self.command,
                                "path": path, "kind": kind, "status": None}
         body = self._read_body()
+        self._answer_faults = {}
         emu._record(entry)
         active = emu.faults.for_request(kind)
         emu.faults.wait_while_hung(active)
@@ -437,6 +456,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(status, data, content_type, headers)
         if kind == "versions":
             return self._json(200, _versions())
+        # from here on REST answers: the faults that spoil an answer on its way apply
+        self._answer_faults = active
         if active.get("http_status"):
             status = int(active["http_status"])
             return self._json(status, _SERVER_ERRORS.get(status, _SERVER_ERRORS[500]))
@@ -496,17 +517,52 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, status, data, content_type, headers=None):
         # Logged before the bytes leave: a client reading the log after its answer sees the status.
         self._entry["status"] = status
+        status, data, content_type, length, padding = self._spoil(status, data, content_type)
         self.send_response(status)
         if content_type:
             self.send_header("Content-Type", content_type)
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         if status != 204:
-            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Content-Length", str(length))
         self.end_headers()
         if data and self.command != "HEAD":
             self.wfile.write(data)
+            self._pad(padding)
         return status
+
+    def _spoil(self, status, data, content_type):
+        """(status, bytes, content type, Content-Length, padding) after the answer faults."""
+        faults = getattr(self, "_answer_faults", None) or {}
+        length = len(data)
+        if faults.get("content_type"):
+            content_type = faults["content_type"]
+            if content_type.split(";")[0].strip().lower() == "text/html":
+                status, data = 200, _HTML_PAGE
+                length = len(data)
+        body_fault = faults.get("body")
+        if body_fault and data:
+            self._entry["body"] = body_fault
+            if body_fault == "malformed":
+                data = _UNQUOTED_KEY.sub(rb"\1:", data)
+            elif body_fault == "truncated":
+                data = data[: len(data) // 2]
+            else:  # short: the whole length promised, half sent, then the connection closes
+                self.close_connection = True
+                length, data = len(data), data[: len(data) // 2]
+                return status, data, content_type, length, 0
+            length = len(data)
+        padding = max(0, int(faults.get("huge") or 0) - length) if data else 0
+        return status, data, content_type, length + padding, padding
+
+    def _pad(self, padding):
+        """Write ``padding`` spaces after a JSON answer (the huge fault), a megabyte at a time."""
+        chunk = b" " * min(padding, _PAD_CHUNK)
+        while padding > 0:
+            piece = chunk[:padding]
+            self.wfile.write(piece)
+            self.wfile.flush()
+            padding -= len(piece)
 
 
 def _versions():
