@@ -222,10 +222,18 @@ class Runtime:
         self._settings: Settings | None = None
         self.resolver = Resolver(self.store)
         self.scheduler = jobs.JobScheduler(self.store, lambda: self.resolver) if jobs_enabled else None
+        # (re)scheduling imports and starts APScheduler: never in a ringing call's thread
+        self.configurer = WorkerPool("sfcti-configure", 1)
         # alert mails must go out from a host even when no admin process runs
         self.alert_worker = AlertWorker(self.store) if jobs_enabled else None
         if self.alert_worker is not None:
             self.alert_worker.start()
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Load now what the first screens would otherwise load while a call rings: the settings
+        and the phone metadata of the default region."""
+        parse_phone("1234567890", self.settings().default_region)
 
     # -- shared objects ------------------------------------------------------------------------
 
@@ -236,21 +244,22 @@ class Runtime:
         if settings is not self._settings:
             self._settings = settings
             self.matches.clear()
-            self._configure_jobs(settings)
+            if self.scheduler is not None:
+                self.configurer.submit(self._configure_jobs, settings)
         return settings
 
     def _configure_jobs(self, settings: Settings) -> None:
-        if self.scheduler is not None:
-            try:
-                self.scheduler.configure(settings)
-            except Exception as exc:
-                report_failure(self.store, "scheduler", exc)
+        try:
+            self.scheduler.configure(settings)
+        except Exception as exc:
+            report_failure(self.store, "scheduler", exc)
 
     # -- screens -------------------------------------------------------------------------------
 
-    def screen(self, call: Any, direction: str) -> dict:
-        """The display for a ringing or dialling call, within the screen budget."""
-        started = time.monotonic()
+    def screen(self, call: Any, direction: str, started: float | None = None) -> dict:
+        """The display for a ringing or dialling call, within the screen budget counted from
+        ``started`` (time.monotonic() when the hook was entered; default now)."""
+        started = time.monotonic() if started is None else started
         settings = self.settings()
         facts = history.call_facts(call, direction)
         number = parse_phone(facts.remote_number, settings.default_region)
@@ -366,6 +375,7 @@ class Runtime:
             self.scheduler.stop()
         if self.alert_worker is not None:
             self.alert_worker.stop()
+        self.configurer.stop()
         self.lookups.stop()
         self.background.stop()
         self.task_sender.stop()
