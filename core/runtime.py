@@ -232,8 +232,12 @@ class Runtime:
 
     def _warm_up(self) -> None:
         """Load now what the first screens would otherwise load while a call rings: the settings
-        and the phone metadata of the default region."""
-        parse_phone("1234567890", self.settings().default_region)
+        and the phone metadata of the default region. A failure here is the first screen's to
+        meet and report."""
+        try:
+            parse_phone("1234567890", self.settings().default_region)
+        except Exception:
+            log.debug("warm-up failed", exc_info=True)
 
     # -- shared objects ------------------------------------------------------------------------
 
