@@ -297,7 +297,9 @@ def run_phase(name: str, home: str, plan: dict, seconds: float, processes: int, 
     # a host as deployed: the jobs (nightly run, index sync, alerts, Tasks) run in it too
     env = dict(os.environ, SFCTI_HOME=home, PYTHONPATH=str(ROOT), SFCTI_JOBS="on",
                SFCTI_SEND_TASKS="on")
-    start_at = time.time() + 3.0   # after every host has loaded the plugin
+    # calls are due from the moment the hosts start, as when a phone system restarts under
+    # traffic: each process's first rings meet the others still loading
+    start_at = time.time()
     outs, hosts = [], []
     # each host takes its own fresh numbers
     for p in range(processes):
@@ -415,6 +417,7 @@ def run(args: argparse.Namespace) -> dict:
     emulator = context.Process(target=serve, args=(child, ORG_SIZE, 1), daemon=True)
     emulator.start()
     home = tempfile.mkdtemp(prefix="sfcti-load-")
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
     try:
         info = parent.recv()
         emu = Emu(parent, {})
@@ -434,9 +437,11 @@ def run(args: argparse.Namespace) -> dict:
             phases[name] = summarize(phase, checked, errors, salesforce_down=hang)
         parent.send(("stop",))
     finally:
+        for process in busy:
+            process.kill()
         emulator.kill()
         shutil.rmtree(home, ignore_errors=True)
-    return {"phases": phases, "seconds": seconds, "processes": args.processes,
+    return {"phases": phases, "seconds": seconds, "processes": args.processes, "busy": args.busy,
             "threads": args.threads, "rate": args.rate}
 
 
@@ -509,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=THREADS, help="host threads per process")
     parser.add_argument("--rate", type=float, default=RATE, help="calls per second, all hosts")
     parser.add_argument("--profile", action="store_true", help="time the stages of each ring")
-    parser.add_argument("--burn", type=int, default=0,
+    parser.add_argument("--busy", type=int, default=0,
                         help="busy processes running beside the hosts (a loaded machine)")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--write-docs", action="store_true",
@@ -519,13 +524,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.host:
         host(json.loads(pathlib.Path(args.host).read_text()))
         return 0
-    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
-               for _ in range(args.burn)]
-    try:
-        figures = run(args)
-    finally:
-        for burner in burners:
-            burner.kill()
+    figures = run(args)
     text = report(figures)
     print(text)
     if args.profile:
