@@ -63,12 +63,18 @@ ENV_LOOKUP_THREADS = "SFCTI_LOOKUP_THREADS"
 class WorkerPool:
     """A fixed set of daemon threads running submitted functions; ``submit`` returns a Future."""
 
-    def __init__(self, name: str, size: int):
+    def __init__(self, name: str, size: int, eager: bool = False):
+        """``eager``: start the threads now, for a pool a ringing call's thread submits to once
+        its budget is spent (starting a thread waits until it runs: long on a busy machine)."""
         self.name, self.size = name, size
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._busy = 0
         self._idle = threading.Condition()
+        if eager:
+            with self._idle:
+                while len(self._threads) < size:
+                    self._start_thread()
 
     def submit(self, fn: Callable, *args: Any) -> concurrent.futures.Future:
         """Run ``fn(*args)`` in a worker thread."""
@@ -211,7 +217,7 @@ class Runtime:
         self.lookups = WorkerPool("sfcti-lookup", lookup_threads)
         self.background = WorkerPool("sfcti-register", REGISTER_THREADS)
         self.task_sender = WorkerPool("sfcti-tasks", 1)
-        self.incidents = WorkerPool("sfcti-incidents", 1)
+        self.incidents = WorkerPool("sfcti-incidents", 1, eager=True)
         self.late_screens = LateScreens(self.store, self.incidents)
         self.sends_tasks = _env_on(ENV_SEND_TASKS)
         self._tasks_due = threading.Event()
@@ -223,7 +229,7 @@ class Runtime:
         self.resolver = Resolver(self.store)
         self.scheduler = jobs.JobScheduler(self.store, lambda: self.resolver) if jobs_enabled else None
         # (re)scheduling imports and starts APScheduler: never in a ringing call's thread
-        self.configurer = WorkerPool("sfcti-configure", 1)
+        self.configurer = WorkerPool("sfcti-configure", 1, eager=jobs_enabled)
         # alert mails must go out from a host even when no admin process runs
         self.alert_worker = AlertWorker(self.store) if jobs_enabled else None
         if self.alert_worker is not None:
