@@ -14,7 +14,9 @@ row while Salesforce answers (while it hangs only Salesforce rows), every call p
 history exactly once (by call id), every ring answered within the screen budget + 50 ms.
 
 ``--profile`` times the stages of each ring inside the hosts (settings read, call facts, the
-cached read, the wait for a lookup...) and prints where the slow rings spent their time.
+cached read, the wait for a lookup...) and the longest garbage collections, and prints where the
+slow rings spent their time. ``--busy N`` runs N spinning processes beside the hosts (a loaded
+machine; a screen out of budget, SCREEN_LATE, is then recorded but no error).
 """
 
 from __future__ import annotations
@@ -184,6 +186,7 @@ def host(args: dict) -> None:
 
     pm = load_host()
     stages = install_stages() if args["profile"] else None
+    collections_ms = watch_gc() if args["profile"] else None
     plan = args["plan"]
     tag, rate, seconds = args["tag"], args["rate"], args["seconds"]
     total = int(rate * seconds)
@@ -238,8 +241,26 @@ def host(args: dict) -> None:
     with open(args["out"], "w", encoding="utf-8") as f:
         cpu = os.times()
         json.dump({"calls": calls, "failures": failures, "peak_rss_mb": vm_hwm_mb(),
-                   "cpu_s": cpu.user + cpu.system}, f)
+                   "cpu_s": cpu.user + cpu.system, "gc_ms": collections_ms}, f)
     os._exit(0)  # lookups still hanging in daemon threads must not hold the host
+
+
+def watch_gc() -> dict:
+    """``--profile``: the longest garbage collection of each generation, ms (they hold the GIL)."""
+    import gc
+
+    longest = {0: 0.0, 1: 0.0, 2: 0.0}
+    began = {}
+
+    def timer(phase, info):
+        if phase == "start":
+            began["at"] = time.perf_counter()
+        elif "at" in began:
+            generation = info["generation"]
+            longest[generation] = max(longest[generation], (time.perf_counter() - began["at"]) * 1000)
+
+    gc.callbacks.append(timer)
+    return longest
 
 
 def vm_hwm_mb() -> float:
@@ -267,7 +288,7 @@ def pss_mb(pid: int) -> float | None:
 # the run
 # ---------------------------------------------------------------------------------------------
 
-def prepare(emu: Emu, info: dict, home: str, seconds: float) -> dict:
+def prepare(info: dict, home: str, seconds: float) -> dict:
     """The instance folder: connected to the emulator, the phone index built, the registered
     contacts stored and the remembered unknown numbers rung once. Returns the number plan."""
     from core import index
@@ -394,6 +415,7 @@ def summarize(phase: dict, history_check: dict, errors: list[dict], salesforce_d
         "history": history_check, "peak_rss_mb": [h["peak_rss_mb"] for h in phase["hosts"]],
         "peak_pss_mb": phase["peak_pss_mb"], "broken": broken,
         "cpu_s": [round(h["cpu_s"], 1) for h in phase["hosts"]],
+        "gc_ms": [h.get("gc_ms") for h in phase["hosts"]],
         "stages": stage_figures(calls),
     }
 
@@ -424,7 +446,7 @@ def run(args: argparse.Namespace) -> dict:
     try:
         info = parent.recv()
         emu = Emu(parent, {})
-        plan = prepare(emu, info, home, seconds)
+        plan = prepare(info, home, seconds)
         phases, placed_total = {}, 0
         for name, hang in (("answering", False), ("hanging", True)):
             emu.ask("latency", LATENCY)
@@ -504,6 +526,7 @@ def print_profile(figures: dict) -> None:
         print(f"\n{name}: stage p50 / p99 / max ms (rings)")
         for stage, (p50, p99, top, n) in sorted(p["stages"]["table"].items(), key=lambda kv: -kv[1][2]):
             print(f"  {stage:16} {p50:8.2f} {p99:8.2f} {top:8.2f}  ({n})")
+        print(f"  longest garbage collections by generation, ms: {p['gc_ms']}")
         print(f"  host CPU seconds: {p['cpu_s']}; ring p50/p99/max {p['rings_p50']:.1f} / "
               f"{p['rings_p99']:.1f} / {p['rings_max']:.1f}, over: {p['over']}")
         for ring_ms, call_id, kind, spent in p["stages"]["slowest"]:
