@@ -231,7 +231,8 @@ def host(args: dict) -> None:
                 end_ms = None
                 failures.append(f"end {call.call_id}: {exc!r}")
             calls.append({"id": call.call_id, "kind": kind, "ring_ms": ring_ms, "end_ms": end_ms,
-                          "status": status, "late_ms": (placed - due) * 1000, "stages": spent})
+                          "status": status, "late_ms": (placed - due) * 1000, "stages": spent,
+                          "placed": placed, "done": time.time()})
 
     threads = [threading.Thread(target=agent, name=f"host-{i}") for i in range(args["threads"])]
     for thread in threads:
@@ -386,9 +387,7 @@ def summarize(phase: dict, history_check: dict, errors: list[dict], salesforce_d
                   and (late_is_error or e.get("code") != "SCREEN_LATE")]
     limit = BUDGET_MS + SLACK_MS
     over = sorted((c for c in calls if c["ring_ms"] > limit), key=lambda c: -c["ring_ms"])
-    first_ms = min(c["late_ms"] for c in calls)
-    span = max(c["late_ms"] / 1000 + int(c["id"].split("-")[1]) / (phase["rate"] / len(phase["hosts"]))
-               for c in calls) - first_ms / 1000
+    span = max(c["done"] for c in calls) - min(c["placed"] for c in calls)  # first ring to last end
     statuses = collections.Counter(c["status"] for c in calls)
     broken = []
     if failures:
