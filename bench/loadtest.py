@@ -387,7 +387,8 @@ def summarize(phase: dict, history_check: dict, errors: list[dict], salesforce_d
                   and (late_is_error or e.get("code") != "SCREEN_LATE")]
     limit = BUDGET_MS + SLACK_MS
     over = sorted((c for c in calls if c["ring_ms"] > limit), key=lambda c: -c["ring_ms"])
-    span = max(c["done"] for c in calls) - min(c["placed"] for c in calls)  # first ring to last end
+    # from the first call's due time (a host still loading places it late) to the last end
+    span = max(c["done"] for c in calls) - min(c["placed"] - c["late_ms"] / 1000 for c in calls)
     statuses = collections.Counter(c["status"] for c in calls)
     broken = []
     if failures:
