@@ -69,12 +69,18 @@ ENV_LOOKUP_THREADS = "SFCTI_LOOKUP_THREADS"
 class WorkerPool:
     """A fixed set of daemon threads running submitted functions; ``submit`` returns a Future."""
 
-    def __init__(self, name: str, size: int):
+    def __init__(self, name: str, size: int, eager: bool = False):
+        """``eager``: start the threads now, for a pool a ringing call's thread submits to once
+        its budget is spent (starting a thread waits until it runs: long on a busy machine)."""
         self.name, self.size = name, size
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._busy = 0
         self._idle = threading.Condition()
+        if eager:
+            with self._idle:
+                while len(self._threads) < size:
+                    self._start_thread()
 
     def submit(self, fn: Callable, *args: Any) -> concurrent.futures.Future:
         """Run ``fn(*args)`` in a worker thread."""
@@ -217,7 +223,7 @@ class Runtime:
         self.lookups = WorkerPool("sfcti-lookup", lookup_threads)
         self.background = WorkerPool("sfcti-register", REGISTER_THREADS)
         self.task_sender = WorkerPool("sfcti-tasks", 1)
-        self.incidents = WorkerPool("sfcti-incidents", 1)
+        self.incidents = WorkerPool("sfcti-incidents", 1, eager=True)
         self.late_screens = LateScreens(self.store, self.incidents)
         self.sends_tasks = _env_on(ENV_SEND_TASKS)
         self._tasks_due = threading.Event()
@@ -231,10 +237,22 @@ class Runtime:
         self.journal = pending_calls.Journal(self.store.home)
         self.recorder.submit(self._replay_journals)
         self.scheduler = jobs.JobScheduler(self.store, lambda: self.resolver) if jobs_enabled else None
+        # (re)scheduling imports and starts APScheduler: never in a ringing call's thread
+        self.configurer = WorkerPool("sfcti-configure", 1, eager=jobs_enabled)
         # alert mails must go out from a host even when no admin process runs
         self.alert_worker = AlertWorker(self.store) if jobs_enabled else None
         if self.alert_worker is not None:
             self.alert_worker.start()
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Load now what the first screens would otherwise load while a call rings: the settings
+        and the phone metadata of the default region. A failure here is the first screen's to
+        meet and report."""
+        try:
+            parse_phone("1234567890", self.settings().default_region)
+        except Exception:
+            log.debug("warm-up failed", exc_info=True)
 
     # -- shared objects ------------------------------------------------------------------------
 
@@ -245,21 +263,22 @@ class Runtime:
         if settings is not self._settings:
             self._settings = settings
             self.matches.clear()
-            self._configure_jobs(settings)
+            if self.scheduler is not None:
+                self.configurer.submit(self._configure_jobs, settings)
         return settings
 
     def _configure_jobs(self, settings: Settings) -> None:
-        if self.scheduler is not None:
-            try:
-                self.scheduler.configure(settings)
-            except Exception as exc:
-                report_failure(self.store, "scheduler", exc)
+        try:
+            self.scheduler.configure(settings)
+        except Exception as exc:
+            report_failure(self.store, "scheduler", exc)
 
     # -- screens -------------------------------------------------------------------------------
 
-    def screen(self, call: Any, direction: str) -> dict:
-        """The display for a ringing or dialling call, within the screen budget."""
-        started = time.monotonic()
+    def screen(self, call: Any, direction: str, started: float | None = None) -> dict:
+        """The display for a ringing or dialling call, within the screen budget counted from
+        ``started`` (time.monotonic() when the hook was entered; default now)."""
+        started = time.monotonic() if started is None else started
         settings = self.settings()
         facts = history.call_facts(call, direction)
         number = parse_phone(facts.remote_number, settings.default_region)
@@ -419,6 +438,7 @@ class Runtime:
             self.scheduler.stop()
         if self.alert_worker is not None:
             self.alert_worker.stop()
+        self.configurer.stop()
         self.lookups.stop()
         self.recorder.stop()
         self.background.stop()

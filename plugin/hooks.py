@@ -7,6 +7,7 @@ The instance folder is ``$SFCTI_HOME`` (default ``./instance``), read when a hoo
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from core import runtime
@@ -39,8 +40,9 @@ def on_call_ended(call: Any) -> None:
 
 
 def _screen(call: Any, direction: str, operation: str) -> dict:
+    started = time.monotonic()  # the budget is the host's: it runs from here
     try:
-        return runtime.runtime_for().screen(call, direction)
+        return runtime.runtime_for().screen(call, direction, started)
     except Exception as exc:
         _report(exc, operation, call)
         return runtime.fallback_display(call)
