@@ -241,7 +241,7 @@ def host(args: dict) -> None:
         thread.join()
     with open(args["out"], "w", encoding="utf-8") as f:
         cpu = os.times()
-        json.dump({"calls": calls, "failures": failures, "peak_rss_mb": vm_hwm_mb(),
+        json.dump({"placed": calls, "failures": failures, "peak_rss_mb": vm_hwm_mb(),
                    "cpu_s": cpu.user + cpu.system, "gc_ms": collections_ms}, f)
     os._exit(0)  # lookups still hanging in daemon threads must not hold the host
 
@@ -360,7 +360,7 @@ def check_history(home: str, phase: dict) -> dict:
     from core.store import open_store
 
     store = open_store(home)
-    placed = [c["id"] for h in phase["hosts"] for c in h["calls"]]
+    placed = [c["id"] for h in phase["hosts"] for c in h["placed"]]
     found = history.get_calls(store, placed)
     return {"placed": len(placed), "unique_placed": len(set(placed)),
             "rows": len(found), "rows_total": history.count_calls(store), "lost": sorted(set(placed) - set(found))[:10],
@@ -378,7 +378,7 @@ def summarize(phase: dict, history_check: dict, errors: list[dict], salesforce_d
               late_is_error: bool = True) -> dict:
     """The figures of one phase and the promises it kept or broke (with ``late_is_error``
     False, screens that ran out of budget waiting for Salesforce, SCREEN_LATE, are no error)."""
-    calls = [c for h in phase["hosts"] for c in h["calls"]]
+    calls = [c for h in phase["hosts"] for c in h["placed"]]
     rings = [c["ring_ms"] for c in calls]
     ends = [c["end_ms"] for c in calls if c["end_ms"] is not None]
     failures = [f for h in phase["hosts"] for f in h["failures"]]
@@ -404,7 +404,7 @@ def summarize(phase: dict, history_check: dict, errors: list[dict], salesforce_d
     if over:
         broken.append(f"{len(over)} rings over {limit} ms (max {over[0]['ring_ms']:.0f} ms)")
     return {
-        "calls": len(calls), "rings_p50": percentile(rings, 50), "rings_p99": percentile(rings, 99),
+        "calls_placed": len(calls), "rings_p50": percentile(rings, 50), "rings_p99": percentile(rings, 99),
         "rings_max": max(rings), "over": len(over), "slowest": over[:5],
         "ends_p50": percentile(ends, 50), "ends_p99": percentile(ends, 99), "ends_max": max(ends),
         "late_p99": percentile([c["late_ms"] for c in calls], 99),
@@ -498,7 +498,7 @@ def report(figures: dict) -> str:
             if p["errors"] else "0 rows")
         memory = ", ".join(f"{r:.0f} / {s:.0f}" for r, s in zip(p["peak_rss_mb"], p["peak_pss_mb"]))
         lines.append(
-            f"| {label} | {p['calls']} | {p['rings_p50']:.1f} / {p['rings_p99']:.1f} / "
+            f"| {label} | {p['calls_placed']} | {p['rings_p50']:.1f} / {p['rings_p99']:.1f} / "
             f"{p['rings_max']:.1f} | {p['over']} | {p['ends_p99']:.1f} | {p['throughput']:.0f} | "
             f"{p['history']['rows']} / {p['history']['placed']} | {errors} | {memory} |")
     broken = [f"{n}: {b}" for n, p in figures["phases"].items() for b in p["broken"]]
