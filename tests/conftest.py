@@ -189,6 +189,17 @@ def host():
     return make_host()
 
 
+@pytest.fixture
+def logging_store(store, emu):
+    """The instance connected to the module's emulator (``emu``); Tasks go out only when a test
+    sends them (the ``home`` fixture turns the hosts' own sending off)."""
+    from core.salesforce import forget_connection
+
+    connect(store, emu, connect_timeout=2.0, read_timeout=2.0)
+    yield store
+    forget_connection(store)
+
+
 # ---------------------------------------------------------------------------------------------
 # the admin app
 # ---------------------------------------------------------------------------------------------

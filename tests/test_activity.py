@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from helpers import ROOT, connect, end, error_rows, make_host, ring, runtime
+from helpers import ROOT, connect, end, error_rows, ring, runtime
 
 CONTACT_NUMBER = "03-1234-5678"        # 山田 太郎 (Contact) of 株式会社サンプル
 LEAD_NUMBER = "06-1111-2222"           # 田中 次郎 (Lead)
@@ -36,21 +36,6 @@ def emu_server(tmp_path_factory):
             for name, last, first in (("hanako", "鈴木", "花子"), ("jiro", "佐藤", "次郎"))}
         yield emu
 
-
-
-@pytest.fixture
-def logging_store(store, emu):
-    """The instance connected to the module's emulator (Tasks sent only when a test says so)."""
-    from core.salesforce import forget_connection
-
-    connect(store, emu, connect_timeout=2.0, read_timeout=2.0)
-    yield store
-    forget_connection(store)
-
-
-@pytest.fixture
-def host():
-    return make_host()
 
 
 def tasks_of(emu, call_id):

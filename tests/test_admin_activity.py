@@ -19,7 +19,7 @@ from markupsafe import escape
 from core import activity
 from core.errors import entry_for
 from core.settings import load_settings, save_settings
-from helpers import connect, csrf_token, end, make_host, post_form, rest_calls, ring
+from helpers import csrf_token, end, post_form, rest_calls, ring
 
 CONTACT_NUMBER = "03-1234-5678"        # 山田 太郎 (Contact) of the sample org
 UNKNOWN_NUMBER = "03-9876-0000"        # no record has it
@@ -36,22 +36,6 @@ def emu_server(tmp_path_factory):
     with Emulator(build_org(), cert_dir=str(tmp_path_factory.mktemp("admin-activity-ca"))) as emu:
         yield emu
 
-
-
-@pytest.fixture
-def logging_store(store, emu, monkeypatch):
-    """The instance connected to the emulator; Tasks go out only when a test sends them."""
-    from core.salesforce import forget_connection
-
-    monkeypatch.setenv("SFCTI_SEND_TASKS", "off")
-    connect(store, emu, connect_timeout=2.0, read_timeout=2.0, time_zone="Asia/Tokyo")
-    yield store
-    forget_connection(store)
-
-
-@pytest.fixture
-def host():
-    return make_host()
 
 
 def place_call(host, number, agent):

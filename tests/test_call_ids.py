@@ -14,8 +14,7 @@ import re
 import pytest
 
 from core import activity, history
-from helpers import (DISPLAY_KEYS, browser_login, connect, csrf_token, end, error_rows, make_host,
-                     ring)
+from helpers import DISPLAY_KEYS, browser_login, csrf_token, end, error_rows, ring
 
 CONTACT_NUMBER = "03-1234-5678"        # 山田 太郎 (Contact) of the sample org
 LONG = "x" * 250                       # fits the history, not a Task's 255-character CallObject
@@ -43,21 +42,6 @@ def emu_server(tmp_path_factory):
 
     with Emulator(build_org(), cert_dir=str(tmp_path_factory.mktemp("call-ids-ca"))) as emu:
         yield emu
-
-
-@pytest.fixture
-def logging_store(store, emu):
-    """The instance connected to the emulator; Tasks go out when a test sends them."""
-    from core.salesforce import forget_connection
-
-    connect(store, emu, connect_timeout=2.0, read_timeout=2.0)
-    yield store
-    forget_connection(store)
-
-
-@pytest.fixture
-def host():
-    return make_host()
 
 
 def place(host, call_id, agent="agent-1"):
