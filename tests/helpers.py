@@ -274,6 +274,14 @@ def make_app(home, **config):
                        "ADMIN_PASSWORD_METHOD": "pbkdf2:sha256:1000", **config})
 
 
+def page_html(client, url: str, lang: str = "ja") -> str:
+    """The admin page at ``url`` in ``lang`` (asserting it answered 200)."""
+    client.get(f"/lang/{lang}")
+    response = client.get(url)
+    assert response.status_code == 200
+    return response.get_data(as_text=True)
+
+
 def csrf_token(client, url: str) -> str:
     """The CSRF token of the form on ``url`` (as a browser would read it)."""
     html = client.get(url).get_data(as_text=True)

@@ -19,7 +19,7 @@ from markupsafe import escape
 from core import activity
 from core.errors import entry_for
 from core.settings import load_settings, save_settings
-from helpers import csrf_token, end, post_form, rest_calls, ring
+from helpers import csrf_token, end, page_html, post_form, rest_calls, ring
 
 CONTACT_NUMBER = "03-1234-5678"        # 山田 太郎 (Contact) of the sample org
 UNKNOWN_NUMBER = "03-9876-0000"        # no record has it
@@ -49,11 +49,8 @@ def tasks_of(emu, call_id):
     return [t for t in emu.org.records["Task"] if t.get("CallObject") == call_id]
 
 
-def history_page(client, lang="ja", url="/calls/") -> str:
-    client.get(f"/lang/{lang}")
-    response = client.get(url)
-    assert response.status_code == 200
-    return response.get_data(as_text=True)
+def history_page(client, lang="ja") -> str:
+    return page_html(client, "/calls/", lang)
 
 
 def row_of(html: str, agent: str) -> str:

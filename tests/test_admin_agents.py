@@ -15,7 +15,7 @@ from markupsafe import escape
 
 from core import agents, history
 from core.errors import entry_for
-from helpers import connect, csrf_token, post_form
+from helpers import connect, csrf_token, page_html, post_form
 
 USERS = [
     # the first active user is the one the emulator's credentials log in as
@@ -58,10 +58,7 @@ def user_id(emu, username: str) -> str:
 
 
 def page(client, url="/agents/", lang="ja") -> str:
-    client.get(f"/lang/{lang}")
-    response = client.get(url)
-    assert response.status_code == 200
-    return response.get_data(as_text=True)
+    return page_html(client, url, lang)
 
 
 def section(html: str, element_id: str) -> str:

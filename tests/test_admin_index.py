@@ -15,7 +15,7 @@ from markupsafe import escape
 from core import jobs
 from core.errors import entry_for
 from core.settings import load_settings, save_settings
-from helpers import connect, csrf_token, post_form
+from helpers import connect, csrf_token, page_html, post_form
 
 # stored the way people type them; the E.164 number each holds, as the test knows it
 ODD_RECORDS = {
@@ -53,10 +53,7 @@ def connected_store(store, emu, app):
 
 def page(client, lang="ja") -> str:
     """The index page's HTML in ``lang``."""
-    client.get(f"/lang/{lang}")
-    response = client.get("/index/")
-    assert response.status_code == 200
-    return response.get_data(as_text=True)
+    return page_html(client, "/index/", lang)
 
 
 def cell(html: str, element_id: str) -> str:
