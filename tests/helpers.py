@@ -282,6 +282,17 @@ def page_html(client, url: str, lang: str = "ja") -> str:
     return response.get_data(as_text=True)
 
 
+def field_has_error(html: str, name: str) -> bool:
+    """True when the form field ``name`` is shown with an error.
+
+    :raises AssertionError: the page has no field ``name``
+    """
+    for chunk in html.split('<div class="field')[1:]:
+        if f'name="{name}"' in chunk.split('<div class="field')[0]:
+            return chunk.startswith(" has-error")
+    raise AssertionError(f"field {name} not on the page")
+
+
 def csrf_token(client, url: str) -> str:
     """The CSRF token of the form on ``url`` (as a browser would read it)."""
     html = client.get(url).get_data(as_text=True)

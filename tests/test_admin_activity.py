@@ -19,7 +19,7 @@ from markupsafe import escape
 from core import activity
 from core.errors import entry_for
 from core.settings import load_settings, save_settings
-from helpers import csrf_token, end, page_html, post_form, rest_calls, ring
+from helpers import csrf_token, end, field_has_error, page_html, post_form, rest_calls, ring
 
 CONTACT_NUMBER = "03-1234-5678"        # 山田 太郎 (Contact) of the sample org
 UNKNOWN_NUMBER = "03-9876-0000"        # no record has it
@@ -35,7 +35,6 @@ def emu_server(tmp_path_factory):
 
     with Emulator(build_org(), cert_dir=str(tmp_path_factory.mktemp("admin-activity-ca"))) as emu:
         yield emu
-
 
 
 def place_call(host, number, agent):
@@ -241,13 +240,6 @@ def load_settings_share(client) -> int:
 ACTIVITY_FORM = {"activity_logging": "y", "activity_unmatched": "skip", "activity_language": "ja",
                  "activity_subject": "", "call_url_template": "", "activity_api_share": "20",
                  "save_activity": "1"}
-
-
-def field_has_error(html: str, name: str) -> bool:
-    for chunk in html.split('<div class="field')[1:]:
-        if f'name="{name}"' in chunk.split('<div class="field')[0]:
-            return chunk.startswith(" has-error")
-    raise AssertionError(f"field {name} not on the page")
 
 
 def test_the_settings_page_shows_and_saves_the_activity_settings(admin_client, store):

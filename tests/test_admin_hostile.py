@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.settings import Settings, load_settings
-from helpers import form_values, post_form
+from helpers import field_has_error, form_values, post_form
 
 SETTINGS_FORM = {"username": "integration@example.com", "password": "", "security_token": "",
                  "contact_fetch": "nightly", "login_url": "", "ca_bundle": "",
@@ -14,14 +14,6 @@ ALERT_FORM = {"alert_recipients": "ops@example.com", "smtp_host": "smtp.example.
               "smtp_port": "587", "smtp_security": "starttls", "smtp_user": "", "smtp_password": "",
               "smtp_sender": "sfcti@example.com", "alert_reminder_hours": "4", "slow_alert_threshold": "5",
               "admin_base_url": "http://127.0.0.1:5000"}
-
-
-def field_has_error(html: str, name: str) -> bool:
-    """True when the form field ``name`` is shown with an error."""
-    for chunk in html.split('<div class="field')[1:]:
-        if f'name="{name}"' in chunk.split('<div class="field')[0]:
-            return chunk.startswith(" has-error")
-    raise AssertionError(f"field {name} not on the page")
 
 
 HOSTILE_SETTINGS = [

@@ -15,7 +15,7 @@ from markupsafe import escape
 from core import jobs
 from core.errors import entry_for
 from core.settings import load_settings, save_settings
-from helpers import connect, csrf_token, page_html, post_form
+from helpers import connect, csrf_token, field_has_error, page_html, post_form
 
 # stored the way people type them; the E.164 number each holds, as the test knows it
 ODD_RECORDS = {
@@ -225,14 +225,6 @@ def test_a_failed_sync_shows_the_catalogue_message_and_remedy(admin_client, conn
 
 INDEX_FORM = {"phone_index": "y", "index_minutes": "15", "index_full_days": "7",
               "index_bulk_threshold": "200000", "save_index": "1"}
-
-
-def field_has_error(html: str, name: str) -> bool:
-    """True when the form field ``name`` is shown with an error."""
-    for chunk in html.split('<div class="field')[1:]:
-        if f'name="{name}"' in chunk.split('<div class="field')[0]:
-            return chunk.startswith(" has-error")
-    raise AssertionError(f"field {name} not on the page")
 
 
 def test_the_settings_page_shows_and_saves_the_index_settings(admin_client, store):
