@@ -31,7 +31,7 @@ from typing import Callable
 from simple_salesforce.format import format_soql
 
 from core import agents, errors, history, index
-from core.display import Contact
+from core.display import Contact, printable
 from core.holders import holder_alive, new_holder
 from core.salesforce import AccessDenied, Connection, LimitExceeded, Unavailable, connection_for
 from core.settings import Settings, load_settings
@@ -564,11 +564,11 @@ def call_object(call_id: str) -> str:
     """The Task's CallObject for ``call_id``: the id itself when it is printable and fits the
     field; else its printable form cut short and a hash of the exact id, so that two call ids
     never share a CallObject (the uncertain-send lookup finds a Task by it)."""
-    if len(call_id) <= CALL_OBJECT_MAX and agents.printable(call_id) == call_id \
+    if len(call_id) <= CALL_OBJECT_MAX and printable(call_id) == call_id \
             and not _HASHED_CALL_OBJECT.search(call_id):
         return call_id
     digest = hashlib.sha256(call_id.encode("utf-8")).hexdigest()[:CALL_OBJECT_HASH_CHARS]
-    return f"{agents.printable(call_id)[:CALL_OBJECT_MAX - CALL_OBJECT_HASH_CHARS - 1]}~{digest}"
+    return f"{printable(call_id)[:CALL_OBJECT_MAX - CALL_OBJECT_HASH_CHARS - 1]}~{digest}"
 
 
 def _started(call: dict) -> dt.datetime:
@@ -602,25 +602,25 @@ def subject(call: dict, contact: Contact | None, settings: Settings) -> str:
         "number": number, "agent": call.get("agent_id") or "",
         "duration": _duration(call.get("duration_seconds")),
     }
-    values = {k: agents.printable(v) for k, v in values.items()}
+    values = {k: printable(v) for k, v in values.items()}
     template = settings.activity_subject or "{direction} {name}"
-    return agents.printable(template.format_map(values))[:SUBJECT_MAX]
+    return printable(template.format_map(values))[:SUBJECT_MAX]
 
 
 def description(call: dict, settings: Settings, owner: dict | None) -> str:
     """The Task's description: the call's facts and the link to it in the phone system."""
     texts = _TEXTS[settings.activity_language]
-    agent = agents.printable(call.get("agent_id") or "")
+    agent = printable(call.get("agent_id") or "")
     if agent and owner:
-        agent += f" ({agents.printable(owner.get('user_name') or '')})"
+        agent += f" ({printable(owner.get('user_name') or '')})"
     lines = [
         texts["header"],
         f"{texts['direction']}: {texts['words'][_kind(call)]}",
-        f"{texts['number']}: {agents.printable(call.get('display_number') or call.get('remote_number') or '')}",
+        f"{texts['number']}: {printable(call.get('display_number') or call.get('remote_number') or '')}",
         f"{texts['agent']}: {agent or '-'}",
         f"{texts['started']}: {settings.local_time(call.get('started_at'))} ({settings.time_zone})",
         f"{texts['duration']}: {_duration(call.get('duration_seconds'))}",
-        f"{texts['call_id']}: {agents.printable(call['call_id'])}",
+        f"{texts['call_id']}: {printable(call['call_id'])}",
     ]
     link = call_link(call, settings)
     if link:
