@@ -22,9 +22,9 @@ $(TEST_STAMP): $(STAMP)
 	@touch $(TEST_STAMP)
 
 # Debian packages the tests run for real: Chromium (browser tests), Kamailio with its Python
-# module and baresip (the SIP end-to-end tests), curl (the HTTP lookup recipes). Installed only
-# when missing (needs root for apt-get).
-SYSTEM_PACKAGES := chromium kamailio kamailio-python3-modules baresip curl
+# module and baresip (the SIP end-to-end tests), curl (the HTTP lookup recipes), PostgreSQL (the
+# shared-store tests). Installed only when missing (needs root for apt-get).
+SYSTEM_PACKAGES := chromium kamailio kamailio-python3-modules baresip curl postgresql
 
 system-packages:
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
