@@ -1,7 +1,6 @@
 """The disposable PostgreSQL server of the tests (tests/pgserver.py): databases isolated from
 each other, dropped on request, and no server process or folder left behind."""
 
-import os
 import pathlib
 import subprocess
 import sys
