@@ -77,8 +77,9 @@ def enqueue(store, call_id: str, shown: dict | None = None) -> bool:
     names = Contact.from_mapping(shown if (shown or {}).get("status") == "matched" else None)
     with store.transaction() as db:
         return db.execute(
-            "INSERT OR IGNORE INTO task_outbox (call_id, company, person, state, created_at, "
-            "updated_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO task_outbox (call_id, company, person, state, created_at, "
+            "updated_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (call_id) DO NOTHING",
             [call_id, names.company, names.person, WAITING, now, now, now]).rowcount == 1
 
 
@@ -91,8 +92,9 @@ def retry(store, call_id: str) -> bool:
     history.get_call(store, call_id)
     now = now_iso()
     with store.transaction() as db:
-        db.execute("INSERT OR IGNORE INTO task_outbox (call_id, state, created_at, updated_at, "
-                   "next_attempt_at) VALUES (?, ?, ?, ?, ?)", [call_id, FAILED, now, now, now])
+        db.execute("INSERT INTO task_outbox (call_id, state, created_at, updated_at, "
+                   "next_attempt_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (call_id) DO NOTHING",
+                   [call_id, FAILED, now, now, now])
         return db.execute(
             "UPDATE task_outbox SET state = ?, attempts = 0, next_attempt_at = ?, updated_at = ?, "
             "owner_fallback = 0, error_code = NULL, error_message = NULL "

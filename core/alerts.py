@@ -80,8 +80,10 @@ class Alerts:
             if (incident["count"] or 0) < mail_threshold(incident["code"], settings):
                 return 0   # not yet an incident worth a mail (a few late screens)
             db.execute(
-                "INSERT OR REPLACE INTO alert_state (kind, started_at, last_mail_at, recovered_at) "
-                "VALUES (?, ?, ?, NULL)", [kind, now_iso(now), now_iso(now)])
+                "INSERT INTO alert_state (kind, started_at, last_mail_at, recovered_at) "
+                "VALUES (?, ?, ?, NULL) ON CONFLICT (kind) DO UPDATE SET "
+                "started_at = excluded.started_at, last_mail_at = excluded.last_mail_at, "
+                "recovered_at = NULL", [kind, now_iso(now), now_iso(now)])
             self._queue(recipients, *compose("started", incident, settings))
             return 1
         interval = dt.timedelta(hours=settings.alert_reminder_hours)

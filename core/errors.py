@@ -681,7 +681,7 @@ def open_incident_kinds(store, quiet_integrations: tuple[str, ...] = (),
         where += f" AND operation NOT IN ({', '.join('?' for _ in quiet_operations)})"
     rows = store.db.query(
         "SELECT integration, code, min(first_at) AS first_at, max(last_at) AS last_at, "
-        f"sum(count) AS count, max(detail) AS detail FROM error_log WHERE {where} "
+        f"CAST(sum(count) AS BIGINT) AS count, max(detail) AS detail FROM error_log WHERE {where} "
         "GROUP BY integration, code", list(quiet_integrations) + list(quiet_operations),
     )
     return {f"{row['integration']}:{row['code']}": row for row in rows}
@@ -691,7 +691,8 @@ def record_recovery(store, integration: str, operation: str | None = None,
                     keep_codes: tuple[str, ...] = ()) -> list[dict]:
     """Close the open incidents of ``integration`` (only ``operation``'s when given, none of
     ``keep_codes``); returns the closed rows (empty when nothing was open)."""
-    where, params = "integration = ? AND open = 1", [now_iso(), integration]
+    now = now_iso()
+    where, params = "integration = ? AND open = 1", [now, now, integration]
     if operation is not None:
         where += " AND operation = ?"
         params.append(operation)
@@ -700,7 +701,8 @@ def record_recovery(store, integration: str, operation: str | None = None,
         params += list(keep_codes)
     with store.transaction() as db:
         cursor = db.execute(
-            f"UPDATE error_log SET open = 0, last_at = max(last_at, ?) WHERE {where} "
+            "UPDATE error_log SET open = 0, "
+            f"last_at = CASE WHEN last_at > ? THEN last_at ELSE ? END WHERE {where} "
             "RETURNING id, integration, operation, code, count, first_at, last_at", params,
         )
         columns = [d[0] for d in cursor.description]

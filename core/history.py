@@ -3,7 +3,7 @@
 - :func:`call_facts` turns whatever object a host hands over into clean values (never raises),
   keeping the host's call id exactly: it is the key of the call, so two ids that differ in any
   character are two calls. An id that cannot be stored is refused (:attr:`CallFacts.refused`);
-- :func:`record_call` inserts the row once (``INSERT OR IGNORE``: a repeated end-of-call event
+- :func:`record_call` inserts the row once (``ON CONFLICT DO NOTHING``: a repeated end-of-call event
   changes nothing), taking company and person from the contacts when the number is registered;
 - :func:`fill_names` copies a newly registered contact into every earlier call of that number.
 
@@ -229,8 +229,9 @@ def record_call(store, facts: CallFacts, display: dict, number_display: str | No
         row.update(contact.names(), registered_at=registered_at or now_iso())
     with store.transaction() as db:
         cursor = db.execute(
-            f"INSERT OR IGNORE INTO calls ({', '.join(CALL_COLUMNS)}) "
-            f"VALUES ({', '.join(':' + c for c in CALL_COLUMNS)})", row,
+            f"INSERT INTO calls ({', '.join(CALL_COLUMNS)}) "
+            f"VALUES ({', '.join(':' + c for c in CALL_COLUMNS)}) ON CONFLICT (call_id) DO NOTHING",
+            row,
         )
         return row if cursor.rowcount == 1 else None
 

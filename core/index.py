@@ -272,8 +272,8 @@ class _Writer:
              "generation": self.generation})
         priority, modified = OBJECTS.index(object_name), _sf_time(record.get("LastModifiedDate"))
         self.db.conn.executemany(
-            "INSERT OR IGNORE INTO index_phones (record_id, field, e164, raw, priority, "
-            "last_modified) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO index_phones (record_id, field, e164, raw, priority, last_modified) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (record_id, field, e164) DO NOTHING",
             [[record_id, field, key, raw, priority, modified] for field, key, raw in phones])
 
 

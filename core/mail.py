@@ -132,10 +132,10 @@ class Outbox:
         with self.store.transaction() as db:
             cursor = db.execute(
                 "INSERT INTO outbox (created_at, recipients, subject, body, attempts, "
-                "next_attempt_at) VALUES (?, ?, ?, ?, 0, ?)",
+                "next_attempt_at) VALUES (?, ?, ?, ?, 0, ?) RETURNING id",
                 [now, ", ".join(recipients), subject, body, now],
             )
-            return cursor.lastrowid
+            return cursor.fetchone()[0]
 
     def waiting_count(self) -> int:
         """How many mails are not sent yet."""

@@ -67,8 +67,8 @@ def _queue(store, numbers: list[str], day: str) -> None:
     now = now_iso()
     with store.transaction() as db:
         db.conn.executemany(
-            "INSERT OR IGNORE INTO registration_queue (e164, day, queued_at, attempts) "
-            "VALUES (?, ?, ?, 0)", [(e164, day, now) for e164 in numbers])
+            "INSERT INTO registration_queue (e164, day, queued_at, attempts) "
+            "VALUES (?, ?, ?, 0) ON CONFLICT (e164) DO NOTHING", [(e164, day, now) for e164 in numbers])
 
 
 def _dequeue(store, e164: str) -> None:
@@ -263,7 +263,8 @@ def claim_refetch(store, e164: str, interval: float = REFETCH_INTERVAL,
             waited = (now - dt.datetime.fromisoformat(found[0])).total_seconds()
             if 0 <= waited < interval:
                 raise RefetchLocked(interval - waited)
-        db.execute("INSERT OR REPLACE INTO refetch_locks (e164, at) VALUES (?, ?)",
+        db.execute("INSERT INTO refetch_locks (e164, at) VALUES (?, ?) "
+                   "ON CONFLICT (e164) DO UPDATE SET at = excluded.at",
                    [e164, now_iso(now)])
 
 

@@ -377,7 +377,7 @@ class Runtime:
                 row, queued = registration.record_ended_call(self.store, facts, shown, number.display,
                                                              settings)
                 break
-            except sqlite3.OperationalError as exc:  # locked, disk full, read-only, I/O error
+            except self.store.unavailable as exc:  # locked, disk full, read-only, server gone
                 attempts += 1
                 log.warning("sfcti: cannot record call %r yet (attempt %d: %s); retrying in %.1f s",
                             facts.call_id, attempts, exc, pause)

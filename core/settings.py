@@ -617,7 +617,8 @@ def save_settings(store, values: Settings | Mapping[str, Any], keep_blank_secret
             encrypted = name in SECRET_FIELDS
             text = store.encrypt(_to_text(value)) if encrypted else _to_text(value)
             db.execute(
-                "INSERT OR REPLACE INTO settings (name, value, encrypted) VALUES (?, ?, ?)",
+                "INSERT INTO settings (name, value, encrypted) VALUES (?, ?, ?) ON CONFLICT "
+                "(name) DO UPDATE SET value = excluded.value, encrypted = excluded.encrypted",
                 [name, text, int(encrypted)],
             )
     return load_settings(store)

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
+import importlib
 import json
 import logging
 import os
@@ -35,10 +37,17 @@ from cryptography.fernet import Fernet, InvalidToken
 
 DB_NAME = "sfcti.db"
 KEY_NAME = "secret.key"
+URL_FILE = "database_url"
+ENV_DATABASE_URL = "SFCTI_DATABASE_URL"
+ENV_SECRET_KEY = "SFCTI_SECRET_KEY"
 BUSY_TIMEOUT_MS = 30_000
 # what only the instance's owner may read: the database (call history, the admin's password
-# hash), SQLite's WAL and shm beside it, and the key of the stored secrets
-PRIVATE_FILES = (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm", KEY_NAME)
+# hash), SQLite's WAL and shm beside it, the key of the stored secrets and the database URL (it
+# may hold a password)
+PRIVATE_FILES = (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm", KEY_NAME, URL_FILE)
+# the store_meta row whose value, encrypted with the secrets' key, tells a node's key is that one
+KEY_CHECK = "secret_key_check"
+KEY_CHECK_PLAINTEXT = b"sfcti secret key check"
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +81,58 @@ class InvalidSecretKey(StoreError):
     "The secret key file (secret.key) is not a valid Fernet key; restore it from a backup or remove it and enter the secrets again."
 
 
+class WrongSecretKey(StoreError):
+    "This node's secret key is not the one the stored secrets were encrypted with."
+
+    def __init__(self, where: str, source: str):
+        super().__init__(
+            f"This node's secret key ({source}) is not the key the secrets in {where} were "
+            "encrypted with, so this node writes nothing. Copy secret.key from a node that works "
+            f"into the instance folder (mode 0600), or set {ENV_SECRET_KEY} to it; see "
+            "docs/several-nodes.md.")
+
+
+class MissingSecretKey(StoreError):
+    "This node has no secret key, and the database holds secrets encrypted with one."
+
+    def __init__(self, where: str, key_path: pathlib.Path):
+        super().__init__(
+            f"The secrets in {where} are encrypted, and this node has no key ({key_path} is "
+            f"missing and {ENV_SECRET_KEY} is not set), so this node writes nothing. Copy "
+            "secret.key from a node that works (mode 0600), or set the variable; see "
+            "docs/several-nodes.md.")
+
+
 class SecretNotDecryptable(StoreError):
     "A stored secret cannot be decrypted with the key in secret.key; enter it again."
+
+
+# ---------------------------------------------------------------------------------------------
+# which database
+# ---------------------------------------------------------------------------------------------
+
+def database_url(home: str | os.PathLike) -> str | None:
+    """The PostgreSQL URL the instance folder ``home`` uses: ``$SFCTI_DATABASE_URL``, else the
+    first line of ``home/database_url``; None (SQLite in the folder) when neither is set.
+
+    :raises StoreError: the URL is not a ``postgresql://`` one, or the file cannot be read
+    """
+    source = ENV_DATABASE_URL
+    url = os.environ.get(ENV_DATABASE_URL, "").strip()
+    if not url:
+        source = pathlib.Path(home) / URL_FILE
+        try:
+            url = source.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeError) as exc:
+            raise StoreError(f"Cannot read the database URL in {source}: {exc}") from exc
+    if not url:
+        return None
+    if url.partition("://")[0].lower() not in ("postgresql", "postgres") or "\n" in url:
+        raise StoreError(f"The database URL in {source} is not a postgresql:// URL; leave it "
+                         "out to keep SQLite in the instance folder.")
+    return url
 
 
 # ---------------------------------------------------------------------------------------------
@@ -91,7 +150,9 @@ def substring_filter(search: str | None, columns: tuple[str, ...]) -> tuple[str,
     if not search:
         return "", {}
     pattern = "%" + escape_like(search) + "%"
-    return " WHERE " + " OR ".join(f"{column} LIKE :p ESCAPE '\\'" for column in columns), {"p": pattern}
+    # lower() on both sides: SQLite's LIKE ignores ASCII case, PostgreSQL's does not
+    return " WHERE " + " OR ".join(f"lower({column}) LIKE lower(:p) ESCAPE '\\'"
+                                   for column in columns), {"p": pattern}
 
 
 IN_CHUNK = 500    # keys per `IN (...)`: well below SQLite's limit of bound parameters
@@ -128,7 +189,7 @@ def utc_day(at: dt.datetime | None = None) -> str:
 # migrations: append only, never edit a released one
 # ---------------------------------------------------------------------------------------------
 
-def _migration_1(db: sqlite_utils.Database) -> None:
+def _migration_1(schema: "Schema") -> None:
     """Every table of docs/architecture.md."""
     tables = {
         "settings": ({"name": str, "value": str, "encrypted": int}, "name"),
@@ -166,7 +227,7 @@ def _migration_1(db: sqlite_utils.Database) -> None:
         "login_attempts": {"failures": 0},
     }
     for name, (columns, pk) in tables.items():
-        db[name].create(columns, pk=pk, defaults=defaults.get(name), if_not_exists=True)
+        schema.create_table(name, columns, pk, defaults.get(name))
     indexes = [
         ("error_log", ["last_at"]), ("error_log", ["code"]),
         ("error_log", ["integration", "last_at"]),
@@ -177,15 +238,15 @@ def _migration_1(db: sqlite_utils.Database) -> None:
         ("outbox", ["sent_at", "next_attempt_at"]),
     ]
     for table, columns in indexes:
-        db[table].create_index(columns, if_not_exists=True)
+        schema.create_index(table, columns)
     # one open incident per (integration, operation, code): repeats raise its count
-    db.execute(
+    schema.execute(
         "CREATE UNIQUE INDEX IF NOT EXISTS error_log_open_incident "
         "ON error_log (integration, operation, code) WHERE open = 1"
     )
 
 
-def _migration_2(db: sqlite_utils.Database) -> None:
+def _migration_2(schema: "Schema") -> None:
     """The phone index of the org (owner: core/index.py, see docs/index.md)."""
     tables = {
         # one row per indexed record: what the screen shows and what picks the winner
@@ -208,39 +269,69 @@ def _migration_2(db: sqlite_utils.Database) -> None:
     defaults = {"index_records": {"generation": 0, "is_person_account": 0},
                 "index_sync": {"generation": 0, "records": 0, "api_calls": 0}}
     for name, (columns, pk) in tables.items():
-        db[name].create(columns, pk=pk, defaults=defaults.get(name), if_not_exists=True)
-    db.execute("CREATE INDEX IF NOT EXISTS idx_index_phones_winner ON index_phones "
+        schema.create_table(name, columns, pk, defaults.get(name))
+    schema.execute("CREATE INDEX IF NOT EXISTS idx_index_phones_winner ON index_phones "
                "(e164, priority, last_modified DESC, record_id)")
     for table, columns in [("index_records", ["account_id"]),
                            ("index_records", ["object", "generation"])]:
-        db[table].create_index(columns, if_not_exists=True)
+        schema.create_index(table, columns)
 
 
-def _migration_3(db: sqlite_utils.Database) -> None:
+def _migration_3(schema: "Schema") -> None:
     """Calls logged as Salesforce Tasks (owners: core/agents.py, core/activity.py; docs/activity.md)."""
-    db["agent_users"].create({"agent_id": str, "user_id": str, "user_name": str, "username": str,
-                              "email": str, "mapped_at": str}, pk="agent_id", if_not_exists=True)
+    schema.create_table("agent_users", {"agent_id": str, "user_id": str, "user_name": str,
+                                        "username": str, "email": str, "mapped_at": str}, "agent_id")
     # one row per call to log: the names its screen showed, its state, the claim of the process
     # sending it, the Task it became
-    db["task_outbox"].create(
+    schema.create_table(
+        "task_outbox",
         {"call_id": str, "company": str, "person": str, "state": str, "created_at": str, "updated_at": str, "attempts": int,
          "next_attempt_at": str, "claimed_by": str, "claimed_until": str, "uncertain": int,
          "owner_fallback": int, "task_id": str, "task_url": str, "error_code": str,
          "error_message": str, "logged_at": str},
-        pk="call_id", defaults={"attempts": 0, "uncertain": 0, "owner_fallback": 0},
-        if_not_exists=True)
-    db["task_outbox"].create_index(["state", "next_attempt_at"], if_not_exists=True)
+        "call_id", {"attempts": 0, "uncertain": 0, "owner_fallback": 0})
+    schema.create_index("task_outbox", ["state", "next_attempt_at"])
 
 
-def _migration_4(db: sqlite_utils.Database) -> None:
+def _migration_4(schema: "Schema") -> None:
     """The admin's session generation (owner: core/accounts.py): a session opened under an older
     generation is over (logout, a password change or reset moves to the next one)."""
-    if "session_generation" not in db["admin_users"].columns_dict:
-        db["admin_users"].add_column("session_generation", int, not_null_default=0)
+    schema.add_column("admin_users", "session_generation", int, default=0)
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
-    _migration_1, _migration_2, _migration_3, _migration_4]
+def _migration_5(schema: "Schema") -> None:
+    """The store's own facts (owner: core/store.py): the check value that tells whether a node's
+    secret key is the one the stored secrets were encrypted with."""
+    schema.create_table("store_meta", {"name": str, "value": str}, "name")
+
+
+MIGRATIONS: list[Callable[["Schema"], None]] = [
+    _migration_1, _migration_2, _migration_3, _migration_4, _migration_5]
+
+
+class Schema:
+    """What a migration may ask of the database, in SQLite's words (through sqlite-utils)."""
+
+    def __init__(self, db: sqlite_utils.Database):
+        self.db = db
+
+    def create_table(self, name: str, columns: dict, pk, defaults: dict | None = None) -> None:
+        """Create the table unless it exists (sqlite-utils' ``create`` arguments)."""
+        self.db[name].create(columns, pk=pk, defaults=defaults, if_not_exists=True)
+
+    def create_index(self, table: str, columns: list[str]) -> None:
+        """Create the index ``idx_<table>_<columns>`` unless it exists."""
+        self.db[table].create_index(columns, if_not_exists=True)
+
+    def add_column(self, table: str, column: str, kind: type, default) -> None:
+        """Add a NOT NULL column with ``default`` unless the table has it."""
+        if column not in self.db[table].columns_dict:
+            self.db[table].add_column(column, kind, not_null_default=default)
+
+    def execute(self, sql: str) -> None:
+        """Run a DDL statement both engines understand."""
+        self.db.execute(sql)
+
 
 
 # ---------------------------------------------------------------------------------------------
@@ -284,11 +375,14 @@ class ImmediateDatabase(sqlite_utils.Database):
 class Store:
     """The instance folder ``home``: database, secret key and table helpers.
 
-    Creating a Store creates the folder if missing, opens the database, switches it to WAL and
-    applies pending migrations. Safe to share between threads; each thread (and process) gets
-    its own connection.
+    Creating a Store creates the folder if missing, opens the database (SQLite in the folder, or
+    the PostgreSQL database of :func:`database_url`), applies pending migrations and checks the
+    secret key against the database. Safe to share between threads; on SQLite each thread (and
+    process) gets its own connection, on PostgreSQL each process its own connection pool.
 
     :raises StoreError: when the folder cannot be created or the database cannot be opened
+    :raises WrongSecretKey: the stored secrets were encrypted with another key than this node's
+    :raises MissingSecretKey: the database holds secrets and this node has no key
     """
 
     def __init__(self, home: str | os.PathLike):
@@ -301,26 +395,44 @@ class Store:
             self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"Cannot create the instance folder {self.home}: {exc}") from exc
-        try:
-            os.close(os.open(self.db_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        except FileExistsError:
-            pass
-        except OSError as exc:
-            raise StoreError(f"Cannot create the database {self.db_path}: {exc}") from exc
+        self.url = database_url(self.home)
+        self.backend = "postgresql" if self.url else "sqlite"
+        if self.backend == "sqlite":
+            try:
+                os.close(os.open(self.db_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                raise StoreError(f"Cannot create the database {self.db_path}: {exc}") from exc
         self._local = threading.local()
+        self._postgres = None
+        self._postgres_pid = None
         self._fernet: Fernet | None = None
         self._fernet_lock = threading.Lock()
         self._migrate()
+        self._check_secret_key()
         _warn_if_readable_by_others(self.home)
 
     def __repr__(self) -> str:
-        return f"<Store {self.home}>"
+        return f"<Store {self.home} ({self.backend})>"
+
+    @property
+    def where(self) -> str:
+        """Where the data lives, for people: the SQLite file, or the PostgreSQL URL without its
+        password."""
+        if self.backend == "sqlite":
+            return str(self.db_path)
+        return _postgres().url_without_password(self.url)
 
     # -- connections ---------------------------------------------------------------------------
 
     @property
-    def db(self) -> sqlite_utils.Database:
-        """This thread's ``sqlite_utils.Database`` (opened on first use)."""
+    def db(self):
+        """This thread's ``sqlite_utils.Database`` (opened on first use), or this process's
+        :class:`core.postgres.PostgresDatabase`: both run ``execute``/``query`` with SQLite
+        placeholders."""
+        if self.backend == "postgresql":
+            return self._postgres_database()
         local = self._local
         if getattr(local, "pid", None) != os.getpid():
             local.db = self._open()
@@ -328,8 +440,9 @@ class Store:
         return local.db
 
     @property
-    def conn(self) -> sqlite3.Connection:
-        """This thread's raw ``sqlite3.Connection`` (the one behind :attr:`db`)."""
+    def conn(self):
+        """What runs one statement: this thread's raw ``sqlite3.Connection`` (the one behind
+        :attr:`db`), or the PostgreSQL database itself."""
         return self.db.conn
 
     def _open(self) -> sqlite_utils.Database:
@@ -343,12 +456,53 @@ class Store:
         conn.execute("PRAGMA foreign_keys = ON")
         return ImmediateDatabase(conn, execute_plugins=False)
 
+    def _postgres_database(self):
+        """This process's pool (a forked child opens its own: sockets are not shared)."""
+        if self._postgres is None or self._postgres_pid != os.getpid():
+            with self._fernet_lock:
+                if self._postgres is None or self._postgres_pid != os.getpid():
+                    try:
+                        self._postgres = _postgres().PostgresDatabase(self.url)
+                    except Exception as exc:
+                        raise StoreError(f"Cannot open the database {self.where}: {exc}") from exc
+                    self._postgres_pid = os.getpid()
+        return self._postgres
+
     def close(self) -> None:
-        """Close this thread's connection (others close when their thread ends)."""
+        """Close this thread's connection (others close when their thread ends); on PostgreSQL
+        the pool stays open for the other threads (see :meth:`dispose`)."""
         local = self._local
         if getattr(local, "pid", None) == os.getpid():
             local.db.close()
         local.__dict__.clear()
+
+    def dispose(self) -> None:
+        """Close every connection of this process (the PostgreSQL pool included)."""
+        self.close()
+        if self._postgres is not None and self._postgres_pid == os.getpid():
+            self._postgres.close()
+        self._postgres = None
+
+    def table_names(self) -> list[str]:
+        """The tables of the database, by name."""
+        if self.backend == "postgresql":
+            return self.db.table_names()
+        return sorted(self.db.table_names())
+
+    def column_names(self, table: str) -> list[str]:
+        """The columns of ``table`` in their order (empty when there is no such table)."""
+        if self.backend == "sqlite":
+            return [column.name for column in self.db[table].columns]
+        return [row[0] for row in self.conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = "
+            "current_schema() AND table_name = ? ORDER BY ordinal_position", [table])]
+
+    @property
+    def skip_locked(self) -> str:
+        """What ends a SELECT that claims rows other nodes may be claiming at the same moment:
+        ``FOR UPDATE SKIP LOCKED`` on PostgreSQL; nothing on SQLite, whose one writer at a time
+        (``BEGIN IMMEDIATE``) already keeps claims apart."""
+        return " FOR UPDATE SKIP LOCKED" if self.backend == "postgresql" else ""
 
     def _enable_wal(self) -> None:
         conn = self.conn
@@ -368,59 +522,160 @@ class Store:
 
     @property
     def schema_version(self) -> int:
-        """The applied migration count (``PRAGMA user_version``)."""
-        return self.conn.execute("PRAGMA user_version").fetchone()[0]
+        """The applied migration count (SQLite: ``PRAGMA user_version``; PostgreSQL: the
+        ``schema_version`` table)."""
+        if self.backend == "sqlite":
+            return self.conn.execute("PRAGMA user_version").fetchone()[0]
+        row = self.conn.execute("SELECT max(version) FROM schema_version").fetchone()
+        return row[0] or 0
+
+    def _set_schema_version(self, db, version: int) -> None:
+        if self.backend == "sqlite":
+            db.execute(f"PRAGMA user_version = {int(version)}")
+        else:
+            db.execute("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
+                       [version, now_iso()])
+
+    def _schema(self, db) -> Schema:
+        if self.backend == "sqlite":
+            return Schema(db)
+        return _postgres().PostgresSchema(db)
+
+    def pending_migrations(self) -> list[int]:
+        """The versions of the migrations this database has not had yet."""
+        return list(range(self.schema_version + 1, len(MIGRATIONS) + 1))
+
+    @property
+    def unavailable(self) -> tuple[type[BaseException], ...]:
+        """The errors that mean the database cannot take a write now (locked, full, read-only,
+        server gone): a caller that must not lose a call retries on them."""
+        if self.backend == "sqlite":
+            return (sqlite3.OperationalError,)
+        return (sqlite3.OperationalError, StoreError, *_postgres().UNAVAILABLE)
 
     def _migrate(self) -> None:
-        """Apply every pending migration, each once, in its own ``BEGIN IMMEDIATE`` transaction."""
+        """Apply every pending migration, each once, in its own serialized transaction (two
+        processes or nodes starting together never both migrate)."""
         try:
-            self._enable_wal()
+            if self.backend == "sqlite":
+                self._enable_wal()
+            else:
+                with self.transaction():
+                    self.db.execute("CREATE TABLE IF NOT EXISTS schema_version ("
+                                    "version BIGINT PRIMARY KEY, applied_at TEXT)")
             for version, migration in enumerate(MIGRATIONS, start=1):
                 if self.schema_version >= version:
                     continue
                 with self.transaction() as db:
                     # re-read under the write lock: another process may have just migrated
                     if self.schema_version < version:
-                        migration(db)
-                        db.execute(f"PRAGMA user_version = {version}")
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"Cannot open the database {self.db_path}: {exc}") from exc
+                        migration(self._schema(db))
+                        self._set_schema_version(db, version)
+        except (sqlite3.DatabaseError, *self.unavailable) as exc:
+            raise StoreError(f"Cannot open the database {self.where}: {exc}") from exc
+        if self.schema_version > len(MIGRATIONS):
+            raise StoreError(f"The database {self.where} was made by a newer sfcti (schema "
+                             f"{self.schema_version}, this one knows {len(MIGRATIONS)}): upgrade "
+                             "this node.")
 
     # -- transactions --------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[sqlite_utils.Database]:
-        """``with store.transaction() as db:`` runs the block in ``BEGIN IMMEDIATE`` ... ``COMMIT``.
+    def transaction(self, serialized: bool = True) -> Iterator[sqlite_utils.Database]:
+        """``with store.transaction() as db:`` runs the block in one transaction.
 
-        The write lock is taken at the start (waiting up to the busy timeout), so read-then-write
-        blocks are safe across threads and processes. Any exception rolls back and propagates.
-        Nested use joins the outer transaction through a savepoint.
+        SQLite: ``BEGIN IMMEDIATE`` ... ``COMMIT``, the write lock taken at the start (waiting up
+        to the busy timeout). PostgreSQL: with ``serialized`` (the default) the block first waits
+        for the store-wide writer lock, an advisory lock every node shares; so read-then-write
+        blocks are safe across threads, processes and nodes on both. ``serialized=False`` is for
+        blocks whose statements are safe on their own (an insert keyed on its primary key, a
+        claim with :attr:`skip_locked`), which then run beside each other on PostgreSQL.
+
+        Any exception rolls back and propagates. Nested use joins the outer transaction through
+        a savepoint.
 
         :raises sqlite3.OperationalError: "database is locked" after the busy timeout
         """
+        if self.backend == "postgresql":
+            with self.db.atomic(serialized=serialized) as db:
+                yield db
+            return
         with self.db.atomic() as db:
             yield db
+
+    @contextlib.contextmanager
+    def named_lock(self, name: str) -> Iterator[None]:
+        """Hold the lock ``name`` for the block, waiting for it: across the nodes of a PostgreSQL
+        store (an advisory lock), across the processes of this machine on SQLite (a lock file in
+        the instance folder). A process that dies lets it go."""
+        if self.backend == "postgresql":
+            with self.db.named_lock(name):
+                yield
+            return
+        path = self.home / f".{name}.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     # -- secrets -------------------------------------------------------------------------------
 
     @property
     def fernet(self) -> Fernet:
-        """The Fernet built from ``secret.key`` (created on first use).
+        """The Fernet of this node's key (``SFCTI_SECRET_KEY``, else ``secret.key``, created on
+        first use when the database holds no secrets yet).
 
-        :raises InvalidSecretKey: when the key file holds something that is not a Fernet key
+        :raises InvalidSecretKey: when the key is not a Fernet key
         """
         if self._fernet is None:
             with self._fernet_lock:
                 if self._fernet is None:
-                    key = self._read_or_create_key()
-                    try:
-                        self._fernet = Fernet(key)
-                    except ValueError as exc:
-                        raise InvalidSecretKey() from exc
+                    fernet = _fernet(self._read_or_create_key())
+                    self._remember_key(fernet)
+                    self._fernet = fernet
         return self._fernet
 
+    def _stored_key_check(self) -> str | None:
+        row = self.conn.execute("SELECT value FROM store_meta WHERE name = ?",
+                                [KEY_CHECK]).fetchone()
+        return row[0] if row else None
+
+    def _remember_key(self, fernet: Fernet) -> None:
+        """Store the check value of the key the secrets are encrypted with (the first key used
+        wins; a node that raced with another key is refused)."""
+        if self._stored_key_check() is None:
+            with self.transaction(serialized=False) as db:
+                db.execute("INSERT INTO store_meta (name, value) VALUES (?, ?) "
+                           "ON CONFLICT (name) DO NOTHING",
+                           [KEY_CHECK, fernet.encrypt(KEY_CHECK_PLAINTEXT).decode("ascii")])
+        self._verify_key(fernet, self._stored_key_check())
+
+    def _verify_key(self, fernet: Fernet, check: str) -> None:
+        try:
+            fernet.decrypt(check.encode("ascii"))
+        except (InvalidToken, ValueError) as exc:
+            raise WrongSecretKey(self.where, self._key_source()) from exc
+
+    def _check_secret_key(self) -> None:
+        """Refuse to open when the database holds secrets and this node's key cannot read them."""
+        check = self._stored_key_check()
+        if check is None:
+            return
+        try:
+            key = self._read_key()
+        except FileNotFoundError:
+            raise MissingSecretKey(self.where, self.key_path) from None
+        self._fernet = _fernet(key)
+        self._verify_key(self._fernet, check)
+
+    def _key_source(self) -> str:
+        return ENV_SECRET_KEY if os.environ.get(ENV_SECRET_KEY) else str(self.key_path)
+
     def _read_or_create_key(self) -> bytes:
-        """Read ``secret.key``; create it first when missing, atomically and with mode 0600.
+        """This node's key; ``secret.key`` is created first when there is none, atomically and
+        with mode 0600.
 
         The key is written to a private temporary file and hard-linked into place: the link
         fails if another process won the race, and then the winner's (complete) key is read.
@@ -457,7 +712,14 @@ class Store:
             f.write(key)
 
     def _read_key(self) -> bytes:
-        """The key bytes; waits briefly for a key another process is still writing."""
+        """The key bytes (``SFCTI_SECRET_KEY`` first); waits briefly for a key file another
+        process is still writing.
+
+        :raises FileNotFoundError: no key in the environment nor in the folder
+        """
+        from_env = os.environ.get(ENV_SECRET_KEY, "").strip()
+        if from_env:
+            return from_env.encode("ascii", "replace")
         for attempt in range(100):
             key = self.key_path.read_bytes().strip()
             if key:
@@ -494,9 +756,13 @@ class Store:
                "fetched_at": fetched_at or now_iso()}
         with self.transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO contacts (e164, object, record_id, company, person, "
-                "record_url, last_modified, fetched_at) VALUES (:e164, :object, :record_id, "
-                ":company, :person, :record_url, :last_modified, :fetched_at)", row,
+                "INSERT INTO contacts (e164, object, record_id, company, person, record_url, "
+                "last_modified, fetched_at) VALUES (:e164, :object, :record_id, :company, "
+                ":person, :record_url, :last_modified, :fetched_at) ON CONFLICT (e164) DO UPDATE "
+                "SET object = excluded.object, record_id = excluded.record_id, "
+                "company = excluded.company, person = excluded.person, "
+                "record_url = excluded.record_url, last_modified = excluded.last_modified, "
+                "fetched_at = excluded.fetched_at", row,
             )
             db.execute("DELETE FROM no_match WHERE e164 = ?", [e164])
         return row
@@ -559,7 +825,8 @@ class Store:
             return
         until = now_iso(dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=ttl_seconds))
         with self.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO no_match (e164, until) VALUES (?, ?)", [e164, until])
+            db.execute("INSERT INTO no_match (e164, until) VALUES (?, ?) "
+                       "ON CONFLICT (e164) DO UPDATE SET until = excluded.until", [e164, until])
 
     def is_remembered_no_match(self, e164: str) -> bool:
         """True while a remembered no-match for ``e164`` has not expired. Hot path."""
@@ -619,6 +886,19 @@ class Store:
                     "updated_at": None, "by_kind": {}}
         return {"day": day, "own_calls": row[0] or 0, "org_used": row[1], "org_max": row[2],
                 "updated_at": row[3], "by_kind": _json_dict(row[4])}
+
+
+def _postgres():
+    """core.postgres, imported on first use: psycopg takes about 150 ms to import, which an
+    instance on SQLite never needs to pay."""
+    return importlib.import_module("core.postgres")
+
+
+def _fernet(key: bytes) -> Fernet:
+    try:
+        return Fernet(key)
+    except ValueError as exc:
+        raise InvalidSecretKey() from exc
 
 
 def _json_dict(text: str | None) -> dict:
@@ -682,6 +962,15 @@ def home_path(home: str | os.PathLike | None = None) -> pathlib.Path:
     """The instance folder: ``home``, else ``$SFCTI_HOME``, else ``./instance``, made absolute.
     The one place that decides it (plugin, admin and CLI)."""
     return pathlib.Path(home or os.environ.get(ENV_HOME) or DEFAULT_HOME).expanduser().absolute()
+
+
+def forget_store(home: str | os.PathLike | None = None) -> None:
+    """Close the shared Store of ``home`` (:func:`open_store`) with every connection of this
+    process, its PostgreSQL pool included; the next :func:`open_store` opens it afresh."""
+    with _SHARED_LOCK:
+        store = _SHARED.pop(home_path(home), None)
+    if store is not None:
+        store.dispose()
 
 
 def open_store(home: str | os.PathLike | None = None, create: bool = True) -> Store:

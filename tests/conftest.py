@@ -6,6 +6,8 @@ Servers that are slow to start live for the session (or the module, when tests c
 and are made healthy again around each test.
 """
 
+import os
+
 import pytest
 
 from helpers import (SmtpServer, admin_login, build_org, client_for, connect, make_app, make_host,
@@ -148,16 +150,78 @@ def plain_store(tmp_path, sf_plain_emu):
 
 
 # ---------------------------------------------------------------------------------------------
+# the database: SQLite in the instance folder, or a real PostgreSQL for the modules that run on
+# both
+# ---------------------------------------------------------------------------------------------
+
+# the test modules whose tests run once per backend (each test using an instance folder)
+BOTH_BACKENDS = ("test_store", "test_history", "test_jobs", "test_call_ids", "test_nightly_api_calls",
+                 "test_admin_", "test_browser_admin")
+
+
+def pytest_generate_tests(metafunc):
+    module = metafunc.module.__name__.rpartition(".")[2]
+    if "backend" in metafunc.fixturenames and module.startswith(BOTH_BACKENDS):
+        metafunc.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
+
+
+@pytest.fixture
+def backend(request):
+    """The database the test's instance folders use: "sqlite" unless the module runs on both."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """The session's PostgreSQL server (unix socket in a temporary folder), started on first use."""
+    from pgserver import shared_server
+
+    return shared_server()
+
+
+@pytest.fixture
+def database(backend, request):
+    """``database(folder)`` points the instance folder at the test's database: nothing to do on
+    SQLite; on PostgreSQL a fresh database (one per test, dropped at its end) whose URL goes into
+    the folder's ``database_url``. Returns the URL (None on SQLite)."""
+    if backend == "sqlite":
+        yield lambda folder: None
+        return
+    server = request.getfixturevalue("postgres_server")
+    url = server.create_database()
+    folders = []
+
+    def point(folder):
+        folders.append(folder)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(folder / "database_url", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(url + "\n")
+        return url
+
+    yield point
+    from core.postgres import close_all
+    from core.store import forget_store
+
+    for folder in folders:
+        forget_store(folder)
+    close_all()
+    server.drop_database(url)
+
+
+# ---------------------------------------------------------------------------------------------
 # an instance folder, and the plugin as a host loads it
 # ---------------------------------------------------------------------------------------------
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):
-    """A fresh instance folder as $SFCTI_HOME; no scheduler and no Tasks sent in the background
-    unless a test asks (a send finishing after its test would land in the next test's counters)."""
+def home(tmp_path, monkeypatch, database):
+    """A fresh instance folder as $SFCTI_HOME (on the test's backend); no scheduler and no Tasks
+    sent in the background unless a test asks (a send finishing after its test would land in the
+    next test's counters)."""
     from core.runtime import shutdown_all
 
     path = tmp_path / "instance"
+    database(path)
     monkeypatch.setenv("SFCTI_HOME", str(path))
     monkeypatch.setenv("SFCTI_JOBS", "off")
     monkeypatch.setenv("SFCTI_SEND_TASKS", "off")

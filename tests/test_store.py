@@ -118,9 +118,9 @@ def test_new_migration_applied_once(tmp_path, monkeypatch):
 
     released = len(store_module.MIGRATIONS)
 
-    def migration_next(db):
+    def migration_next(schema):
         applied.append(1)
-        db["extra"].create({"id": int}, pk="id")
+        schema.create_table("extra", {"id": int}, "id")
 
     monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS + [migration_next])
     for _ in range(3):
@@ -133,8 +133,8 @@ def test_new_migration_applied_once(tmp_path, monkeypatch):
 def test_failed_migration_rolls_back(tmp_path, monkeypatch):
     Store(tmp_path)
 
-    def broken(db):
-        db["half"].create({"id": int}, pk="id")
+    def broken(schema):
+        schema.create_table("half", {"id": int}, "id")
         raise RuntimeError("boom")
 
     monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS + [broken])
