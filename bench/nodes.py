@@ -43,7 +43,7 @@ PROCESSES = 4
 THREADS = 4                  # host threads per process
 CALLS = 400                  # calls per thread and round
 ROUNDS = 2                   # rounds per backend, alternating
-QUICK = {"calls": 25, "rounds": 1}
+QUICK = {"per_thread": 25, "rounds": 1}
 REGISTERED = 200             # registered contacts the calls ring from
 # a real server's durability, not the test server's disposable settings
 REAL_SERVER = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on",
@@ -128,7 +128,7 @@ def host(spec: dict) -> None:
     placed, failures = [], []
 
     def agent(t: int):
-        for k in range(spec["calls"]):
+        for k in range(spec["per_thread"]):
             call = Call(call_id=f"{spec['tag']}-{t}-{k}", remote_number=numbers[(t * 7919 + k) % len(numbers)],
                         agent_id=spec["tag"])
             try:
@@ -169,7 +169,7 @@ def run_round(tag: str, homes: list[pathlib.Path], work: pathlib.Path, calls: in
     go = work / f"{tag}.go"
     specs, hosts = [], []
     for p, home in enumerate(homes):
-        spec = {"tag": f"{tag}-{p}", "threads": threads, "calls": calls,
+        spec = {"tag": f"{tag}-{p}", "threads": threads, "per_thread": calls,
                 "numbers": registered_numbers(), "ready": str(work / f"{tag}-{p}.ready"),
                 "go": str(go), "out": str(work / f"{tag}-{p}.json")}
         spec_path = work / f"{tag}-{p}.spec.json"
@@ -218,7 +218,7 @@ def run(args: argparse.Namespace) -> dict:
     from core.postgres import close_all
     from core.store import forget_store
 
-    calls = args.calls or (QUICK["calls"] if args.quick else CALLS)
+    calls = args.calls or (QUICK["per_thread"] if args.quick else CALLS)
     rounds = args.rounds or (QUICK["rounds"] if args.quick else ROUNDS)
     work = pathlib.Path(tempfile.mkdtemp(prefix="sfcti-nodes-"))
     began = time.perf_counter()
@@ -245,7 +245,7 @@ def run(args: argparse.Namespace) -> dict:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {"backends": figures, "facts": facts, "processes": args.processes,
-            "threads": args.threads, "calls": calls, "rounds": rounds,
+            "threads": args.threads, "per_thread": calls, "rounds": rounds,
             "bench_s": time.perf_counter() - began}
 
 
@@ -266,7 +266,7 @@ def summarize(rounds: list[dict], home: pathlib.Path) -> dict:
     statuses = sorted({c["status"] for c in calls})
     if statuses != ["matched"]:
         broken.append(f"screens answered {statuses}, not only 'matched' (a cached contact)")
-    return {"calls": len(calls), "calls_per_s": len(calls) / sum(r["wall_s"] for r in rounds),
+    return {"placed": len(calls), "calls_per_s": len(calls) / sum(r["wall_s"] for r in rounds),
             "ring_p50": percentile(rings, 50), "ring_p99": percentile(rings, 99),
             "end_p50": percentile(ends, 50), "end_p99": percentile(ends, 99),
             "history_rows": history["rows"], "broken": broken}
@@ -314,7 +314,7 @@ def report(figures: dict) -> str:
     lines = [
         f"`bench/nodes.py` on {facts['machine']} / {facts['cpus']} CPUs, Python {facts['python']}: "
         f"{figures['processes']} host processes × {figures['threads']} threads, each thread "
-        f"{figures['calls']} calls per round as fast as it can (cached `on_incoming_call` of a "
+        f"{figures['per_thread']} calls per round as fast as it can (cached `on_incoming_call` of a "
         f"registered contact, then `on_call_ended`), {figures['rounds']} round(s) per backend, "
         "alternating. SQLite: one shared instance folder "
         f"(SQLite {facts['sqlite']}, journal {facts['sqlite_mode']['journal_mode']}, synchronous "
@@ -332,7 +332,7 @@ def report(figures: dict) -> str:
     for name, label in (("sqlite", "SQLite, 1 folder"),
                         ("postgresql", f"PostgreSQL, {figures['processes']} nodes")):
         f = b[name]
-        lines.append(f"| {label} | {f['calls']} | {f['calls_per_s']:.0f} | {f['ring_p50']:.2f} / "
+        lines.append(f"| {label} | {f['placed']} | {f['calls_per_s']:.0f} | {f['ring_p50']:.2f} / "
                      f"{f['ring_p99']:.2f} | {f['end_p50']:.2f} / {f['end_p99']:.2f} | "
                      f"{f['history_rows']} |")
     lines.append(
@@ -352,7 +352,7 @@ def _ratio(pg: float, sqlite: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
-                        help=f"{QUICK['calls']} calls per thread, {QUICK['rounds']} round")
+                        help=f"{QUICK['per_thread']} calls per thread, {QUICK['rounds']} round")
     parser.add_argument("--calls", type=int, help="calls per thread and round")
     parser.add_argument("--rounds", type=int, help="rounds per backend")
     parser.add_argument("--processes", type=int, default=PROCESSES)
