@@ -59,7 +59,15 @@ INTRODUCTION = """## Several nodes: SQLite and PostgreSQL
 
 `bench/nodes.py` (`make bench`; `--quick` for a short run): 4 host processes on one SQLite
 instance folder against 4 nodes (instance folders) on one PostgreSQL database, the same calls
-side by side in one run. See docs/several-nodes.md for when to use PostgreSQL."""
+side by side in one run, on one machine. It measures what PostgreSQL costs, not what it buys:
+nodes on several machines (docs/several-nodes.md) cannot share an SQLite folder at all.
+
+Reading the figures: every ended call is written in a transaction that takes the store-wide
+writer lock (SQLite's `BEGIN IMMEDIATE`; on PostgreSQL an advisory lock), so the history writes
+of all nodes go one at a time, and with `synchronous_commit` on each PostgreSQL commit waits for
+its WAL to reach the disk, where SQLite in WAL mode with `synchronous = NORMAL` does not sync at
+every commit. A cached ring is one indexed read: in-process on SQLite, a round trip to the server
+on PostgreSQL."""
 
 
 # ---------------------------------------------------------------------------------------------
