@@ -21,6 +21,7 @@ once (exit status 1 otherwise).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import pathlib
@@ -172,8 +173,7 @@ def run_round(tag: str, homes: list[pathlib.Path], work: pathlib.Path, calls: in
               threads: int) -> dict:
     """One round on one backend: a host process per folder of ``homes`` (the same folder
     repeated for SQLite), started together once all are loaded; their calls and the wall time."""
-    env = {k: v for k, v in os.environ.items() if k not in ("SFCTI_DATABASE_URL", "SFCTI_SECRET_KEY")}
-    env.update(PYTHONPATH=str(ROOT), SFCTI_JOBS="off", SFCTI_SEND_TASKS="off")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), SFCTI_JOBS="off", SFCTI_SEND_TASKS="off")
     go = work / f"{tag}.go"
     specs, hosts = [], []
     for p, home in enumerate(homes):
@@ -204,6 +204,21 @@ def run_round(tag: str, homes: list[pathlib.Path], work: pathlib.Path, calls: in
     return {"hosts": results, "wall_s": max(c["done"] for c in placed) - started if placed else 0.0}
 
 
+@contextlib.contextmanager
+def folders_decide():
+    """Leave out ``SFCTI_DATABASE_URL`` and ``SFCTI_SECRET_KEY`` for the block (the hosts inherit
+    that): each instance folder's own ``database_url`` and ``secret.key`` must decide, or an
+    operator's variable would point the SQLite side at a PostgreSQL database."""
+    from core.store import ENV_DATABASE_URL, ENV_SECRET_KEY
+
+    saved = {name: os.environ.pop(name) for name in (ENV_DATABASE_URL, ENV_SECRET_KEY)
+             if name in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
 def wait_for(condition, hosts: list, seconds: float) -> None:
     """Wait until ``condition()``; a host that died or a timeout ends the bench."""
     deadline = time.time() + seconds
@@ -231,7 +246,7 @@ def run(args: argparse.Namespace) -> dict:
     work = pathlib.Path(tempfile.mkdtemp(prefix="sfcti-nodes-"))
     began = time.perf_counter()
     try:
-        with PostgresServer(settings=REAL_SERVER) as server:
+        with folders_decide(), PostgresServer(settings=REAL_SERVER) as server:
             url = server.create_database("sfcti_nodes")
             sqlite_home = work / "sqlite"
             sqlite_home.mkdir(mode=0o700)
@@ -358,6 +373,7 @@ def _ratio(pg: float, sqlite: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the bench (or, with --host, one host process); exit status 1 when a call is missing."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help=f"{QUICK['per_thread']} calls per thread, {QUICK['rounds']} round")
