@@ -67,8 +67,8 @@ Reading the figures: every ended call is written in a transaction that takes the
 writer lock (SQLite's `BEGIN IMMEDIATE`; on PostgreSQL an advisory lock), so the history writes
 of all nodes go one at a time, and with `synchronous_commit` on each PostgreSQL commit waits for
 its WAL to reach the disk, where SQLite in WAL mode with `synchronous = NORMAL` does not sync at
-every commit. A cached ring is one indexed read: in-process on SQLite, a round trip to the server
-on PostgreSQL."""
+every commit. A cached ring makes a few small reads (the settings rows, the index state, the
+contact): in-process on SQLite, each a round trip to the server on PostgreSQL."""
 
 
 # ---------------------------------------------------------------------------------------------
