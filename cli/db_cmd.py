@@ -51,11 +51,11 @@ def _status(home: pathlib.Path) -> dict:
 
 
 def _where(home: pathlib.Path) -> str:
-    from core.postgres import url_without_password
+    from core.dbcopy import shown_url
     from core.store import DB_NAME, database_url
 
     url = database_url(home)
-    return url_without_password(url) if url else str(home / DB_NAME)
+    return shown_url(url) if url else str(home / DB_NAME)
 
 
 def _print_status(status: dict) -> None:
@@ -108,9 +108,12 @@ def register(group: click.Group) -> None:
     def migrate_command(ctx):
         """Apply the pending migrations (a new SQLite instance is created when there is none)."""
         from core import dbcopy
-        from core.store import Store
+        from core.store import Store, StoreError
 
         home = _home(ctx)
+        if not home.is_dir():
+            raise StoreError(f"The instance folder {home} does not exist: check --home or "
+                             "SFCTI_HOME (migrate makes the database of an existing folder).")
         before = dbcopy.applied_version(home)[1] or 0
         store = Store(home)
         try:

@@ -31,6 +31,7 @@ from core.store import (DB_NAME, ENV_DATABASE_URL, KEY_NAME, MIGRATIONS, URL_FIL
                         Store, StoreError, database_url)
 
 MAX_URL_LENGTH = 2000
+CONNECT_TIMEOUT_SECONDS = 10
 # SQLite's own bookkeeping tables (ANALYZE, AUTOINCREMENT) are no data of the instance
 SQLITE_INTERNAL = "sqlite_"
 # the table PostgreSQL stores keep their migration versions in (SQLite uses PRAGMA user_version)
@@ -54,7 +55,7 @@ def checked_url(url: str) -> str:
     if url.partition("://")[0].lower() not in ("postgresql", "postgres"):
         raise CopyRefused("The target is not a postgresql:// URL (only PostgreSQL is a target).")
     try:
-        _postgres().url_without_password(url)
+        _postgres().psycopg.conninfo.conninfo_to_dict(url)
     except Exception:
         raise CopyRefused("The target URL cannot be parsed as a PostgreSQL connection URL.") from None
     return url
@@ -89,6 +90,7 @@ def _database_url_env(url: str | None) -> Iterator[None]:
 
 def open_postgres(home: pathlib.Path, url: str) -> Store:
     """A Store on the PostgreSQL database ``url`` with the folder's secret key (migrated)."""
+    reachable(url)
     with _database_url_env(url):
         return Store(home)
 
@@ -144,16 +146,46 @@ def applied_version(home: pathlib.Path) -> tuple[str, int | None]:
                 return "sqlite", conn.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.Error as exc:
             raise StoreError(f"Cannot read the database {path}: {exc}") from exc
-    psycopg = _postgres().psycopg
+    with _connection(url) as conn:
+        if conn.execute("SELECT to_regclass(%s)", [VERSION_TABLE]).fetchone()[0] is None:
+            return "postgresql", None
+        return "postgresql", conn.execute(
+            f"SELECT coalesce(max(version), 0) FROM {VERSION_TABLE}").fetchone()[0]
+
+
+def shown_url(url: str) -> str:
+    """The PostgreSQL URL for people: without its password, or a placeholder when it cannot be
+    parsed (the parser's message could quote part of it)."""
     try:
-        with psycopg.connect(url, connect_timeout=10) as conn:
-            if conn.execute("SELECT to_regclass(%s)", [VERSION_TABLE]).fetchone()[0] is None:
-                return "postgresql", None
-            return "postgresql", conn.execute(
-                f"SELECT coalesce(max(version), 0) FROM {VERSION_TABLE}").fetchone()[0]
+        return _postgres().url_without_password(url)
+    except Exception:
+        return "PostgreSQL (a URL that cannot be parsed)"
+
+
+@contextlib.contextmanager
+def _connection(url: str):
+    """One direct connection to ``url``, failing fast (a pool would retry for 30 s) with a
+    message that never holds the password."""
+    psycopg = _postgres().psycopg
+    where = shown_url(url)
+    try:
+        conn = psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_SECONDS)
+    except psycopg.ProgrammingError:
+        raise StoreError(f"Cannot open the database {where}: the URL is not a valid "
+                         "PostgreSQL connection URL.") from None
     except psycopg.Error as exc:
-        where = _postgres().url_without_password(url)
-        raise StoreError(f"Cannot open the database {where}: {exc}") from exc
+        raise StoreError(f"Cannot open the database {where}: {exc}") from None
+    try:
+        with conn:
+            yield conn
+    except psycopg.Error as exc:
+        raise StoreError(f"Cannot read the database {where}: {exc}") from None
+
+
+def reachable(url: str) -> None:
+    """Check that ``url`` answers, quickly and with a clear :class:`StoreError` if not."""
+    with _connection(url) as conn:
+        conn.execute("SELECT 1")
 
 
 def known_version() -> int:
