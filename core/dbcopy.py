@@ -99,14 +99,15 @@ def open_postgres(home: pathlib.Path, url: str) -> Store:
 def open_sqlite(home: pathlib.Path, allowed_url: str | None = None) -> Iterator[Store]:
     """A Store on the SQLite database of the instance folder ``home`` (migrated).
 
-    A folder whose ``database_url`` file names ``allowed_url`` (the copy's own target, written by
-    an earlier ``--switch``) is read through a private view of the folder: links to its database
-    and key, so the Store sees SQLite; any other ``database_url`` is refused.
+    A folder whose ``database_url`` file (or ``SFCTI_DATABASE_URL``) names ``allowed_url`` (the
+    copy's own target, say after an earlier ``--switch``) is still read from its SQLite file,
+    through a private view of the folder when the file names it: links to its database and key,
+    so the Store sees SQLite. Any other database URL is refused.
     """
     if not (home / DB_NAME).is_file():
         raise InstanceNotFound(home)
+    current = database_url(home)
     with _database_url_env(None):
-        current = database_url(home)
         if current is None:
             store = Store(home)
             try:
@@ -116,7 +117,15 @@ def open_sqlite(home: pathlib.Path, allowed_url: str | None = None) -> Iterator[
             return
         if allowed_url is None or not same_database(current, allowed_url):
             raise CopyRefused(f"The instance folder {home} already uses another database (its "
-                              f"{URL_FILE} file): there is no SQLite installation to move.")
+                              f"{URL_FILE} file or {ENV_DATABASE_URL}): there is no SQLite "
+                              "installation to move.")
+        if database_url(home) is None:  # the target came from the environment only
+            store = Store(home)
+            try:
+                yield store
+            finally:
+                store.dispose()
+            return
         with tempfile.TemporaryDirectory(prefix=".sfcti-copy-", dir=home) as view:
             view = pathlib.Path(view)
             # SQLite follows the link to the real file, and keeps its WAL beside it
@@ -174,12 +183,12 @@ def _connection(url: str):
         raise StoreError(f"Cannot open the database {where}: the URL is not a valid "
                          "PostgreSQL connection URL.") from None
     except psycopg.Error as exc:
-        raise StoreError(f"Cannot open the database {where}: {exc}") from None
+        raise StoreError(f"Cannot open the database {where}: {_one_line(exc)}") from None
     try:
         with conn:
             yield conn
     except psycopg.Error as exc:
-        raise StoreError(f"Cannot read the database {where}: {exc}") from None
+        raise StoreError(f"Cannot read the database {where}: {_one_line(exc)}") from None
 
 
 def reachable(url: str) -> None:
@@ -296,7 +305,8 @@ def copy_tables(source: Store, target: Store, tables: dict[str, list[str]],
     try:
         return _copy_all(source, target, tables, replace)
     except _postgres().psycopg.Error as exc:
-        raise CopyRefused(f"The copy failed and was rolled back, nothing was written: {exc}") \
+        raise CopyRefused("The copy failed and was rolled back, nothing was written: "
+                          f"{_one_line(exc)}") \
             from exc
 
 
@@ -361,6 +371,11 @@ def write_database_url(home: pathlib.Path, url: str) -> pathlib.Path:
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)
     return path
+
+
+def _one_line(exc: BaseException) -> str:
+    """The driver's message on one line (psycopg's hints follow a line break and a tab)."""
+    return " ".join(str(exc).split())
 
 
 def _quote(name: str) -> str:

@@ -191,6 +191,17 @@ def test_switch_points_the_folder_at_postgresql(store, home, target, no_env_url)
     again = run_cli(home, "db", "copy", "--to", target)
     assert again.exit_code == 1 and "already holds rows" in again.output
     assert run_cli(home, "db", "copy", "--to", target, "--replace").exit_code == 0
+    assert assert_same_data(home, target)["settings"] == 2
+
+
+def test_a_target_named_by_the_environment_is_allowed(store, home, target, monkeypatch):
+    from core.settings import save_settings
+
+    save_settings(store, {"username": "env@example.com"})
+    monkeypatch.setenv("SFCTI_DATABASE_URL", target)
+    result = run_cli(home, "db", "copy", "--to", target)
+    assert result.exit_code == 0, result.output
+    assert ("env@example.com",) in pg_rows(target, "settings", ["value"])
 
 
 def test_a_target_with_rows_is_refused_and_replace_empties_it(store, home, target, no_env_url,
@@ -347,12 +358,19 @@ def test_a_missing_folder_is_refused(tmp_path, target, no_env_url):
 
 
 def test_a_folder_already_on_another_database_is_refused(store, home, target, postgres_server,
-                                                         no_env_url):
+                                                         no_env_url, monkeypatch):
     other = postgres_server.create_database()
     try:
         (home / "database_url").write_text(other + "\n")
         result = run_cli(home, "db", "copy", "--to", target)
         assert result.exit_code == 1 and "already uses another database" in result.output
+        (home / "database_url").unlink()
+        monkeypatch.setenv("SFCTI_DATABASE_URL", other)
+        result = run_cli(home, "db", "copy", "--to", target)
+        assert result.exit_code == 1 and "already uses another database" in result.output
+        with psycopg.connect(target) as conn:                        # the target untouched
+            assert conn.execute("SELECT count(*) FROM information_schema.tables "
+                                "WHERE table_schema = 'public'").fetchone()[0] == 0
     finally:
         from core.postgres import close_all
 
