@@ -388,3 +388,35 @@ def test_migrate_and_status_with_a_bad_database_url(tmp_path, content, no_env_ur
         result = run_cli(home, "db", command)
         assert result.exit_code == 1, result.output
         assert "database" in result.output.lower() and URL_PASSWORD not in result.output
+
+
+def loose_sqlite_value(home, sql, params) -> None:
+    """Write a value SQLite's loose typing accepts and PostgreSQL's columns do not."""
+    with sqlite3.connect(home / DB_NAME) as conn:
+        conn.execute(sql, params)
+
+
+@pytest.mark.parametrize("sql, params", [
+    ("UPDATE calls SET duration_seconds = ?", ["not a number"]),   # text in a REAL column
+    ("UPDATE calls SET label = ?", ["nul \x00 inside"]),           # PostgreSQL text has no NUL
+])
+def test_a_copy_that_fails_writes_nothing(store, home, target, sql, params, no_env_url):
+    from core import history
+
+    store.upsert_contact("+81300000001", company="残らない")
+    history.record_call(store, history.call_facts({"call_id": "c1", "remote_number": "0312345678",
+                                                   "direction": "inbound"}), {})
+    loose_sqlite_value(home, sql, params)
+    result = run_cli(home, "db", "copy", "--to", target)
+    assert result.exit_code == 1 and "rolled back" in result.output
+    assert pg_rows(target, "contacts", ["e164"]) == [] and pg_rows(target, "calls", ["call_id"]) == []
+
+
+def test_a_difference_after_the_copy_is_reported(store, home, target, no_env_url):
+    store.upsert_contact("+81300000001", company="ok")
+    loose_sqlite_value(home, "UPDATE contacts SET company = ?", [b"bytes, not text"])
+    result = run_cli(home, "db", "copy", "--to", target, "--switch")
+    assert result.exit_code == 1
+    line = next(line for line in result.output.splitlines() if line.strip().startswith("contacts"))
+    assert "DIFFERENT" in line
+    assert "still uses SQLite" in result.output and not (home / "database_url").exists()
