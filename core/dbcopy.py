@@ -11,8 +11,8 @@ none of them. What it does:
 - :func:`copy_tables`: every row of every table from one store into another's empty tables (or
   emptied, with ``replace``) in one transaction, with ``COPY ... FROM STDIN``, identity
   sequences moved past the largest id;
-- :func:`table_digest`: a row count and a sha256 over a table's rows, normalised to text and
-  sorted, computed the same way on either engine.
+- :func:`table_digest`: a row count and a sha256 over a table's rows, normalised to text with
+  their types, computed the same way on either engine.
 """
 
 from __future__ import annotations
@@ -246,16 +246,15 @@ class Digest:
 
 
 def table_digest(store: Store, table: str, columns: list[str]) -> Digest:
-    """Row count and sha256 of ``table``'s ``columns``: each row's values :func:`normalised`,
-    joined with separators that cannot occur in them (lengths prefixed), rows sorted."""
+    """Row count and sha256 of ``table``'s ``columns``: each row's values :func:`normalised` and
+    length-prefixed (no separator can be forged by a value), hashed; the sorted row hashes hashed
+    again. Sorting in Python leaves both engines' collations out of it, and keeping only 32 bytes
+    a row keeps a large table's check in memory."""
     rows = sorted(
-        "".join(f"{len(text)}:{text}" for text in map(normalised, row))
+        hashlib.sha256("".join(f"{len(text)}:{text}" for text in map(normalised, row))
+                       .encode("utf-8", "surrogatepass")).digest()
         for row in store.conn.execute(_select(table, columns)))
-    digest = hashlib.sha256()
-    for row in rows:
-        digest.update(row.encode("utf-8", "surrogatepass"))
-        digest.update(b"\n")
-    return Digest(len(rows), digest.hexdigest())
+    return Digest(len(rows), hashlib.sha256(b"".join(rows)).hexdigest())
 
 
 # ---------------------------------------------------------------------------------------------
