@@ -64,7 +64,10 @@ def checked_url(url: str) -> str:
 def same_database(url_a: str, url_b: str) -> bool:
     """True when the two PostgreSQL URLs give the same connection parameters."""
     conninfo = _postgres().psycopg.conninfo.conninfo_to_dict
-    return conninfo(url_a) == conninfo(url_b)
+    try:
+        return conninfo(url_a) == conninfo(url_b)
+    except _postgres().psycopg.Error:  # a URL that cannot be parsed names no database
+        return False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -97,7 +100,7 @@ def open_postgres(home: pathlib.Path, url: str) -> Store:
 
 @contextlib.contextmanager
 def open_sqlite(home: pathlib.Path, allowed_url: str | None = None) -> Iterator[Store]:
-    """A Store on the SQLite database of the instance folder ``home`` (migrated).
+    """A Store on the SQLite database of the instance folder ``home`` (migrated), closed after.
 
     A folder whose ``database_url`` file (or ``SFCTI_DATABASE_URL``) names ``allowed_url`` (the
     copy's own target, say after an earlier ``--switch``) is still read from its SQLite file,
@@ -107,24 +110,14 @@ def open_sqlite(home: pathlib.Path, allowed_url: str | None = None) -> Iterator[
     if not (home / DB_NAME).is_file():
         raise InstanceNotFound(home)
     current = database_url(home)
+    if current is not None and (allowed_url is None or not same_database(current, allowed_url)):
+        raise CopyRefused(f"The instance folder {home} already uses another database (its "
+                          f"{URL_FILE} file or {ENV_DATABASE_URL}): there is no SQLite "
+                          "installation to move.")
     with _database_url_env(None):
-        if current is None:
-            store = Store(home)
-            try:
+        if database_url(home) is None:
+            with _disposing(Store(home)) as store:
                 yield store
-            finally:
-                store.dispose()
-            return
-        if allowed_url is None or not same_database(current, allowed_url):
-            raise CopyRefused(f"The instance folder {home} already uses another database (its "
-                              f"{URL_FILE} file or {ENV_DATABASE_URL}): there is no SQLite "
-                              "installation to move.")
-        if database_url(home) is None:  # the target came from the environment only
-            store = Store(home)
-            try:
-                yield store
-            finally:
-                store.dispose()
             return
         with tempfile.TemporaryDirectory(prefix=".sfcti-copy-", dir=home) as view:
             view = pathlib.Path(view)
@@ -132,11 +125,16 @@ def open_sqlite(home: pathlib.Path, allowed_url: str | None = None) -> Iterator[
             os.symlink(home / DB_NAME, view / DB_NAME)
             if (home / KEY_NAME).exists():
                 os.symlink(home / KEY_NAME, view / KEY_NAME)
-            store = Store(view)
-            try:
+            with _disposing(Store(view)) as store:
                 yield store
-            finally:
-                store.dispose()
+
+
+@contextlib.contextmanager
+def _disposing(store: Store) -> Iterator[Store]:
+    try:
+        yield store
+    finally:
+        store.dispose()
 
 
 def applied_version(home: pathlib.Path) -> tuple[str, int | None]:

@@ -420,3 +420,10 @@ def test_a_difference_after_the_copy_is_reported(store, home, target, no_env_url
     line = next(line for line in result.output.splitlines() if line.strip().startswith("contacts"))
     assert "DIFFERENT" in line
     assert "still uses SQLite" in result.output and not (home / "database_url").exists()
+
+
+def test_a_folder_with_an_unparsable_database_url_is_refused(store, home, target, no_env_url):
+    (home / "database_url").write_text(f"postgresql://u:{URL_PASSWORD}@h/db?bogus_option=1\n")
+    result = run_cli(home, "db", "copy", "--to", target)
+    assert result.exit_code == 1 and "already uses another database" in result.output
+    assert URL_PASSWORD not in result.output
