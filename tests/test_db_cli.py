@@ -427,3 +427,16 @@ def test_a_folder_with_an_unparsable_database_url_is_refused(store, home, target
     result = run_cli(home, "db", "copy", "--to", target)
     assert result.exit_code == 1 and "already uses another database" in result.output
     assert URL_PASSWORD not in result.output
+
+
+def test_a_password_in_the_target_url_is_never_printed(store, home, target, no_env_url):
+    from core.settings import save_settings
+
+    save_settings(store, {"username": "ops@example.com"})
+    url = f"{target}&password={URL_PASSWORD}"            # the test server trusts its socket
+    result = run_cli(home, "db", "copy", "--to", url, "--switch")
+    assert result.exit_code == 0, result.output
+    assert URL_PASSWORD not in result.output and "password=***" in result.output
+    status = run_cli(home, "db", "status")
+    assert status.exit_code == 0 and URL_PASSWORD not in status.output
+    assert "password=***" in status.output
