@@ -10,7 +10,7 @@ from markupsafe import escape
 from core import errors
 from core.settings import load_settings, save_settings
 from helpers import (ADMIN_PASSWORD, ADMIN_USER, SmtpServer, admin_login, csrf_token, free_port, make_app,
-                     post_form)
+                     insert_row, post_form)
 
 PAGES = ["/", "/settings/", "/alerts/", "/errors/", "/errors/common", "/calls/", "/contacts/"]
 
@@ -273,7 +273,7 @@ def _call(store, call_id, **values):
            "record_id": "003000000000001AAA",
            "record_url": "https://example.lightning.force.com/lightning/r/Contact/003000000000001AAA/view",
            **values}
-    store.db["calls"].insert(row)
+    insert_row(store, "calls", row)
 
 
 def test_call_history_shows_the_columns(admin_client, store):
