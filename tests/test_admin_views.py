@@ -118,9 +118,10 @@ def test_password_is_stored_hashed(app, store):  # the app creates the admin acc
     assert ADMIN_PASSWORD not in row[0] and row[0].startswith(("scrypt:", "pbkdf2:"))
 
 
-def test_admin_created_from_the_environment(tmp_path, monkeypatch):
+def test_admin_created_from_the_environment(tmp_path, monkeypatch, database):
     from admin import create_app
 
+    database(tmp_path / "env-home")
     monkeypatch.setenv("SFCTI_ADMIN_USER", "boss")
     monkeypatch.setenv("SFCTI_ADMIN_PASSWORD", "from the env")
     monkeypatch.setenv("SFCTI_HOME", str(tmp_path / "env-home"))
@@ -128,9 +129,10 @@ def test_admin_created_from_the_environment(tmp_path, monkeypatch):
     assert admin_login(client, "boss", "from the env").status_code == 302
 
 
-def test_generated_password_is_printed_once(tmp_path, capsys):
+def test_generated_password_is_printed_once(tmp_path, capsys, database):
     from admin import create_app
 
+    database(tmp_path / "gen")
     config = {"SFCTI_HOME": str(tmp_path / "gen"), "ADMIN_USERNAME": "admin", "ADMIN_PASSWORD": None}
     app = create_app(config)
     password = re.search(r"password '([^']+)'", capsys.readouterr().err).group(1)
@@ -475,11 +477,12 @@ def test_login_wait_doubles_with_each_failure_up_to_a_ceiling(store):
     assert accounts.wait_seconds(store, keys, free=5, ceiling=900) == 0
 
 
-def test_instance_config_file_is_read(tmp_path):
+def test_instance_config_file_is_read(tmp_path, database):
     from admin import create_app
 
     home = tmp_path / "cfg-home"
     home.mkdir()
+    database(home)
     (home / "admin.cfg").write_text("PAGE_SIZE = 7\nSESSION_COOKIE_SECURE = True\n")
     app = create_app(home=str(home), admin_password="x")
     assert app.config["PAGE_SIZE"] == 7 and app.config["SESSION_COOKIE_SECURE"] is True
