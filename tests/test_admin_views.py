@@ -10,7 +10,7 @@ from markupsafe import escape
 from core import errors
 from core.settings import load_settings, save_settings
 from helpers import (ADMIN_PASSWORD, ADMIN_USER, SmtpServer, admin_login, csrf_token, free_port, make_app,
-                     insert_row, post_form)
+                     field_has_error, insert_row, post_form)
 
 PAGES = ["/", "/settings/", "/alerts/", "/errors/", "/errors/common", "/calls/", "/contacts/"]
 
@@ -352,6 +352,20 @@ def test_an_oversized_search_is_ignored_and_the_list_shown(admin_client, store, 
     admin_client.get("/lang/en")
     html = admin_client.get(url, query_string={"q": "x" * 101}).get_data(as_text=True)
     assert "株式会社サンプル" in html and "matches" not in html
+
+
+@pytest.mark.parametrize("url", EMPTY_LISTS)
+@pytest.mark.parametrize("term", ["サンプル\x00", "\x00"])
+def test_a_search_with_a_nul_is_refused_saying_why_and_the_list_shown(admin_client, store, url, term):
+    # PostgreSQL cannot take a NUL in a query: the search box says why, as for other control
+    # characters, and the page lists everything
+    _one_call_and_contact(store)
+    admin_client.get("/lang/ja")
+    response = admin_client.get(url, query_string={"q": term})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert field_has_error(html, "q") and "改行、制御文字、文字方向の制御文字は使えません。" in html
+    assert "株式会社サンプル" in html
 
 
 def test_overview_shows_api_usage_today(admin_client, store):
