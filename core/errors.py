@@ -572,7 +572,8 @@ def record_failure(store, integration: str, operation: str, exc_or_code: BaseExc
     processes. The detail is scrubbed of secrets (including the stored ones) and cut to 2,000
     characters.
 
-    :raises sqlite3.OperationalError: when the database stays locked beyond the busy timeout
+    :raises Exception: one of ``store.unavailable`` when the database cannot take the write
+        (SQLite locked beyond the busy timeout, PostgreSQL unreachable)
     """
     if isinstance(exc_or_code, BaseException):
         code, described = describe_failure(exc_or_code, integration)
@@ -590,8 +591,8 @@ def record_failure(store, integration: str, operation: str, exc_or_code: BaseExc
             "detail, call_id, count, open) VALUES (:now, :now, :integration, :operation, :code, "
             ":message, :detail, :call_id, :count, 1) "
             "ON CONFLICT (integration, operation, code) WHERE open = 1 DO UPDATE SET "
-            "count = count + excluded.count, last_at = excluded.last_at, detail = excluded.detail, "
-            "call_id = coalesce(excluded.call_id, call_id)",
+            "count = error_log.count + excluded.count, last_at = excluded.last_at, detail = excluded.detail, "
+            "call_id = coalesce(excluded.call_id, error_log.call_id)",
             {"now": now, "integration": integration, "operation": operation, "code": entry.code,
              "message": entry.message_en, "detail": detail, "call_id": call_id,
              "count": max(1, int(count))},
