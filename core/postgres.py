@@ -29,6 +29,7 @@ import psycopg
 import psycopg_pool
 from psycopg.adapt import Dumper
 from psycopg.pq import TransactionStatus
+from psycopg.types.string import StrDumperUnknown
 
 # advisory-lock key of the store-wide writer lock (any 64-bit number no other lock uses)
 WRITER_LOCK = 0x5F_C7_1D_B0_00_00_00_01
@@ -75,8 +76,23 @@ class _BoolAsInteger(Dumper):
         return b"1" if obj else b"0"
 
 
+# what a NUL in a text parameter is stored as: PostgreSQL's text cannot hold NUL, and this is the
+# character the admin and the CLI show an unprintable one as (core.display.MARKER)
+NUL_STORED_AS = "\ufffd"
+
+
+class _TextWithoutNul(StrDumperUnknown):
+    """Python text as PostgreSQL text, a NUL written as :data:`NUL_STORED_AS`: a name from
+    Salesforce or a typed value holding one is stored instead of failing the whole write. (The
+    call id, a key, is refused before it gets here: core.history.exact_call_id.)"""
+
+    def dump(self, obj: str):
+        return super().dump(obj.replace("\x00", NUL_STORED_AS) if "\x00" in obj else obj)
+
+
 def _configure(conn: psycopg.Connection) -> None:
     conn.adapters.register_dumper(bool, _BoolAsInteger)
+    conn.adapters.register_dumper(str, _TextWithoutNul)
 
 
 class Result:

@@ -1,5 +1,9 @@
-"""core/store.py on real SQLite files: migrations, WAL, secrets at rest, threads and processes."""
+"""core/store.py on real SQLite files and a real PostgreSQL: migrations, secrets at rest,
+transactions, threads and processes. The tests about SQLite itself (WAL, PRAGMAs, the file,
+sqlite-utils' table API) run on SQLite only; what both engines must do is read back through the
+Store API or through a connection of the test's own (:func:`reader`)."""
 
+import contextlib
 import datetime as dt
 import multiprocessing
 import os
@@ -45,9 +49,50 @@ PRIMARY_KEYS = {
 }
 
 
+SQLITE_ONLY = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+
+
 def raw(path):
     """A plain sqlite3 connection, not the store's."""
     return sqlite3.connect(str(path / "sfcti.db"))
+
+
+def reader(store):
+    """A connection of the test's own to the store's database (sqlite3 to its file, psycopg to its
+    URL), in autocommit: what it reads was committed. Close it with ``with``."""
+    if store.backend == "sqlite":
+        return contextlib.closing(sqlite3.connect(str(store.db_path), isolation_level=None))
+    import psycopg
+
+    return psycopg.connect(store.url, autocommit=True)
+
+
+def read(store, sql):
+    """The rows of ``sql`` (no parameters: the two drivers spell them differently) by :func:`reader`."""
+    with reader(store) as conn:
+        return [tuple(row) for row in conn.execute(sql).fetchall()]
+
+
+def primary_key(store, table):
+    """The primary-key columns of ``table``, as the database declares them."""
+    if store.backend == "sqlite":
+        return store.db[table].pks
+    return [r[0] for r in read(store, f"""
+        SELECT a.attname FROM pg_index i
+        CROSS JOIN unnest(i.indkey) WITH ORDINALITY AS k(attnum, position)
+        JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+        WHERE i.indrelid = '{table}'::regclass AND i.indisprimary ORDER BY k.position""")]
+
+
+def index_columns(store, table):
+    """The column lists of the indexes of ``table`` other than its primary key."""
+    if store.backend == "sqlite":
+        return [index.columns for index in store.db[table].indexes]
+    return [list(r[0]) for r in read(store, f"""
+        SELECT array_agg(a.attname ORDER BY k.position) FROM pg_index i
+        CROSS JOIN unnest(i.indkey) WITH ORDINALITY AS k(attnum, position)
+        JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+        WHERE i.indrelid = '{table}'::regclass AND NOT i.indisprimary GROUP BY i.indexrelid""")]
 
 
 # -- opening and migrations ------------------------------------------------------------------
@@ -72,9 +117,8 @@ def test_a_new_instance_is_readable_by_its_owner_only(tmp_path):
 
 @pytest.mark.parametrize("table", sorted(ALL_TABLES))
 def test_every_table_has_its_columns(store, table):
-    columns = store.db[table].columns_dict
-    assert ALL_TABLES[table] <= set(columns)
-    assert store.db[table].pks == [PRIMARY_KEYS[table]]
+    assert ALL_TABLES[table] <= set(store.column_names(table))
+    assert primary_key(store, table) == [PRIMARY_KEYS[table]]
 
 
 @pytest.mark.parametrize("table,columns", [
@@ -82,20 +126,27 @@ def test_every_table_has_its_columns(store, table):
     ("calls", ["started_at"]), ("calls", ["e164"]),
 ])
 def test_indexes(store, table, columns):
-    assert columns in [index.columns for index in store.db[table].indexes]
+    assert columns in index_columns(store, table)
 
 
 def test_version_recorded(store):
     assert store.schema_version == len(store_module.MIGRATIONS)
-    with raw(store.home) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(store_module.MIGRATIONS)
+    assert store.pending_migrations() == []
+    if store.backend == "sqlite":
+        versions = read(store, "PRAGMA user_version")
+        assert versions == [(len(store_module.MIGRATIONS),)]
+    else:
+        versions = read(store, "SELECT version FROM schema_version ORDER BY version")
+        assert versions == [(v,) for v in range(1, len(store_module.MIGRATIONS) + 1)]
 
 
+@SQLITE_ONLY
 def test_wal_mode(store):
     with raw(store.home) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+@SQLITE_ONLY
 def test_busy_timeout_and_autocommit(store):
     assert store.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 30_000
     assert store.conn.isolation_level is None
@@ -244,8 +295,12 @@ def test_secret_encrypted_at_rest(store):
     plaintext = "Very-Secret-Passw0rd-4f1c9e"
     save_settings(store, {"username": "u@example.com", "password": plaintext,
                           "security_token": "TOKEN9Z8Y7X6W5"})
-    with raw(store.home) as conn:
-        dump = "\n".join(conn.iterdump())
+    if store.backend == "sqlite":
+        with raw(store.home) as conn:
+            dump = "\n".join(conn.iterdump())
+    else:   # every row of every table, as text
+        dump = "\n".join(repr(read(store, f'SELECT * FROM "{table}"'))
+                         for table in store.table_names())
     assert plaintext not in dump and "TOKEN9Z8Y7X6W5" not in dump
     assert "u@example.com" in dump  # the non-secret is there: the dump is real
     for path in store.home.iterdir():
@@ -259,8 +314,7 @@ def test_secret_encrypted_at_rest(store):
 def test_transaction_commits(store):
     with store.transaction() as db:
         db.execute("INSERT INTO no_match (e164, until) VALUES ('+1', '9999')")
-    with raw(store.home) as conn:
-        assert conn.execute("SELECT count(*) FROM no_match").fetchone()[0] == 1
+    assert read(store, "SELECT e164, until FROM no_match") == [("+1", "9999")]
 
 
 def test_transaction_rolls_back(store):
@@ -269,7 +323,10 @@ def test_transaction_rolls_back(store):
             db.execute("INSERT INTO no_match (e164, until) VALUES ('+1', '9999')")
             1 / 0
     assert store.conn.execute("SELECT count(*) FROM no_match").fetchone()[0] == 0
-    assert not store.conn.in_transaction
+    assert read(store, "SELECT count(*) FROM no_match") == [(0,)]
+    # no transaction left open: a statement after the block is committed at once
+    store.conn.execute("INSERT INTO no_match (e164, until) VALUES ('+2', '9999')")
+    assert read(store, "SELECT e164 FROM no_match") == [("+2",)]
 
 
 def test_nested_transaction_rolls_back_inner_only(store):
@@ -458,7 +515,9 @@ def test_threads_lose_no_write(store):
     assert store.api_usage()["own_calls"] == 1600
 
 
+@SQLITE_ONLY
 def test_each_thread_has_its_own_connection(store):
+    """SQLite: one connection per thread (PostgreSQL shares a pool between them)."""
     seen = []
     thread = threading.Thread(target=lambda: seen.append(store.db))
     thread.start()
@@ -467,6 +526,7 @@ def test_each_thread_has_its_own_connection(store):
     assert store.db is store.db
 
 
+@SQLITE_ONLY
 @pytest.mark.parametrize("method", ["insert", "upsert"])
 def test_sqlite_utils_writes_from_threads(store, method):
     """sqlite-utils' own write methods (deferred BEGIN upstream) must not fail under contention."""
