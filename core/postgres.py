@@ -22,6 +22,7 @@ import functools
 import hashlib
 import re
 import threading
+import time
 import weakref
 from typing import Any, Iterator
 
@@ -34,7 +35,9 @@ from psycopg.types.string import StrDumperUnknown
 # advisory-lock key of the store-wide writer lock (any 64-bit number no other lock uses)
 WRITER_LOCK = 0x5F_C7_1D_B0_00_00_00_01
 POOL_MIN, POOL_MAX = 1, 16
-POOL_TIMEOUT_SECONDS = 30.0
+POOL_TIMEOUT_SECONDS = 30.0    # the longest wait for a free connection while the server answers
+PROBE_SECONDS = 2.0            # how often a wait for a connection checks the server still answers
+CONNECT_TIMEOUT_SECONDS = 5    # one connection attempt (an unreachable host)
 
 # what tells a pooled connection is gone or the server is unreachable: the callers that must not
 # lose a call retry on these, as on SQLite's "database is locked"
@@ -132,8 +135,13 @@ class PostgresDatabase:
 
     def __init__(self, url: str, min_size: int = POOL_MIN, max_size: int = POOL_MAX):
         self.url = url
+        self.where = url_without_password(url)
+        # first one connection of its own: a database that is gone or a server that does not
+        # answer is said at once, not after the pool has retried for its whole timeout
+        self.probe()
         self.pool = psycopg_pool.ConnectionPool(
-            url, min_size=min_size, max_size=max_size, kwargs={"autocommit": True},
+            url, min_size=min_size, max_size=max_size,
+            kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_SECONDS},
             configure=_configure, timeout=POOL_TIMEOUT_SECONDS, open=False, name="sfcti")
         try:
             self.pool.open(wait=True, timeout=POOL_TIMEOUT_SECONDS)
@@ -142,6 +150,45 @@ class PostgresDatabase:
             raise
         self._local = threading.local()
         _OPEN.add(self)
+
+    def probe(self) -> None:
+        """Connect once, outside the pool, and hang up.
+
+        :raises core.store.StoreError: the server or the database cannot be reached, naming
+            where (without the password) and why
+        """
+        try:
+            psycopg.connect(self.url, connect_timeout=CONNECT_TIMEOUT_SECONDS).close()
+        except psycopg.Error as exc:
+            from core.store import StoreError
+
+            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            raise StoreError(f"Cannot reach the database {self.where}: {reason}") from None
+
+    @contextlib.contextmanager
+    def _pooled(self) -> Iterator[psycopg.Connection]:
+        """A connection from the pool for the block. While none is free, the server is probed
+        every :data:`PROBE_SECONDS`: a server or database that is gone fails the wait at once
+        (StoreError) instead of after :data:`POOL_TIMEOUT_SECONDS`."""
+        if self.pool.closed:
+            from core.store import StoreError
+
+            raise StoreError(f"The connections to {self.where} were closed (the store was disposed).")
+        deadline = time.monotonic() + POOL_TIMEOUT_SECONDS
+        while True:
+            try:
+                conn = self.pool.getconn(timeout=max(0.01, min(PROBE_SECONDS,
+                                                               deadline - time.monotonic())))
+                break
+            except psycopg_pool.PoolTimeout:
+                if time.monotonic() >= deadline:
+                    raise
+                self.probe()
+        try:
+            with conn:   # a pooled connection: commits or rolls back, is not closed
+                yield conn
+        finally:
+            self.pool.putconn(conn)
 
     @property
     def conn(self) -> "PostgresDatabase":
@@ -155,7 +202,7 @@ class PostgresDatabase:
         if pinned is not None:
             yield pinned
             return
-        with self.pool.connection() as conn:
+        with self._pooled() as conn:
             yield conn
 
     def execute(self, sql: str, params: Any = None) -> Result:
@@ -198,7 +245,7 @@ class PostgresDatabase:
         """Hold the advisory lock ``name`` (waiting for it) on every node for the block; a node
         that dies lets it go with its connection."""
         key = lock_key(name)
-        with self.pool.connection() as conn:
+        with self._pooled() as conn:
             conn.execute("SELECT pg_advisory_lock(%s)", [key])
             try:
                 yield

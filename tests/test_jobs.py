@@ -244,7 +244,7 @@ def test_the_scheduler_runs_nightly_at_22_tokyo_and_catches_up_at_start(connecte
             assert time.monotonic() < deadline
             time.sleep(0.05)
     finally:
-        scheduler.stop()
+        scheduler.stop(wait=True)
 
 
 def test_the_scheduler_follows_the_settings(connected):
@@ -267,7 +267,7 @@ def test_the_scheduler_follows_the_settings(connected):
         scheduler.configure(_settings(connected))
         assert [scheduler.scheduled(job) for job in ("nightly", "catch_up", "retry")] == [None] * 3
     finally:
-        scheduler.stop()
+        scheduler.stop(wait=True)
 
 
 KILLABLE_RUN = textwrap.dedent("""

@@ -561,3 +561,44 @@ def test_read_then_write_in_atomic_under_contention(store):
     assert failures_in_threads(work) == []
     counts = [int(r[0].rsplit("-", 1)[1]) for r in store.conn.execute("SELECT subject FROM outbox")]
     assert sorted(counts) == list(range(800))  # every block saw every earlier commit
+
+
+# -- PostgreSQL: a database that cannot be reached -------------------------------------------
+
+def _point_at(folder, url):
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (folder / "database_url").write_text(url + "\n", encoding="utf-8")
+
+
+def test_a_database_that_does_not_exist_is_said_at_once(tmp_path, postgres_server):
+    """Seconds, not the pool's 30 s of retries; where it is, without the password."""
+    _point_at(tmp_path, postgres_server.url("no_such_database") + "&password=hunter2")
+    started = time.monotonic()
+    with pytest.raises(StoreError) as refused:
+        Store(tmp_path)
+    assert time.monotonic() - started < 5
+    message = str(refused.value)
+    assert "no_such_database" in message and "does not exist" in message
+    assert "hunter2" not in message
+
+
+def test_a_database_dropped_under_a_running_store_fails_fast(tmp_path, postgres_server):
+    url = postgres_server.create_database()
+    _point_at(tmp_path, url)
+    store = Store(tmp_path)
+    try:
+        store.upsert_contact("+81312345678", **CONTACT)
+        postgres_server.drop_database(url)
+        started = time.monotonic()
+        failures = []
+        for _ in range(3):
+            with pytest.raises(store.unavailable) as failed:
+                store.get_contact("+81312345678")
+            failures.append(failed.value)
+        assert time.monotonic() - started < 10
+        assert isinstance(failures[-1], StoreError)
+        assert url.split("?")[0].rsplit("/", 1)[1] in str(failures[-1])
+    finally:
+        store.dispose()
+    with pytest.raises(StoreError, match="closed"):   # a disposed store opens no pool again
+        store.get_contact("+81312345678")
