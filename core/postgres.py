@@ -32,6 +32,8 @@ from psycopg.adapt import Dumper
 from psycopg.pq import TransactionStatus
 from psycopg.types.string import StrDumperUnknown
 
+from core.store import StoreError
+
 # advisory-lock key of the store-wide writer lock (any 64-bit number no other lock uses)
 WRITER_LOCK = 0x5F_C7_1D_B0_00_00_00_01
 POOL_MIN, POOL_MAX = 1, 16
@@ -160,8 +162,6 @@ class PostgresDatabase:
         try:
             psycopg.connect(self.url, connect_timeout=CONNECT_TIMEOUT_SECONDS).close()
         except psycopg.Error as exc:
-            from core.store import StoreError
-
             reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
             raise StoreError(f"Cannot reach the database {self.where}: {reason}") from None
 
@@ -171,8 +171,6 @@ class PostgresDatabase:
         every :data:`PROBE_SECONDS`: a server or database that is gone fails the wait at once
         (StoreError) instead of after :data:`POOL_TIMEOUT_SECONDS`."""
         if self.pool.closed:
-            from core.store import StoreError
-
             raise StoreError(f"The connections to {self.where} were closed (the store was disposed).")
         deadline = time.monotonic() + POOL_TIMEOUT_SECONDS
         while True:
