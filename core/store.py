@@ -307,6 +307,7 @@ def _migration_5(schema: "Schema") -> None:
 
 MIGRATIONS: list[Callable[["Schema"], None]] = [
     _migration_1, _migration_2, _migration_3, _migration_4, _migration_5]
+STORE_META_VERSION = 5   # the migration that made store_meta
 
 
 class Schema:
@@ -648,6 +649,8 @@ class Store:
         return self._fernet
 
     def _stored_key_check(self) -> str | None:
+        if self.schema_version < STORE_META_VERSION:   # a schema from before store_meta
+            return None
         row = self.conn.execute("SELECT value FROM store_meta WHERE name = ?",
                                 [KEY_CHECK]).fetchone()
         return row[0] if row else None
