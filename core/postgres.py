@@ -13,6 +13,12 @@ every text column uses the "C" collation, so strings sort and compare byte by by
   the guarantee SQLite's ``BEGIN IMMEDIATE`` gives them.
 - :meth:`PostgresDatabase.named_lock` is a session-level advisory lock held across nodes for the
   length of a block (the OAuth refresh, for one).
+- A server or database that cannot be reached is said at once, as ``core.store.StoreError``
+  naming where (never the password): when the pool opens, and while a statement waits for a
+  connection (the server is probed every :data:`PROBE_SECONDS`), not after the pool's timeout.
+- PostgreSQL's text cannot hold NUL: a NUL in a text parameter is written as U+FFFD, the
+  character the admin and the CLI show it as anyway. Call ids, the history's key, never get
+  here with one: core.history refuses them on both engines.
 """
 
 from __future__ import annotations
