@@ -279,8 +279,8 @@ _ENTRIES = [
      "Read the detail. If it keeps happening, report it with the detail shown."),
     # -- the phone system's call objects -------------------------------------------------------
     ("CALL_ID_UNSTORABLE", "any",
-     "電話システムから渡された通話 ID を保存できないため、その通話を通話履歴に記録しませんでした（着信画面は表示されています）。通話 ID が文字列でない、Unicode として不正な文字を含む、または 1,000 文字を超えています。",
-     "A call was not recorded in the call history because the call id the phone system passed cannot be stored (its screen was still shown): the id is not text, holds characters that are not valid Unicode, or is longer than 1,000 characters.",
+     "電話システムから渡された通話 ID を保存できないため、その通話を通話履歴に記録しませんでした（着信画面は表示されています）。通話 ID が文字列でない、NUL 文字または Unicode として不正な文字を含む、または 1,000 文字を超えています。",
+     "A call was not recorded in the call history because the call id the phone system passed cannot be stored (its screen was still shown): the id is not text, holds a NUL character or characters that are not valid Unicode, or is longer than 1,000 characters.",
      "詳細に理由が表示されています。電話システム（またはその連携設定）が、通話ごとに一意で 1,000 文字以内の文字列を通話 ID として渡すようにしてください。記録されなかった通話は後から追加されません。",
      "The detail says why. Make the phone system (or its integration) pass each call's id as text of at most 1,000 characters, unique per call. Calls that were not recorded are not added later."),
 ]

@@ -133,8 +133,9 @@ def call_facts(call: Any, direction: str | None = None) -> CallFacts:
 
     ``direction`` stands in when the object has none (the hook being called says it). A call
     without an id (None or "") gets a stable synthetic one, so a repeated event is still recorded
-    once. An id that is not text (or an int), holds a lone surrogate (bytes: is not UTF-8) or is
-    longer than :data:`CALL_ID_MAX` is refused: ``call_id`` None and ``refused`` the reason.
+    once. An id that is not text (or an int), holds a lone surrogate (bytes: is not UTF-8) or a
+    NUL, or is longer than :data:`CALL_ID_MAX` is refused: ``call_id`` None and ``refused`` the
+    reason.
     """
     started = _aware(_attr(call, "started_at")) or dt.datetime.now(dt.timezone.utc)
     facts = dict(
@@ -161,7 +162,8 @@ def exact_call_id(value: Any) -> str | None:
     """The host's call id as the exact text it is kept under; None when there is none.
 
     :raises UnstorableCallId: for an id that is not text, bytes or an integer, holds a lone
-        surrogate or bytes that are not UTF-8, or is longer than :data:`CALL_ID_MAX` characters
+        surrogate, bytes that are not UTF-8 or a NUL character (which PostgreSQL cannot store),
+        or is longer than :data:`CALL_ID_MAX` characters
     """
     if value is None:
         return None
@@ -187,6 +189,9 @@ def exact_call_id(value: Any) -> str | None:
     except UnicodeEncodeError:
         raise UnstorableCallId(f"the call id holds a lone surrogate (not Unicode text): "
                                f"{_preview(text)}") from None
+    if "\x00" in text:
+        # PostgreSQL's text cannot hold NUL; refused on SQLite too, so both keep the same calls
+        raise UnstorableCallId(f"the call id holds a NUL character: {_preview(text)}")
     return text or None
 
 

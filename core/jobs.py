@@ -327,11 +327,12 @@ class JobScheduler:
         except Exception as exc:  # the scheduler thread must live on
             errors.report_failure(self.store, "register", exc)
 
-    def stop(self) -> None:
-        """Stop the scheduler thread (a running job finishes in the background)."""
+    def stop(self, wait: bool = False) -> None:
+        """Stop the scheduler thread; a running job finishes in the background, or before this
+        returns with ``wait`` (whoever closes the store next)."""
         if self._scheduler is not None:
             try:
-                self._scheduler.shutdown(wait=False)
+                self._scheduler.shutdown(wait=wait)
             except Exception:
                 log.debug("scheduler already stopped", exc_info=True)
             self._scheduler = None

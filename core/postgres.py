@@ -13,6 +13,12 @@ every text column uses the "C" collation, so strings sort and compare byte by by
   the guarantee SQLite's ``BEGIN IMMEDIATE`` gives them.
 - :meth:`PostgresDatabase.named_lock` is a session-level advisory lock held across nodes for the
   length of a block (the OAuth refresh, for one).
+- A server or database that cannot be reached is said at once, as ``core.store.StoreError``
+  naming where (never the password): when the pool opens, and while a statement waits for a
+  connection (the server is probed every :data:`PROBE_SECONDS`), not after the pool's timeout.
+- PostgreSQL's text cannot hold NUL: a NUL in a text parameter is written as U+FFFD, the
+  character the admin and the CLI show it as anyway. Call ids, the history's key, never get
+  here with one: core.history refuses them on both engines.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import functools
 import hashlib
 import re
 import threading
+import time
 import weakref
 from typing import Any, Iterator
 
@@ -29,11 +36,16 @@ import psycopg
 import psycopg_pool
 from psycopg.adapt import Dumper
 from psycopg.pq import TransactionStatus
+from psycopg.types.string import StrDumperUnknown
+
+from core.store import StoreError
 
 # advisory-lock key of the store-wide writer lock (any 64-bit number no other lock uses)
 WRITER_LOCK = 0x5F_C7_1D_B0_00_00_00_01
 POOL_MIN, POOL_MAX = 1, 16
-POOL_TIMEOUT_SECONDS = 30.0
+POOL_TIMEOUT_SECONDS = 30.0    # the longest wait for a free connection while the server answers
+PROBE_SECONDS = 2.0            # how often a wait for a connection checks the server still answers
+CONNECT_TIMEOUT_SECONDS = 5    # one connection attempt (an unreachable host)
 
 # what tells a pooled connection is gone or the server is unreachable: the callers that must not
 # lose a call retry on these, as on SQLite's "database is locked"
@@ -75,8 +87,23 @@ class _BoolAsInteger(Dumper):
         return b"1" if obj else b"0"
 
 
+# what a NUL in a text parameter is stored as: PostgreSQL's text cannot hold NUL, and this is the
+# character the admin and the CLI show an unprintable one as (core.display.MARKER)
+NUL_STORED_AS = "\ufffd"
+
+
+class _TextWithoutNul(StrDumperUnknown):
+    """Python text as PostgreSQL text, a NUL written as :data:`NUL_STORED_AS`: a name from
+    Salesforce or a typed value holding one is stored instead of failing the whole write. (The
+    call id, a key, is refused before it gets here: core.history.exact_call_id.)"""
+
+    def dump(self, obj: str):
+        return super().dump(obj.replace("\x00", NUL_STORED_AS) if "\x00" in obj else obj)
+
+
 def _configure(conn: psycopg.Connection) -> None:
     conn.adapters.register_dumper(bool, _BoolAsInteger)
+    conn.adapters.register_dumper(str, _TextWithoutNul)
 
 
 class Result:
@@ -116,8 +143,13 @@ class PostgresDatabase:
 
     def __init__(self, url: str, min_size: int = POOL_MIN, max_size: int = POOL_MAX):
         self.url = url
+        self.where = url_without_password(url)
+        # first one connection of its own: a database that is gone or a server that does not
+        # answer is said at once, not after the pool has retried for its whole timeout
+        self.probe()
         self.pool = psycopg_pool.ConnectionPool(
-            url, min_size=min_size, max_size=max_size, kwargs={"autocommit": True},
+            url, min_size=min_size, max_size=max_size,
+            kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_SECONDS},
             configure=_configure, timeout=POOL_TIMEOUT_SECONDS, open=False, name="sfcti")
         try:
             self.pool.open(wait=True, timeout=POOL_TIMEOUT_SECONDS)
@@ -126,6 +158,41 @@ class PostgresDatabase:
             raise
         self._local = threading.local()
         _OPEN.add(self)
+
+    def probe(self) -> None:
+        """Connect once, outside the pool, and hang up.
+
+        :raises core.store.StoreError: the server or the database cannot be reached, naming
+            where (without the password) and why
+        """
+        try:
+            psycopg.connect(self.url, connect_timeout=CONNECT_TIMEOUT_SECONDS).close()
+        except psycopg.Error as exc:
+            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            raise StoreError(f"Cannot reach the database {self.where}: {reason}") from None
+
+    @contextlib.contextmanager
+    def _pooled(self) -> Iterator[psycopg.Connection]:
+        """A connection from the pool for the block. While none is free, the server is probed
+        every :data:`PROBE_SECONDS`: a server or database that is gone fails the wait at once
+        (StoreError) instead of after :data:`POOL_TIMEOUT_SECONDS`."""
+        if self.pool.closed:
+            raise StoreError(f"The connections to {self.where} were closed (the store was disposed).")
+        deadline = time.monotonic() + POOL_TIMEOUT_SECONDS
+        while True:
+            try:
+                conn = self.pool.getconn(timeout=max(0.01, min(PROBE_SECONDS,
+                                                               deadline - time.monotonic())))
+                break
+            except psycopg_pool.PoolTimeout:
+                if time.monotonic() >= deadline:
+                    raise
+                self.probe()
+        try:
+            with conn:   # a pooled connection: commits or rolls back, is not closed
+                yield conn
+        finally:
+            self.pool.putconn(conn)
 
     @property
     def conn(self) -> "PostgresDatabase":
@@ -139,7 +206,7 @@ class PostgresDatabase:
         if pinned is not None:
             yield pinned
             return
-        with self.pool.connection() as conn:
+        with self._pooled() as conn:
             yield conn
 
     def execute(self, sql: str, params: Any = None) -> Result:
@@ -182,7 +249,7 @@ class PostgresDatabase:
         """Hold the advisory lock ``name`` (waiting for it) on every node for the block; a node
         that dies lets it go with its connection."""
         key = lock_key(name)
-        with self.pool.connection() as conn:
+        with self._pooled() as conn:
             conn.execute("SELECT pg_advisory_lock(%s)", [key])
             try:
                 yield

@@ -60,6 +60,8 @@ IN_TIME_TO_RECOVER = 3
 # lookup threads per process; a host process that handles one call at a time (a Kamailio worker)
 # needs few, and every thread costs it memory of its own
 ENV_LOOKUP_THREADS = "SFCTI_LOOKUP_THREADS"
+# how long shutting a runtime down waits for the work already running
+SHUTDOWN_WAIT_SECONDS = 10.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -128,6 +130,12 @@ class WorkerPool:
         """Let the threads end once the queued work is done."""
         for _ in self._threads:
             self._queue.put(None)
+
+    def join(self, deadline: float) -> None:
+        """Wait for the threads to end (after :meth:`stop`) until ``deadline`` (a
+        ``time.monotonic()`` value)."""
+        for thread in list(self._threads):
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 class Memo:
@@ -432,18 +440,24 @@ class Runtime:
         return all(pool.wait_idle(max(0.0, deadline - time.monotonic()))
                    for pool in (self.recorder, self.background, self.task_sender))
 
-    def shutdown(self) -> None:
-        """Stop the scheduler and the alert sender and let the worker threads end."""
+    def shutdown(self, wait_seconds: float = SHUTDOWN_WAIT_SECONDS) -> None:
+        """Stop the scheduler and the alert sender and let the worker threads end, waiting up to
+        ``wait_seconds`` for the work already running (a job, a history write): whoever closes
+        the store next must not have a thread still using it (on PostgreSQL such a thread would
+        meet a closed pool, or a database dropped meanwhile)."""
         if self.scheduler is not None:
-            self.scheduler.stop()
+            self.scheduler.stop(wait=wait_seconds > 0)
         if self.alert_worker is not None:
             self.alert_worker.stop()
-        self.configurer.stop()
-        self.lookups.stop()
-        self.recorder.stop()
-        self.background.stop()
-        self.task_sender.stop()
-        self.incidents.stop()
+        pools = (self.configurer, self.lookups, self.recorder, self.background,
+                 self.task_sender, self.incidents)
+        for pool in pools:
+            pool.stop()
+        deadline = time.monotonic() + wait_seconds
+        for pool in pools:
+            pool.join(deadline)
+        if self.alert_worker is not None:
+            self.alert_worker.join(max(0.0, deadline - time.monotonic()))
 
 
 _RUNTIMES: dict[tuple[int, pathlib.Path], Runtime] = {}

@@ -307,6 +307,7 @@ def _migration_5(schema: "Schema") -> None:
 
 MIGRATIONS: list[Callable[["Schema"], None]] = [
     _migration_1, _migration_2, _migration_3, _migration_4, _migration_5]
+STORE_META_VERSION = 5   # the migration that made store_meta
 
 
 class Schema:
@@ -407,6 +408,7 @@ class Store:
         self._local = threading.local()
         self._postgres = None
         self._postgres_pid = None
+        self._disposed_in = None
         self._fernet: Fernet | None = None
         self._fernet_lock = threading.Lock()
         self._migrate()
@@ -460,9 +462,14 @@ class Store:
         """This process's pool (a forked child opens its own: sockets are not shared)."""
         if self._postgres is None or self._postgres_pid != os.getpid():
             with self._fernet_lock:
+                if self._disposed_in == os.getpid():
+                    # a thread that outlived its runtime must not open a pool nobody closes
+                    raise StoreError(f"The store of {self.where} was closed in this process.")
                 if self._postgres is None or self._postgres_pid != os.getpid():
                     try:
                         self._postgres = _postgres().PostgresDatabase(self.url)
+                    except StoreError:
+                        raise
                     except Exception as exc:
                         raise StoreError(f"Cannot open the database {self.where}: {exc}") from exc
                     self._postgres_pid = os.getpid()
@@ -477,11 +484,15 @@ class Store:
         local.__dict__.clear()
 
     def dispose(self) -> None:
-        """Close every connection of this process (the PostgreSQL pool included)."""
+        """Close every connection of this process (the PostgreSQL pool included). On PostgreSQL
+        the Store is done with in this process then: using it raises StoreError (open a new one)."""
         self.close()
-        if self._postgres is not None and self._postgres_pid == os.getpid():
-            self._postgres.close()
-        self._postgres = None
+        if self.backend == "postgresql":
+            with self._fernet_lock:
+                self._disposed_in = os.getpid()
+                if self._postgres is not None and self._postgres_pid == os.getpid():
+                    self._postgres.close()
+                self._postgres = None
 
     def table_names(self) -> list[str]:
         """The tables of the database, by name."""
@@ -638,6 +649,8 @@ class Store:
         return self._fernet
 
     def _stored_key_check(self) -> str | None:
+        if self.schema_version < STORE_META_VERSION:   # a schema from before store_meta
+            return None
         row = self.conn.execute("SELECT value FROM store_meta WHERE name = ?",
                                 [KEY_CHECK]).fetchone()
         return row[0] if row else None

@@ -161,8 +161,21 @@ BOTH_BACKENDS = ("test_store", "test_history", "test_jobs", "test_call_ids", "te
 
 def pytest_generate_tests(metafunc):
     module = metafunc.module.__name__.rpartition(".")[2]
-    if "backend" in metafunc.fixturenames and module.startswith(BOTH_BACKENDS):
+    if ("backend" in metafunc.fixturenames and module.startswith(BOTH_BACKENDS)
+            and not _parametrizes_backend(metafunc)):
         metafunc.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
+
+
+def _parametrizes_backend(metafunc) -> bool:
+    """Whether the test names its own backends (``@pytest.mark.parametrize("backend",
+    ["sqlite"], indirect=True)`` for a test about SQLite itself)."""
+    for marker in metafunc.definition.iter_markers("parametrize"):
+        names = marker.args[0]
+        if isinstance(names, str):
+            names = [name.strip() for name in names.split(",")]
+        if "backend" in names:
+            return True
+    return False
 
 
 @pytest.fixture

@@ -244,7 +244,7 @@ def test_the_scheduler_runs_nightly_at_22_tokyo_and_catches_up_at_start(connecte
             assert time.monotonic() < deadline
             time.sleep(0.05)
     finally:
-        scheduler.stop()
+        scheduler.stop(wait=True)
 
 
 def test_the_scheduler_follows_the_settings(connected):
@@ -267,7 +267,31 @@ def test_the_scheduler_follows_the_settings(connected):
         scheduler.configure(_settings(connected))
         assert [scheduler.scheduled(job) for job in ("nightly", "catch_up", "retry")] == [None] * 3
     finally:
-        scheduler.stop()
+        scheduler.stop(wait=True)
+
+
+def test_stopping_the_scheduler_with_wait_lets_the_running_job_finish_first(connected, host,
+                                                                          emulator):
+    """What a runtime's shutdown relies on: no job still uses the store once stop returns (on
+    PostgreSQL it would meet a closed pool, or a database dropped meanwhile)."""
+    from core import jobs
+
+    set_mode(connected, "nightly", phone_index=False)
+    end_unscreened(host, [bulk_number(5)])
+    emulator.faults.set(latency=1.0)     # the catch-up's Salesforce query takes a second
+    scheduler = jobs.JobScheduler(connected, lambda: runtime().resolver)
+    scheduler.configure(_settings(connected))
+    try:
+        deadline = time.monotonic() + 10
+        while not connected.conn.execute(   # the catch-up has taken the nightly lease
+                "SELECT count(*) FROM job_runs WHERE holder IS NOT NULL").fetchone()[0]:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    finally:
+        scheduler.stop(wait=True)
+    assert connected.count_contacts() == 1     # the run was done when stop returned
+    assert connected.conn.execute(
+        "SELECT count(*) FROM job_runs WHERE holder IS NOT NULL").fetchone()[0] == 0
 
 
 KILLABLE_RUN = textwrap.dedent("""

@@ -1,5 +1,9 @@
-"""core/store.py on real SQLite files: migrations, WAL, secrets at rest, threads and processes."""
+"""core/store.py on real SQLite files and a real PostgreSQL: migrations, secrets at rest,
+transactions, threads and processes. The tests about SQLite itself (WAL, PRAGMAs, the file,
+sqlite-utils' table API) run on SQLite only; what both engines must do is read back through the
+Store API or through a connection of the test's own (:func:`reader`)."""
 
+import contextlib
 import datetime as dt
 import multiprocessing
 import os
@@ -45,9 +49,50 @@ PRIMARY_KEYS = {
 }
 
 
+SQLITE_ONLY = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+
+
 def raw(path):
     """A plain sqlite3 connection, not the store's."""
     return sqlite3.connect(str(path / "sfcti.db"))
+
+
+def reader(store):
+    """A connection of the test's own to the store's database (sqlite3 to its file, psycopg to its
+    URL), in autocommit: what it reads was committed. Close it with ``with``."""
+    if store.backend == "sqlite":
+        return contextlib.closing(sqlite3.connect(str(store.db_path), isolation_level=None))
+    import psycopg
+
+    return psycopg.connect(store.url, autocommit=True)
+
+
+def read(store, sql):
+    """The rows of ``sql`` (no parameters: the two drivers spell them differently) by :func:`reader`."""
+    with reader(store) as conn:
+        return [tuple(row) for row in conn.execute(sql).fetchall()]
+
+
+def primary_key(store, table):
+    """The primary-key columns of ``table``, as the database declares them."""
+    if store.backend == "sqlite":
+        return store.db[table].pks
+    return [r[0] for r in read(store, f"""
+        SELECT a.attname FROM pg_index i
+        CROSS JOIN unnest(i.indkey) WITH ORDINALITY AS k(attnum, position)
+        JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+        WHERE i.indrelid = '{table}'::regclass AND i.indisprimary ORDER BY k.position""")]
+
+
+def index_columns(store, table):
+    """The column lists of the indexes of ``table`` other than its primary key."""
+    if store.backend == "sqlite":
+        return [index.columns for index in store.db[table].indexes]
+    return [list(r[0]) for r in read(store, f"""
+        SELECT array_agg(a.attname ORDER BY k.position) FROM pg_index i
+        CROSS JOIN unnest(i.indkey) WITH ORDINALITY AS k(attnum, position)
+        JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+        WHERE i.indrelid = '{table}'::regclass AND NOT i.indisprimary GROUP BY i.indexrelid""")]
 
 
 # -- opening and migrations ------------------------------------------------------------------
@@ -72,9 +117,8 @@ def test_a_new_instance_is_readable_by_its_owner_only(tmp_path):
 
 @pytest.mark.parametrize("table", sorted(ALL_TABLES))
 def test_every_table_has_its_columns(store, table):
-    columns = store.db[table].columns_dict
-    assert ALL_TABLES[table] <= set(columns)
-    assert store.db[table].pks == [PRIMARY_KEYS[table]]
+    assert ALL_TABLES[table] <= set(store.column_names(table))
+    assert primary_key(store, table) == [PRIMARY_KEYS[table]]
 
 
 @pytest.mark.parametrize("table,columns", [
@@ -82,37 +126,46 @@ def test_every_table_has_its_columns(store, table):
     ("calls", ["started_at"]), ("calls", ["e164"]),
 ])
 def test_indexes(store, table, columns):
-    assert columns in [index.columns for index in store.db[table].indexes]
+    assert columns in index_columns(store, table)
 
 
 def test_version_recorded(store):
     assert store.schema_version == len(store_module.MIGRATIONS)
-    with raw(store.home) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(store_module.MIGRATIONS)
+    assert store.pending_migrations() == []
+    if store.backend == "sqlite":
+        versions = read(store, "PRAGMA user_version")
+        assert versions == [(len(store_module.MIGRATIONS),)]
+    else:
+        versions = read(store, "SELECT version FROM schema_version ORDER BY version")
+        assert versions == [(v,) for v in range(1, len(store_module.MIGRATIONS) + 1)]
 
 
+@SQLITE_ONLY
 def test_wal_mode(store):
     with raw(store.home) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+@SQLITE_ONLY
 def test_busy_timeout_and_autocommit(store):
     assert store.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 30_000
     assert store.conn.isolation_level is None
 
 
 @pytest.mark.parametrize("reopen", [1, 2, 5])
-def test_migrations_idempotent(tmp_path, reopen):
+def test_migrations_idempotent(tmp_path, reopen, database):
+    database(tmp_path)
     Store(tmp_path).upsert_contact("+81312345678", "Contact", "003A")
     for _ in range(reopen):
         s = Store(tmp_path)
         s._migrate()
     assert s.schema_version == len(store_module.MIGRATIONS)
     assert s.get_contact("+81312345678")["record_id"] == "003A"
-    assert set(ALL_TABLES) <= set(s.db.table_names())
+    assert set(ALL_TABLES) <= set(s.table_names())
 
 
-def test_new_migration_applied_once(tmp_path, monkeypatch):
+def test_new_migration_applied_once(tmp_path, monkeypatch, database):
+    database(tmp_path)
     Store(tmp_path)
     applied = []
 
@@ -127,10 +180,11 @@ def test_new_migration_applied_once(tmp_path, monkeypatch):
         s = Store(tmp_path)
     assert applied == [1]
     assert s.schema_version == released + 1
-    assert "extra" in s.db.table_names()
+    assert "extra" in s.table_names()
 
 
-def test_failed_migration_rolls_back(tmp_path, monkeypatch):
+def test_failed_migration_rolls_back(tmp_path, monkeypatch, database):
+    database(tmp_path)
     Store(tmp_path)
 
     def broken(schema):
@@ -140,10 +194,10 @@ def test_failed_migration_rolls_back(tmp_path, monkeypatch):
     monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS + [broken])
     with pytest.raises(RuntimeError):
         Store(tmp_path)
-    with raw(tmp_path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(store_module.MIGRATIONS) - 1
-        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
-    assert "half" not in names
+    monkeypatch.undo()   # the released migrations only: the store opens again
+    store = Store(tmp_path)
+    assert store.schema_version == len(store_module.MIGRATIONS)
+    assert "half" not in store.table_names()
 
 
 def test_not_a_database(tmp_path):
@@ -244,8 +298,12 @@ def test_secret_encrypted_at_rest(store):
     plaintext = "Very-Secret-Passw0rd-4f1c9e"
     save_settings(store, {"username": "u@example.com", "password": plaintext,
                           "security_token": "TOKEN9Z8Y7X6W5"})
-    with raw(store.home) as conn:
-        dump = "\n".join(conn.iterdump())
+    if store.backend == "sqlite":
+        with raw(store.home) as conn:
+            dump = "\n".join(conn.iterdump())
+    else:   # every row of every table, as text
+        dump = "\n".join(repr(read(store, f'SELECT * FROM "{table}"'))
+                         for table in store.table_names())
     assert plaintext not in dump and "TOKEN9Z8Y7X6W5" not in dump
     assert "u@example.com" in dump  # the non-secret is there: the dump is real
     for path in store.home.iterdir():
@@ -259,8 +317,7 @@ def test_secret_encrypted_at_rest(store):
 def test_transaction_commits(store):
     with store.transaction() as db:
         db.execute("INSERT INTO no_match (e164, until) VALUES ('+1', '9999')")
-    with raw(store.home) as conn:
-        assert conn.execute("SELECT count(*) FROM no_match").fetchone()[0] == 1
+    assert read(store, "SELECT e164, until FROM no_match") == [("+1", "9999")]
 
 
 def test_transaction_rolls_back(store):
@@ -269,7 +326,10 @@ def test_transaction_rolls_back(store):
             db.execute("INSERT INTO no_match (e164, until) VALUES ('+1', '9999')")
             1 / 0
     assert store.conn.execute("SELECT count(*) FROM no_match").fetchone()[0] == 0
-    assert not store.conn.in_transaction
+    assert read(store, "SELECT count(*) FROM no_match") == [(0,)]
+    # no transaction left open: a statement after the block is committed at once
+    store.conn.execute("INSERT INTO no_match (e164, until) VALUES ('+2', '9999')")
+    assert read(store, "SELECT e164 FROM no_match") == [("+2",)]
 
 
 def test_nested_transaction_rolls_back_inner_only(store):
@@ -327,7 +387,21 @@ def test_upsert_forgets_no_match(store):
     assert not store.is_remembered_no_match("+81312345678")
 
 
-@pytest.mark.parametrize("e164", ["+81312345678", "", "'; DROP TABLE contacts; --", "+1" * 500])
+def test_a_nul_in_a_name_is_stored_and_shows_the_same_on_both(store):
+    """PostgreSQL's text cannot hold NUL: a name from Salesforce holding one is stored all the
+    same (as U+FFFD there), and shows as the admin and the CLI show it on SQLite."""
+    from core.display import printable
+
+    store.upsert_contact("+81312345678", **dict(CONTACT, company="株式会社\x00サンプル",
+                                                 person="山田\x00太郎"))
+    got = store.get_contact("+81312345678")
+    assert printable(got["company"]) == "株式会社\ufffdサンプル"
+    assert printable(got["person"]) == "山田\ufffd太郎"
+    assert store.count_contacts("株式会社") == 1
+
+
+@pytest.mark.parametrize("e164", ["+81312345678", "", "'; DROP TABLE contacts; --", "+1" * 500,
+                                  "+8131234\x005678"])
 def test_get_missing_contact(store, e164):
     assert store.get_contact(e164) is None
 
@@ -458,7 +532,9 @@ def test_threads_lose_no_write(store):
     assert store.api_usage()["own_calls"] == 1600
 
 
+@SQLITE_ONLY
 def test_each_thread_has_its_own_connection(store):
+    """SQLite: one connection per thread (PostgreSQL shares a pool between them)."""
     seen = []
     thread = threading.Thread(target=lambda: seen.append(store.db))
     thread.start()
@@ -467,6 +543,7 @@ def test_each_thread_has_its_own_connection(store):
     assert store.db is store.db
 
 
+@SQLITE_ONLY
 @pytest.mark.parametrize("method", ["insert", "upsert"])
 def test_sqlite_utils_writes_from_threads(store, method):
     """sqlite-utils' own write methods (deferred BEGIN upstream) must not fail under contention."""
@@ -501,3 +578,44 @@ def test_read_then_write_in_atomic_under_contention(store):
     assert failures_in_threads(work) == []
     counts = [int(r[0].rsplit("-", 1)[1]) for r in store.conn.execute("SELECT subject FROM outbox")]
     assert sorted(counts) == list(range(800))  # every block saw every earlier commit
+
+
+# -- PostgreSQL: a database that cannot be reached -------------------------------------------
+
+def _point_at(folder, url):
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (folder / "database_url").write_text(url + "\n", encoding="utf-8")
+
+
+def test_a_database_that_does_not_exist_is_said_at_once(tmp_path, postgres_server):
+    """Seconds, not the pool's 30 s of retries; where it is, without the password."""
+    _point_at(tmp_path, postgres_server.url("no_such_database") + "&password=hunter2")
+    started = time.monotonic()
+    with pytest.raises(StoreError) as refused:
+        Store(tmp_path)
+    assert time.monotonic() - started < 5
+    message = str(refused.value)
+    assert "no_such_database" in message and "does not exist" in message
+    assert "hunter2" not in message
+
+
+def test_a_database_dropped_under_a_running_store_fails_fast(tmp_path, postgres_server):
+    url = postgres_server.create_database()
+    _point_at(tmp_path, url)
+    store = Store(tmp_path)
+    try:
+        store.upsert_contact("+81312345678", **CONTACT)
+        postgres_server.drop_database(url)
+        started = time.monotonic()
+        failures = []
+        for _ in range(3):
+            with pytest.raises(store.unavailable) as failed:
+                store.get_contact("+81312345678")
+            failures.append(failed.value)
+        assert time.monotonic() - started < 10
+        assert isinstance(failures[-1], StoreError)
+        assert url.split("?")[0].rsplit("/", 1)[1] in str(failures[-1])
+    finally:
+        store.dispose()
+    with pytest.raises(StoreError, match="closed"):   # a disposed store opens no pool again
+        store.get_contact("+81312345678")
