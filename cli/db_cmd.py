@@ -146,18 +146,17 @@ def register(group: click.Group) -> None:
             try:
                 echo(f"From {source.where} to {target.where}")
                 tables = dbcopy.plan(source, target)
-                copied = dbcopy.copy_tables(source, target, tables, replace=replace)
-                seconds = time.monotonic() - started
-                echo(f"Copied {sum(copied.values())} rows in {len(copied)} tables "
-                     f"in {seconds:.1f} s; checking both sides:")
-                checks = dbcopy.verify(source, target, tables)
+                copied, checks = dbcopy.copy_tables(source, target, tables, replace=replace)
+            except dbcopy.CopyDiffers as exc:
+                _print_checks(exc.checks)
+                echo(f"{exc} The instance still uses SQLite.", err=True)
+                ctx.exit(1)
             finally:
                 target.dispose()
+        seconds = time.monotonic() - started
+        echo(f"Copied {sum(copied.values())} rows in {len(copied)} tables in {seconds:.1f} s, "
+             "checked on both sides before the commit:")
         _print_checks(checks)
-        if not all(check.equal for check in checks):
-            echo("The copy differs from the source (see above); the instance still uses SQLite.",
-                 err=True)
-            ctx.exit(1)
         echo("Every table matches.")
         if switch:
             path = dbcopy.write_database_url(home, url)

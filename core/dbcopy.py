@@ -42,6 +42,14 @@ class CopyRefused(StoreError):
     "The copy was refused; nothing was written."
 
 
+class CopyDiffers(CopyRefused):
+    "The copy differs from the source (see above), so it was rolled back: nothing was written."
+
+    def __init__(self, checks: list["TableCheck"]):
+        self.checks = checks
+        super().__init__()
+
+
 def checked_url(url: str) -> str:
     """``url`` when it can name a PostgreSQL database, else a :class:`CopyRefused` saying why
     (the URL itself is never quoted: it may hold a password)."""
@@ -290,14 +298,16 @@ def plan(source: Store, target: Store) -> dict[str, list[str]]:
 
 
 def copy_tables(source: Store, target: Store, tables: dict[str, list[str]],
-                replace: bool = False) -> dict[str, int]:
-    """Copy every row of ``tables`` from ``source`` into ``target`` (PostgreSQL) in one
-    transaction; returns the rows copied per table.
+                replace: bool = False) -> tuple[dict[str, int], list["TableCheck"]]:
+    """Copy every row of ``tables`` from ``source`` into ``target`` (PostgreSQL) and check both
+    sides (:func:`verify`) in one transaction; returns the rows copied per table and the checks.
 
     The target's tables must be empty, or ``replace`` empties them first in the same transaction.
     Identity sequences are moved past the largest id copied.
 
-    :raises CopyRefused: the target holds rows and ``replace`` is False
+    :raises CopyRefused: the target holds rows and ``replace`` is False, or PostgreSQL refused a
+        value (nothing was written)
+    :raises CopyDiffers: a table reads back otherwise than the source (nothing was written)
     """
     try:
         return _copy_all(source, target, tables, replace)
@@ -308,8 +318,8 @@ def copy_tables(source: Store, target: Store, tables: dict[str, list[str]],
 
 
 def _copy_all(source: Store, target: Store, tables: dict[str, list[str]],
-              replace: bool) -> dict[str, int]:
-    copied = {}
+              replace: bool) -> tuple[dict[str, int], list["TableCheck"]]:
+    copied: dict[str, int] = {}
     with target.transaction() as db, db.connection() as conn:
         filled = [table for table in tables
                   if conn.execute(f"SELECT 1 FROM {_quote(table)} LIMIT 1").fetchone()]
@@ -323,7 +333,11 @@ def _copy_all(source: Store, target: Store, tables: dict[str, list[str]],
             copied[table] = _copy_table(source, conn, table, columns)
         for table in tables:
             _move_identity_past_max(conn, table)
-    return copied
+        # checked before the commit: a copy that differs is rolled back, not left half-right
+        checks = verify(source, target, tables)
+        if not all(check.equal for check in checks):
+            raise CopyDiffers(checks)
+    return copied, checks
 
 
 def _copy_table(source: Store, conn, table: str, columns: list[str]) -> int:
