@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import threading
 from typing import Callable
 
 from core import activity, errors, index, registration
@@ -327,12 +328,21 @@ class JobScheduler:
         except Exception as exc:  # the scheduler thread must live on
             errors.report_failure(self.store, "register", exc)
 
-    def stop(self, wait: bool = False) -> None:
-        """Stop the scheduler thread; a running job finishes in the background, or before this
-        returns with ``wait`` (whoever closes the store next)."""
-        if self._scheduler is not None:
-            try:
-                self._scheduler.shutdown(wait=wait)
-            except Exception:
-                log.debug("scheduler already stopped", exc_info=True)
-            self._scheduler = None
+    def stop(self, wait_seconds: float = 0.0) -> None:
+        """Stop the scheduler thread; a running job finishes in the background, waited for up to
+        ``wait_seconds`` (whoever closes the store next; a nightly run can take long, so the
+        wait is bounded)."""
+        scheduler, self._scheduler = self._scheduler, None
+        if scheduler is None:
+            return
+        stopper = threading.Thread(target=self._shutdown, args=(scheduler, wait_seconds > 0),
+                                   name="sfcti-scheduler-stop", daemon=True)
+        stopper.start()
+        stopper.join(wait_seconds)
+
+    @staticmethod
+    def _shutdown(scheduler, wait: bool) -> None:
+        try:
+            scheduler.shutdown(wait=wait)
+        except Exception:
+            log.debug("scheduler already stopped", exc_info=True)

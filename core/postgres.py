@@ -144,6 +144,9 @@ class PostgresDatabase:
     def __init__(self, url: str, min_size: int = POOL_MIN, max_size: int = POOL_MAX):
         self.url = url
         self.where = url_without_password(url)
+        self._unreachable: str | None = None    # why the server cannot be reached, while so
+        self._next_probe = 0.0
+        self._probe_lock = threading.Lock()
         # first one connection of its own: a database that is gone or a server that does not
         # answer is said at once, not after the pool has retried for its whole timeout
         self.probe()
@@ -169,7 +172,26 @@ class PostgresDatabase:
             psycopg.connect(self.url, connect_timeout=CONNECT_TIMEOUT_SECONDS).close()
         except psycopg.Error as exc:
             reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-            raise StoreError(f"Cannot reach the database {self.where}: {reason}") from None
+            self._unreachable = f"Cannot reach the database {self.where}: {reason}"
+            raise StoreError(self._unreachable) from None
+        self._unreachable = None
+
+    def _fail_fast_while_unreachable(self) -> None:
+        """While the server is known to be out of reach, fail at once (a ringing call must not
+        wait for it), probing it again at most every :data:`PROBE_SECONDS`.
+
+        :raises core.store.StoreError: the server was out of reach, and still is or has not
+            been probed again yet
+        """
+        if self._unreachable is None:
+            return
+        with self._probe_lock:
+            if self._unreachable is None:
+                return
+            if time.monotonic() < self._next_probe:
+                raise StoreError(self._unreachable)
+            self._next_probe = time.monotonic() + PROBE_SECONDS
+        self.probe()
 
     @contextlib.contextmanager
     def _pooled(self) -> Iterator[psycopg.Connection]:
@@ -178,6 +200,7 @@ class PostgresDatabase:
         (StoreError) instead of after :data:`POOL_TIMEOUT_SECONDS`."""
         if self.pool.closed:
             raise StoreError(f"The connections to {self.where} were closed (the store was disposed).")
+        self._fail_fast_while_unreachable()
         deadline = time.monotonic() + POOL_TIMEOUT_SECONDS
         while True:
             try:
@@ -187,10 +210,17 @@ class PostgresDatabase:
             except psycopg_pool.PoolTimeout:
                 if time.monotonic() >= deadline:
                     raise
+                with self._probe_lock:
+                    self._next_probe = time.monotonic() + PROBE_SECONDS
                 self.probe()
         try:
             with conn:   # a pooled connection: commits or rolls back, is not closed
                 yield conn
+        except psycopg.OperationalError:
+            if conn.broken:   # the server went away: the next callers fail at once if it did
+                with contextlib.suppress(StoreError):
+                    self.probe()
+            raise
         finally:
             self.pool.putconn(conn)
 

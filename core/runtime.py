@@ -240,6 +240,7 @@ class Runtime:
         self._inflight: dict[str, concurrent.futures.Future] = {}
         self._lock = threading.Lock()
         self._settings: Settings | None = None
+        self._settings_unreadable = False
         self.resolver = Resolver(self.store)
         self.recorder = WorkerPool("sfcti-history", REGISTER_THREADS)
         self.journal = pending_calls.Journal(self.store.home)
@@ -266,8 +267,18 @@ class Runtime:
 
     def settings(self) -> Settings:
         """The current settings (core.settings' cache); a change clears the remembered live
-        matches and reschedules the jobs."""
-        settings = load_settings(self.store)
+        matches and reschedules the jobs. While the database is out of reach the last settings
+        read stand (the defaults, if none was read yet): a call still gets its screen and its
+        history row, written once the database is back."""
+        try:
+            settings = load_settings(self.store)
+        except self.store.unavailable as exc:
+            if not self._settings_unreadable:   # once per outage, not once per call
+                self._settings_unreadable = True
+                log.warning("sfcti: the settings cannot be read now (%s); the last ones read "
+                            "stand", exc)
+            return self._settings or Settings()
+        self._settings_unreadable = False
         if settings is not self._settings:
             self._settings = settings
             self.matches.clear()
@@ -313,8 +324,11 @@ class Runtime:
 
     def known_display(self, number) -> dict | None:
         """The display answered without Salesforce: registered contact, recent live match, or a
-        remembered no-match; None when only a lookup can tell."""
-        return self.resolver.cached(number) or self.matches.get(number.e164)
+        remembered no-match; None when only a lookup can tell (or the database is out of reach)."""
+        try:
+            return self.resolver.cached(number) or self.matches.get(number.e164)
+        except self.store.unavailable:
+            return self.matches.get(number.e164)
 
     def lookup(self, number, call_id: str | None = None,
                deadline: float | None = None) -> concurrent.futures.Future:
@@ -446,7 +460,7 @@ class Runtime:
         the store next must not have a thread still using it (on PostgreSQL such a thread would
         meet a closed pool, or a database dropped meanwhile)."""
         if self.scheduler is not None:
-            self.scheduler.stop(wait=wait_seconds > 0)
+            self.scheduler.stop(wait_seconds)
         if self.alert_worker is not None:
             self.alert_worker.stop()
         pools = (self.configurer, self.lookups, self.recorder, self.background,

@@ -146,6 +146,21 @@ class PostgresServer:
         self._process = None
         atexit.unregister(self._stop_at_exit)
 
+    def pause(self) -> None:
+        """Stop the server (fast shutdown: its clients are cut off) and keep its data, as an
+        outage would; :meth:`resume` starts it again on the same socket."""
+        self._close_admin()
+        if self.pid:
+            self._signal_until_gone(self.pid)
+        if self._process is not None:
+            self._process.wait(timeout=STOP_SECONDS)
+        self.pid = None
+
+    def resume(self) -> None:
+        """Start the server stopped by :meth:`pause` again and wait until it answers."""
+        self._launch()
+        self._wait_until_ready()
+
     def __enter__(self) -> "PostgresServer":
         return self.start()
 

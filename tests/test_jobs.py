@@ -244,7 +244,7 @@ def test_the_scheduler_runs_nightly_at_22_tokyo_and_catches_up_at_start(connecte
             assert time.monotonic() < deadline
             time.sleep(0.05)
     finally:
-        scheduler.stop(wait=True)
+        scheduler.stop(wait_seconds=10)
 
 
 def test_the_scheduler_follows_the_settings(connected):
@@ -267,7 +267,7 @@ def test_the_scheduler_follows_the_settings(connected):
         scheduler.configure(_settings(connected))
         assert [scheduler.scheduled(job) for job in ("nightly", "catch_up", "retry")] == [None] * 3
     finally:
-        scheduler.stop(wait=True)
+        scheduler.stop(wait_seconds=10)
 
 
 def test_stopping_the_scheduler_with_wait_lets_the_running_job_finish_first(connected, host,
@@ -288,7 +288,7 @@ def test_stopping_the_scheduler_with_wait_lets_the_running_job_finish_first(conn
             assert time.monotonic() < deadline
             time.sleep(0.02)
     finally:
-        scheduler.stop(wait=True)
+        scheduler.stop(wait_seconds=10)
     assert connected.count_contacts() == 1     # the run was done when stop returned
     assert connected.conn.execute(
         "SELECT count(*) FROM job_runs WHERE holder IS NOT NULL").fetchone()[0] == 0
