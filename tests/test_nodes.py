@@ -1,0 +1,155 @@
+"""Several phone-system nodes, one PostgreSQL store (issue 14, "Cross-node correctness").
+
+Each node is a real host process (tests/nodes.py) with its own instance folder and its own host
+name, the folders holding the same ``database_url`` and a copy of the same ``secret.key``, all
+nodes talking to this module's emulator and a real SMTP server on loopback. What a user would
+check is read straight from the PostgreSQL database, the emulator's org and request log, and the
+mailbox: every call in the history once, one Task per call, one nightly run, one mail per alert,
+nothing lost nor done twice when a node is killed, and a node with the wrong key refused before
+it writes anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import time
+import zoneinfo
+
+import psycopg
+import pytest
+
+from core.activity import call_object
+from core.salesforce import forget_connection
+from core.settings import load_settings, save_settings
+from core.store import Store
+from faultmatrix import FAILURE
+from helpers import SmtpServer, build_org, connect, emu_settings, fresh, make_host
+from nodes import NUMBERS, Node, node_folder
+from plugin.call import Call
+
+THREADS, CALLS, SHARED_EVERY = 4, 200, 10
+START_SECONDS = 3.0          # nodes start their work together this long after being spawned
+
+
+@pytest.fixture
+def backend():
+    """Every test here runs on PostgreSQL: several nodes share nothing else."""
+    return "postgresql"
+
+
+@pytest.fixture(scope="module")
+def emu_server():
+    """This module's emulator: the sample org, whose Tasks only this module creates."""
+    from emulator import Emulator
+
+    with Emulator(build_org()) as emu:
+        yield emu
+
+
+class Cluster:
+    """Instance folders on one database; the nodes started on them are killed at the end."""
+
+    def __init__(self, tmp_path, database):
+        self.tmp_path, self.database = tmp_path, database
+        self.first = tmp_path / "node-a" / "instance"
+        self.url = database(self.first)
+        self.store = Store(self.first)
+        self.nodes: list[Node] = []
+
+    def folder(self, name: str, key_from=None):
+        """Another node's instance folder on the same database (with the first's key copied)."""
+        folder = self.tmp_path / name / "instance"
+        self.database(folder)
+        return node_folder(folder, self.url, self.first if key_from is None else key_from)
+
+    def start(self, name: str, steps: list[dict], home=None, **env) -> Node:
+        node = Node(home or self.folder(name), name, steps, **env)
+        self.nodes.append(node)
+        return node
+
+    def sql(self, query: str, params=()) -> list[tuple]:
+        """Rows read straight from the shared PostgreSQL database."""
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            return conn.execute(query, params).fetchall()
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.kill()
+
+
+@pytest.fixture
+def cluster(tmp_path, database, emu, monkeypatch):
+    """The first node's folder (its Store in this process, connected to ``emu``)."""
+    for name in ("SFCTI_DATABASE_URL", "SFCTI_SECRET_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SFCTI_JOBS", "off")
+    monkeypatch.setenv("SFCTI_SEND_TASKS", "off")
+    cluster = Cluster(tmp_path, database)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        forget_connection(cluster.store)
+        cluster.store.dispose()
+
+
+def together(seconds: float = START_SECONDS) -> dict:
+    """The step that makes the nodes start what follows at one moment."""
+    return {"do": "wait_until", "at": time.time() + seconds}
+
+
+def calls_step(tag: str, shared: str, count: int = CALLS, **more) -> dict:
+    """Calls ``tag``-THREAD-I from THREADS threads; every SHARED_EVERY-th is ``shared``-THREAD-I,
+    the same call every node given ``shared`` sees (two proxies, one call)."""
+    return {"do": "calls", "tag": tag, "threads": THREADS, "count": count, "numbers": NUMBERS,
+            "shared_every": SHARED_EVERY, "shared": shared, **more}
+
+
+def expected_call_ids(tags: list[str], shared: str, count: int = CALLS) -> set[str]:
+    """The call ids the nodes ``tags`` place (those sent to every node once)."""
+    ids = set()
+    for tag in tags:
+        for thread in range(THREADS):
+            for i in range(count):
+                ids.add(f"{shared}-{thread}-{i}" if i % SHARED_EVERY == 0 else f"{tag}-{thread}-{i}")
+    return ids
+
+
+def tasks_by_call(emu) -> dict[str, int]:
+    """How many Tasks the org holds for each CallObject."""
+    counts: dict[str, int] = {}
+    for task in emu.org.records["Task"]:
+        counts[task.get("CallObject")] = counts.get(task.get("CallObject"), 0) + 1
+    return counts
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. every call once, also the calls both proxies saw
+# ---------------------------------------------------------------------------------------------
+
+def test_two_nodes_record_every_call_once_and_log_one_task_each(cluster, emu):
+    connect(cluster.store, emu, connect_timeout=2.0, read_timeout=3.0, activity_unmatched="log")
+    start = together()
+    a = cluster.start("node-a", [start, calls_step("a", "both")], home=cluster.first, SFCTI_SEND_TASKS="on")
+    b = cluster.start("node-b", [start, calls_step("b", "both")], SFCTI_SEND_TASKS="on")
+    a.wait_done("calls", 50)
+    b.wait_done("calls", 50)
+
+    expected = expected_call_ids(["a", "b"], "both")
+    assert len(a.said("ended")) == len(b.said("ended")) == THREADS * CALLS
+    assert set(a.said("ended")) | set(b.said("ended")) == expected
+    per_call = dict(cluster.sql("SELECT call_id, count(*) FROM calls GROUP BY call_id"))
+    assert per_call == {call_id: 1 for call_id in expected}
+    outbox = dict(cluster.sql("SELECT call_id, count(*) FROM task_outbox GROUP BY call_id"))
+    assert outbox == {call_id: 1 for call_id in expected}
+    # the nodes' own senders took the Tasks (a call left waiting goes out with the next send)
+    from core.activity import send
+
+    assert send(cluster.store, force=True).stopped is None
+    assert cluster.sql("SELECT state, count(*) FROM task_outbox GROUP BY state") == \
+        [("logged", len(expected))]
+    tasks = tasks_by_call(emu)
+    assert {c: tasks.get(call_object(c)) for c in expected} == {c: 1 for c in expected}
