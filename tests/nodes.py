@@ -82,6 +82,16 @@ NODE = textwrap.dedent("""
         report = activity.send(store, clock=lambda: later)
         assert report.stopped is None, report
 
+    def catch_up_fired(step):
+        # the scheduler's first catch-up check runs at once; once it has, the next is minutes away
+        scheduler, deadline = runtime_for().scheduler, time.time() + step["within"]
+        while True:
+            found = scheduler.scheduled("catch_up")
+            if found is not None and found[0].timestamp() > time.time() + 60:
+                return
+            assert time.time() < deadline, "the catch-up check did not fire"
+            time.sleep(0.02)
+
     def sleep(step):
         time.sleep(step["seconds"])
 

@@ -91,7 +91,10 @@ def cluster(tmp_path, database, emu, monkeypatch):
     try:
         yield cluster
     finally:
+        from core.runtime import shutdown_all
+
         cluster.stop()
+        shutdown_all()
         forget_connection(cluster.store)
         cluster.store.dispose()
 
@@ -153,3 +156,39 @@ def test_two_nodes_record_every_call_once_and_log_one_task_each(cluster, emu):
         [("logged", len(expected))]
     tasks = tasks_by_call(emu)
     assert {c: tasks.get(call_object(c)) for c in expected} == {c: 1 for c in expected}
+
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. both schedulers fire the nightly run together: one run
+# ---------------------------------------------------------------------------------------------
+
+NIGHTLY_NUMBERS = 30
+
+
+def test_both_schedulers_fire_the_nightly_run_and_it_runs_once(cluster, emu, monkeypatch):
+    tokyo_now = dt.datetime.now(zoneinfo.ZoneInfo("Asia/Tokyo"))
+    connect(cluster.store, emu, contact_fetch="nightly", nightly_time=tokyo_now.strftime("%H:%M"),
+            time_zone="Asia/Tokyo", phone_index=False, activity_logging=False)
+    numbers = [fresh()[0] for _ in range(NIGHTLY_NUMBERS)]
+    monkeypatch.setenv("SFCTI_HOME", str(cluster.first))
+    host = make_host()
+    for number in numbers:             # calls of today, ended unscreened: queued for tonight
+        host.hook.on_call_ended(call=Call(remote_number=number).end(duration=10))
+    emu.reset_counters()
+
+    start = together()
+    steps = [start, {"do": "runtime"}, {"do": "catch_up_fired", "within": 20},
+             {"do": "sleep", "seconds": 1.5}]
+    a = cluster.start("node-a", steps, home=cluster.first, SFCTI_JOBS="on")
+    b = cluster.start("node-b", steps, SFCTI_JOBS="on")
+    a.wait_done("sleep", 40)
+    b.wait_done("sleep", 40)
+
+    assert cluster.sql("SELECT job, day, finished_at IS NOT NULL, holder FROM job_runs "
+                       "WHERE job = 'nightly'") == [("nightly", tokyo_now.date().isoformat(), True, None)]
+    assert cluster.sql("SELECT count(*) FROM registration_queue") == [(0,)]
+    # each number asked about in one request: a second run would have asked again
+    requests = [json.dumps(entry, default=str) for entry in emu.request_log]
+    asked = {n: sum(n.replace("-", "") in r for r in requests) for n in numbers}
+    assert asked == {n: 1 for n in numbers}
