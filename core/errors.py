@@ -590,8 +590,8 @@ def record_failure(store, integration: str, operation: str, exc_or_code: BaseExc
             "detail, call_id, count, open) VALUES (:now, :now, :integration, :operation, :code, "
             ":message, :detail, :call_id, :count, 1) "
             "ON CONFLICT (integration, operation, code) WHERE open = 1 DO UPDATE SET "
-            "count = count + excluded.count, last_at = excluded.last_at, detail = excluded.detail, "
-            "call_id = coalesce(excluded.call_id, call_id)",
+            "count = error_log.count + excluded.count, last_at = excluded.last_at, detail = excluded.detail, "
+            "call_id = coalesce(excluded.call_id, error_log.call_id)",
             {"now": now, "integration": integration, "operation": operation, "code": entry.code,
              "message": entry.message_en, "detail": detail, "call_id": call_id,
              "count": max(1, int(count))},

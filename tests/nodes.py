@@ -64,15 +64,35 @@ NODE = textwrap.dedent("""
             thread.start()
         for thread in threads:
             thread.join()
-        assert runtime_for().wait_idle(60), "the runtime did not get idle"
+        if step.get("wait_idle", True):
+            assert runtime_for().wait_idle(60), "the runtime did not get idle"
 
     def runtime(step):
         runtime_for()                             # its scheduler and alert sender start with it
 
     def fail_and_tick(step):
         store = open_store()
-        errors.record_failure(store, "salesforce", "node_test", step["code"])
+        for code in step["codes"]:
+            errors.record_failure(store, "salesforce", "node_test", code)
         Alerts(store, smtp_timeout=3.0).tick()
+
+    def background_alerts(step):
+        store = open_store()
+
+        def raise_and_send():
+            sender = Alerts(store, smtp_timeout=3.0)
+            for n in range(10_000):
+                code = f"{step['prefix']}_{n}"          # a new kind of failure: its alert is in flight
+                errors.record_failure(store, "salesforce", "node_test", code)
+                say("failed", code)
+                sender.tick()
+                time.sleep(0.05)
+
+        threading.Thread(target=raise_and_send, daemon=True).start()
+
+    def wait_file(step):
+        while not os.path.exists(step["path"]):
+            time.sleep(0.02)
 
     def take_over(step):
         # this node's clock, later: past every lease the dead node held

@@ -192,3 +192,90 @@ def test_both_schedulers_fire_the_nightly_run_and_it_runs_once(cluster, emu, mon
     requests = [json.dumps(entry, default=str) for entry in emu.request_log]
     asked = {n: sum(n.replace("-", "") in r for r in requests) for n in numbers}
     assert asked == {n: 1 for n in numbers}
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. the same incidents on both nodes: one mail each
+# ---------------------------------------------------------------------------------------------
+
+class SlowSmtpServer(SmtpServer):
+    """The loopback SMTP server, taking ``delay`` seconds to accept each recipient: senders on
+    several nodes are busy with a mail at the same time."""
+
+    delay = 0.1
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        """aiosmtpd's hook: accept the recipient, slowly."""
+        await asyncio.sleep(self.delay)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+@pytest.fixture
+def slow_smtp():
+    server = SlowSmtpServer().start()
+    yield server
+    server.stop()
+
+
+def test_incidents_raised_on_both_nodes_are_mailed_once(cluster, emu, slow_smtp):
+    connect(cluster.store, emu, **slow_smtp.settings())
+    codes = [f"NODES_BOTH_{n}" for n in range(5)]
+    steps = [together(), {"do": "fail_and_tick", "codes": codes}]
+    a = cluster.start("node-a", steps, home=cluster.first)
+    b = cluster.start("node-b", steps)
+    a.wait_done("fail_and_tick", 30)
+    b.wait_done("fail_and_tick", 30)
+
+    time.sleep(0.5)                       # a second copy would be on its way by now
+    subjects = sorted(str(m["Subject"]) for m in slow_smtp.messages)
+    assert subjects == sorted(f"{FAILURE}: salesforce {code}" for code in codes)
+    assert cluster.sql("SELECT count(*), count(sent_at) FROM outbox") == [(len(codes), len(codes))]
+    assert cluster.sql("SELECT code, count FROM error_log ORDER BY code") == [(c, 2) for c in codes]
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. a node with another key: refused at start, writes nothing
+# ---------------------------------------------------------------------------------------------
+
+SNAPSHOT_TABLES = """SELECT table_name FROM information_schema.tables
+                     WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'"""
+
+
+def snapshot(cluster) -> dict:
+    """Every table's row count and a digest of its rows, and every sequence's last value."""
+    tables = {}
+    for (name,) in cluster.sql(SNAPSHOT_TABLES):
+        quoted = '"' + name.replace('"', '""') + '"'
+        tables[name] = cluster.sql(f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' "
+                                   f"ORDER BY t::text), '')) FROM {quoted} t")[0]
+    tables["sequences"] = cluster.sql("SELECT sequencename, last_value FROM pg_sequences "
+                                      "ORDER BY sequencename")
+    return tables
+
+
+def test_a_node_with_another_secret_key_is_refused_and_writes_nothing(cluster, emu, monkeypatch):
+    from cryptography.fernet import Fernet
+
+    connect(cluster.store, emu)            # the password is stored encrypted with the first key
+    monkeypatch.setenv("SFCTI_HOME", str(cluster.first))
+    host = make_host()
+    for number in NUMBERS:
+        host.hook.on_call_ended(call=Call(remote_number=number).end(duration=10))
+    before = snapshot(cluster)
+    assert before["calls"][0] == len(NUMBERS) and before["settings"][0] > 0
+
+    wrong = cluster.tmp_path / "wrong-key"
+    wrong.mkdir()
+    (wrong / "secret.key").write_bytes(Fernet.generate_key())
+    b = cluster.start("node-b", [calls_step("wrong", "wrong-both", count=3, wait_idle=False),
+                                 {"do": "runtime"}],
+                      home=cluster.folder("node-b", key_from=wrong))
+    assert b.wait_exit(30) == 1
+    refusal = [line for line in b.lines if line[:2] == ["error", "runtime"]]
+    assert refusal and "WrongSecretKey" in refusal[0][2], b.lines
+    assert "is not the key the secrets in" in refusal[0][2]
+    assert "so this node writes nothing" in refusal[0][2]
+    assert len(b.said("ended")) == THREADS * 3        # the host's calls went on, unrecorded
+    assert "is not the key the secrets in" in b.stderr()   # what the host's log says for them
+    assert snapshot(cluster) == before
