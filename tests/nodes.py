@@ -5,7 +5,8 @@ its entry point and sharing one PostgreSQL database with the others.
 
 A node runs the steps it is given (JSON on its command line) in order and says what it did on
 stdout, one line at a time: ``ended <call id>`` when an end hook returned, ``done <step>`` after
-each step, ``error <step> <text>`` if a step raised (the node then exits with 1).
+each step (its "name", else what it does), ``error <step> <text>`` if a step raised (the node
+then exits with 1).
 """
 
 from __future__ import annotations
@@ -119,14 +120,15 @@ NODE = textwrap.dedent("""
         open_store()
 
     for step in steps:
+        name = step.get("name", step["do"])
         try:
             globals()[step["do"]](step)
         except BaseException as exc:
-            say("error", step["do"], repr(exc).replace("\\n", " "))
+            say("error", name, repr(exc).replace("\\n", " "))
             traceback.print_exc()
             sys.stderr.flush()
             os._exit(1)
-        say("done", step["do"])
+        say("done", name)
     sys.stderr.flush()
     os._exit(0)                                   # the worker threads end with the process
 """)

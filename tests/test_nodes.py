@@ -279,3 +279,57 @@ def test_a_node_with_another_secret_key_is_refused_and_writes_nothing(cluster, e
     assert len(b.said("ended")) == THREADS * 3        # the host's calls went on, unrecorded
     assert "is not the key the secrets in" in b.stderr()   # what the host's log says for them
     assert snapshot(cluster) == before
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. OAuth refresh-token rotation: nodes logging in together both end logged in
+# ---------------------------------------------------------------------------------------------
+
+def connect_oauth(store, emu) -> str:
+    """Connect ``store`` through the web-server flow; returns the refresh token stored."""
+    from core import oauth
+    from emulator.oauth import DEMO_CALLBACK
+    from helpers import authorize, trusting_session
+
+    values = {"auth_method": "oauth_web", "oauth_client_id": emu.oauth_client_id,
+              "oauth_client_secret": emu.oauth_client_secret, "login_url": emu.login_url,
+              "ca_bundle": emu.ca_path}
+    pkce = oauth.new_pkce()
+    answer = authorize(emu, trusting_session(emu), verifier=pkce.verifier, state="nodes")
+    token = oauth.exchange_code(load_settings(store).__class__(**values),
+                                oauth.plain_session(emu.ca_path), answer["code"], DEMO_CALLBACK,
+                                pkce.verifier)
+    save_settings(store, {**values, "oauth_refresh_token": token.refresh_token})
+    return token.refresh_token
+
+
+def test_nodes_logging_in_together_with_a_rotating_refresh_token_both_stay_logged_in(cluster, emu):
+    first_token = connect_oauth(cluster.store, emu)
+    emu.oauth.rotate_refresh_tokens = True     # the connected app: each refresh revokes the one used
+    emu.reset_counters()
+    relogin = cluster.tmp_path / "access-tokens-expired"
+    start = together()
+
+    def steps(tag):
+        return [start, calls_step(tag, f"{tag}-shared", count=3, numbers=NUMBERS[:2], name="first"),
+                {"do": "wait_file", "path": str(relogin)},
+                calls_step(f"{tag}2", f"{tag}2-shared", count=3, numbers=NUMBERS[2:], name="second")]
+
+    a = cluster.start("node-a", steps("oa"), home=cluster.first)
+    b = cluster.start("node-b", steps("ob"))
+    a.wait_done("first", 30)
+    b.wait_done("first", 30)
+    emu.oauth.expire_access_tokens()           # mid-day: both nodes must refresh again, together
+    relogin.touch()
+    a.wait_done("second", 30)
+    b.wait_done("second", 30)
+
+    logins = emu.calls("oauth_token")
+    assert [entry["status"] for entry in logins] == [200] * 4      # two logins a node, none refused
+    assert cluster.sql("SELECT integration, code FROM error_log") == []
+    statuses = dict(cluster.sql("SELECT status, count(*) FROM calls GROUP BY status"))
+    assert statuses == {"matched": 2 * 2 * THREADS * 3}
+    stored = cluster.sql("SELECT value FROM settings WHERE name = 'oauth_refresh_token'")[0][0]
+    current = cluster.store.decrypt(stored)
+    assert current != first_token and current in emu.oauth.refresh_tokens()
+    assert first_token not in emu.oauth.refresh_tokens()
