@@ -333,3 +333,70 @@ def test_nodes_logging_in_together_with_a_rotating_refresh_token_both_stay_logge
     current = cluster.store.decrypt(stored)
     assert current != first_token and current in emu.oauth.refresh_tokens()
     assert first_token not in emu.oauth.refresh_tokens()
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. kill -9 one node mid-run: the other finishes, and takes over what the dead one held
+# ---------------------------------------------------------------------------------------------
+
+def held_by(cluster, node: str) -> tuple[list[str], list[int]]:
+    """(calls whose Task ``node`` is sending, mails ``node`` has claimed and not sent)."""
+    tasks = [r[0] for r in cluster.sql("SELECT call_id FROM task_outbox WHERE state = 'sending' "
+                                       "AND claimed_by LIKE %s ORDER BY call_id", [f"{node}:%"])]
+    soon = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=60)).isoformat()
+    mails = [r[0] for r in cluster.sql("SELECT id FROM outbox WHERE sent_at IS NULL "
+                                       "AND next_attempt_at > %s ORDER BY id", [soon])]
+    return tasks, mails
+
+
+def test_a_node_killed_mid_run_leaves_nothing_lost_nor_done_twice(cluster, emu, slow_smtp):
+    connect(cluster.store, emu, connect_timeout=2.0, read_timeout=3.0, activity_unmatched="log",
+            **slow_smtp.settings())
+    emu.faults.latency = 0.3            # keeps Task requests in flight when the kill comes
+    taken_over = cluster.tmp_path / "take-over"
+    start = together()
+    a = cluster.start("node-a", [start, {"do": "background_alerts", "prefix": "KILLED_A"},
+                                 calls_step("ka", "kboth", count=400, pause=0.01)],
+                      home=cluster.first, SFCTI_SEND_TASKS="on")
+    b = cluster.start("node-b", [start, calls_step("kb", "kboth", count=100),
+                                 {"do": "wait_file", "path": str(taken_over)},
+                                 {"do": "take_over", "later_seconds": 600}],
+                      SFCTI_SEND_TASKS="on")
+    deadline = time.monotonic() + 20
+    while not (len(a.said("ended")) >= 100 and all(held_by(cluster, "node-a"))):
+        assert time.monotonic() < deadline and a.process.poll() is None, (a.lines[-3:], held_by(cluster, "node-a"))
+        time.sleep(0.01)
+    a.kill()
+    held_tasks, held_mails = held_by(cluster, "node-a")
+    assert held_tasks and held_mails
+
+    b.wait_done("calls", 40)
+    # another machine's claims hold until their lease ends, even with their node gone
+    assert held_by(cluster, "node-a") == (held_tasks, held_mails)
+    emu.faults.clear()
+    taken_over.touch()
+    b.wait_done("take_over", 30)
+
+    ended_a, ended_b = set(a.said("ended")), set(b.said("ended"))
+    assert ended_b == expected_call_ids(["kb"], "kboth", 100)
+    per_call = dict(cluster.sql("SELECT call_id, count(*) FROM calls GROUP BY call_id"))
+    assert set(per_call.values()) == {1}
+    assert ended_a | ended_b <= set(per_call)                      # every returned end is there
+    assert set(per_call) <= expected_call_ids(["ka"], "kboth", 400) | ended_b
+    assert cluster.sql("SELECT state, count(*) FROM task_outbox GROUP BY state") == \
+        [("logged", len(per_call))]
+    tasks = tasks_by_call(emu)
+    assert {c: tasks.get(call_object(c)) for c in per_call} == {c: 1 for c in per_call}
+
+    # Every alert arrived, once. A second copy can only come from the kill landing after the
+    # SMTP server took a mail and before the outbox could note it: then with one Message-ID.
+    failed = a.said("failed")
+    mails = slow_smtp.wait_for(len(failed))
+    copies: dict[str, list[str]] = {}
+    for mail in mails:
+        copies.setdefault(str(mail["Subject"]), []).append(str(mail["Message-ID"]))
+    assert {f"{FAILURE}: salesforce {code}" for code in failed} <= set(copies)
+    # (a failure the kill came between recording and saying is mailed too)
+    assert all(subject.startswith(f"{FAILURE}: salesforce KILLED_A_") for subject in copies)
+    assert len(mails) - len(copies) <= 1 and all(len(set(ids)) == 1 for ids in copies.values())
+    assert cluster.sql("SELECT count(*) - count(sent_at) FROM outbox") == [(0,)]
