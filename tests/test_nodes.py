@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import os
 import time
 import zoneinfo
 
@@ -23,10 +22,10 @@ import pytest
 
 from core.activity import call_object
 from core.salesforce import forget_connection
-from core.settings import load_settings, save_settings
+from core.settings import Settings, save_settings
 from core.store import Store
 from faultmatrix import FAILURE
-from helpers import SmtpServer, build_org, connect, emu_settings, fresh, make_host
+from helpers import SmtpServer, build_org, connect, fresh, make_host
 from nodes import NUMBERS, Node, node_folder
 from plugin.call import Call
 
@@ -296,7 +295,7 @@ def connect_oauth(store, emu) -> str:
               "ca_bundle": emu.ca_path}
     pkce = oauth.new_pkce()
     answer = authorize(emu, trusting_session(emu), verifier=pkce.verifier, state="nodes")
-    token = oauth.exchange_code(load_settings(store).__class__(**values),
+    token = oauth.exchange_code(Settings(**values),
                                 oauth.plain_session(emu.ca_path), answer["code"], DEMO_CALLBACK,
                                 pkce.verifier)
     save_settings(store, {**values, "oauth_refresh_token": token.refresh_token})
