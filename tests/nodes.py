@@ -29,7 +29,7 @@ NUMBERS = ["03-1234-5678", "06-1111-2222", "090-3333-4444", "+1 415-555-1212"]
 NODE = textwrap.dedent("""
     import datetime as dt, json, os, sys, threading, time, traceback
     from bridges.host import load_host
-    from core import activity, errors
+    from core import activity, errors, jobs, registration
     from core.alerts import Alerts
     from core.runtime import runtime_for
     from core.store import open_store
@@ -112,6 +112,17 @@ NODE = textwrap.dedent("""
                 return
             assert time.time() < deadline, "the catch-up check did not fire"
             time.sleep(0.02)
+
+    def sync_index(step):
+        report = jobs.sync_index(open_store(), full=True)
+        say("synced", (report.skipped or report.failed or "ran").replace(" ", "_"))
+
+    def refetch(step):
+        try:
+            registration.refetch_call(open_store(), step["call_id"])
+            say("refetched", "ran")
+        except registration.RefetchLocked:
+            say("refetched", "locked")
 
     def sleep(step):
         time.sleep(step["seconds"])

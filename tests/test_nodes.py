@@ -399,3 +399,33 @@ def test_a_node_killed_mid_run_leaves_nothing_lost_nor_done_twice(cluster, emu, 
     assert all(subject.startswith(f"{FAILURE}: salesforce KILLED_A_") for subject in copies)
     assert len(mails) - len(copies) <= 1 and all(len(set(ids)) == 1 for ids in copies.values())
     assert cluster.sql("SELECT count(*) - count(sent_at) FROM outbox") == [(0,)]
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. the index sync's lease and the refetch lock hold across nodes
+# ---------------------------------------------------------------------------------------------
+
+def test_one_node_syncs_the_index_and_one_refetches_a_number_when_both_try_at_once(cluster, emu,
+                                                                                   monkeypatch):
+    connect(cluster.store, emu, connect_timeout=2.0, read_timeout=3.0)
+    monkeypatch.setenv("SFCTI_HOME", str(cluster.first))
+    make_host().hook.on_call_ended(call=Call(call_id="refetched", remote_number=NUMBERS[0]).end())
+    emu.faults.latency = 0.2            # a sync lasts long enough for the other node to meet it
+    refetch_now = cluster.tmp_path / "refetch-now"
+
+    steps = [together(), {"do": "sync_index"}, {"do": "wait_file", "path": str(refetch_now)},
+             {"do": "refetch", "call_id": "refetched"}]
+    a = cluster.start("node-a", steps, home=cluster.first)
+    b = cluster.start("node-b", steps)
+    a.wait_done("sync_index", 30)
+    b.wait_done("sync_index", 30)
+    assert sorted(a.said("synced") + b.said("synced")) == ["lease_held", "ran"], \
+        cluster.sql("SELECT operation, code, detail FROM error_log")
+    assert cluster.sql("SELECT count(*) > 0 FROM index_phones") == [(True,)]
+    assert cluster.sql("SELECT holder FROM job_runs WHERE job = 'index'") == [(None,)]
+
+    emu.faults.clear()
+    refetch_now.touch()
+    a.wait_done("refetch", 30)
+    b.wait_done("refetch", 30)
+    assert sorted(a.said("refetched") + b.said("refetched")) == ["locked", "ran"]
