@@ -46,6 +46,7 @@ bench: $(STAMP) system-packages
 	$(PY) bench/hooks.py
 	$(PY) bench/http_lookup.py
 	$(PY) bench/kamailio.py
+	$(PY) bench/nodes.py --write-docs
 
 # 4 host processes, 200 calls/s for 60 s with Salesforce answering, then hanging (loopback only);
 # fails when a promise is broken; the figures go into docs/benchmarks.md and docs/reliability.md

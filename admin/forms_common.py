@@ -1,12 +1,16 @@
-"""What the settings forms share: validation by core.settings (the one set of rules the CLI
-uses too), reported as field errors in the page's language."""
+"""What the forms share: the settings forms' validation by core.settings (the one set of rules
+the CLI uses too), reported as field errors in the page's language; the refusal of control
+characters in the other text fields."""
 
 from __future__ import annotations
 
 
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
+from wtforms import ValidationError
 
 from admin.i18n import current_lang
+from core.display import UNPRINTABLE
 from core.settings import SECRET_FIELDS, apply_changes, validate_settings
 
 
@@ -54,3 +58,14 @@ def choice(value: str, label) -> object:
     except ImportError:
         return (value, label)
     return SelectChoice(value, label)
+
+
+CONTROL_CHARACTERS_ERROR = _l("Must not contain line breaks, control characters or text-direction "
+                              "characters.")
+
+
+def printable_text(form, field) -> None:
+    """Refuse what the settings refuse too (core.display.UNPRINTABLE): nobody types it, nothing
+    stored holds it, and PostgreSQL cannot even take a NUL as a query parameter."""
+    if isinstance(field.data, str) and UNPRINTABLE.search(field.data):
+        raise ValidationError(CONTROL_CHARACTERS_ERROR)

@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "cli.index_cmd",        # sfcti index status / sync / clear
     "cli.agents_cmd",       # sfcti agents list / map / unmap / search / import / export / unknown
     "cli.activity_cmd",     # sfcti activity status / send / retry
+    "cli.db_cmd",           # sfcti db status / migrate / copy
 )
 
 

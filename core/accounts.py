@@ -54,7 +54,7 @@ def _insert(db, username: str, password: str, method: str) -> None:
     db.execute(
         "INSERT INTO admin_users (username, password_hash, created_at) VALUES (?, ?, ?) "
         "ON CONFLICT(username) DO UPDATE SET password_hash = excluded.password_hash, "
-        "session_generation = session_generation + 1",
+        "session_generation = admin_users.session_generation + 1",
         [username, generate_password_hash(password, method=method), now_iso()],
     )
 
@@ -143,7 +143,8 @@ def note_failure(store, keys: list[str], at: dt.datetime | None = None) -> None:
         for key in keys:
             db.execute(
                 "INSERT INTO login_attempts (key, failures, last_at) VALUES (?, 1, ?) "
-                "ON CONFLICT(key) DO UPDATE SET failures = failures + 1, last_at = excluded.last_at",
+                "ON CONFLICT(key) DO UPDATE SET failures = login_attempts.failures + 1, "
+                "last_at = excluded.last_at",
                 [key, now_iso(at)],
             )
 

@@ -572,7 +572,8 @@ def record_failure(store, integration: str, operation: str, exc_or_code: BaseExc
     processes. The detail is scrubbed of secrets (including the stored ones) and cut to 2,000
     characters.
 
-    :raises sqlite3.OperationalError: when the database stays locked beyond the busy timeout
+    :raises Exception: one of ``store.unavailable`` when the database cannot take the write
+        (SQLite locked beyond the busy timeout, PostgreSQL unreachable)
     """
     if isinstance(exc_or_code, BaseException):
         code, described = describe_failure(exc_or_code, integration)

@@ -259,13 +259,13 @@ class _Writer:
             "VALUES (:id, :object, :company, :person, :account, :person_account, :modified, "
             ":stamp, :generation) ON CONFLICT (record_id) DO UPDATE SET object = excluded.object, "
             "company = excluded.company, person = excluded.person, "
-            "account_id = CASE WHEN :has_account THEN excluded.account_id ELSE account_id END, "
+            "account_id = CASE WHEN :has_account = 1 THEN excluded.account_id ELSE index_records.account_id END, "
             "is_person_account = excluded.is_person_account, "
             "last_modified = excluded.last_modified, "
-            "system_modstamp = coalesce(excluded.system_modstamp, system_modstamp), "
+            "system_modstamp = coalesce(excluded.system_modstamp, index_records.system_modstamp), "
             "generation = excluded.generation",
             {"id": record_id, "object": object_name, "company": company, "person": person,
-             "account": record.get(related), "has_account": related in record,
+             "account": record.get(related), "has_account": int(related in record),
              "person_account": int(bool(record.get("IsPersonAccount"))),
              "modified": _sf_time(record.get("LastModifiedDate")),
              "stamp": _stamp_key(record.get("SystemModstamp")) or None,

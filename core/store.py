@@ -858,7 +858,7 @@ class Store:
             by_kind[kind] = by_kind.get(kind, 0) + n
             db.execute(
                 "INSERT INTO api_usage (day, own_calls, by_kind, updated_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(day) DO UPDATE SET own_calls = coalesce(own_calls, 0) + excluded.own_calls, "
+                "ON CONFLICT(day) DO UPDATE SET own_calls = coalesce(api_usage.own_calls, 0) + excluded.own_calls, "
                 "by_kind = excluded.by_kind, updated_at = excluded.updated_at",
                 [day, own, json.dumps(by_kind, sort_keys=True), now],
             )

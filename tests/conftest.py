@@ -351,3 +351,39 @@ def served_store(served_app):
 
     with served_app.app_context():
         return get_store()
+
+
+# ---------------------------------------------------------------------------------------------
+# the admin modules whose instance folder lives for the module (servers slow to start)
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def module_database(backend, request):
+    """``database`` for an instance folder a whole module shares: ``module_database(folder)``
+    points it at a fresh PostgreSQL database kept for the module (nothing to do on SQLite).
+    The module overrides ``backend`` with a module-scoped fixture, so that its tests run grouped
+    by backend."""
+    if backend == "sqlite":
+        yield lambda folder: None
+        return
+    server = request.getfixturevalue("postgres_server")
+    made = []
+
+    def point(folder):
+        url = server.create_database()
+        made.append((folder, url))
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(folder / "database_url", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(url + "\n")
+        return url
+
+    yield point
+    from core.postgres import close_all
+    from core.store import forget_store
+
+    for folder, _ in made:
+        forget_store(folder)
+    close_all()
+    for _, url in made:
+        server.drop_database(url)

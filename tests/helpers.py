@@ -227,6 +227,12 @@ def error_rows(store, code=None):
     return list_errors(store, code=code, limit=1000)
 
 
+def insert_row(store, table: str, row: dict) -> None:
+    """Put a row the test made up straight into ``table``, on either backend."""
+    store.conn.execute(f"INSERT INTO {table} ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
+                       list(row.values()))
+
+
 # ---------------------------------------------------------------------------------------------
 # the emulator's OAuth pages
 # ---------------------------------------------------------------------------------------------

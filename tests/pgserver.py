@@ -2,7 +2,8 @@
 
 PostgreSQL refuses to run as root, so as root every binary runs as the `postgres` system user
 (`runuser -u postgres --`, the folder is chowned to it); as any other user it runs as that user.
-The server is tuned to be thrown away (fsync, synchronous_commit and full_page_writes off) and
+The server is tuned to be thrown away (fsync, synchronous_commit and full_page_writes off; the
+constructor's ``settings`` override that, as bench/nodes.py does) and
 allows 400 connections (two host "nodes" with connection pools plus the tests themselves).
 It is stopped by the PID in DATA/postmaster.pid, always: by stop(), by the context manager, by
 an atexit hook, and by a small watchdog process should the test process die without running
@@ -92,8 +93,11 @@ class PostgresServerError(RuntimeError):
 class PostgresServer:
     """One PostgreSQL server in its own temporary folder, reached over a unix socket there."""
 
-    def __init__(self, bin_dir: pathlib.Path = BIN_DIR):
+    def __init__(self, bin_dir: pathlib.Path = BIN_DIR, settings: dict | None = None):
+        """``settings`` override SERVER_SETTINGS (a benchmark wants fsync and
+        synchronous_commit on, as on a real server)."""
         self.bin_dir = pathlib.Path(bin_dir)
+        self.settings = {**SERVER_SETTINGS, **(settings or {})}
         self.folder: pathlib.Path | None = None
         self.pid: int | None = None
         self._process: subprocess.Popen | None = None
@@ -217,7 +221,7 @@ class PostgresServer:
             raise PostgresServerError(f"initdb failed ({done.returncode}):\n{done.stdout}{done.stderr}")
 
     def _launch(self) -> None:
-        settings = [arg for key, value in SERVER_SETTINGS.items() for arg in ("-c", f"{key}={value}")]
+        settings = [arg for key, value in self.settings.items() for arg in ("-c", f"{key}={value}")]
         command = self._as_server_user(self.bin_dir / "postgres", "-D", self.data_dir,
                                        "-k", self.folder, *settings)
         with open(self.log_path, "ab") as log:

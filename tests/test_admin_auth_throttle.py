@@ -63,12 +63,19 @@ def _wait_until_serving(process: subprocess.Popen, url: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def instance(tmp_path_factory):
+def backend(request):
+    """The database of the module's instance folder: the tests run grouped by backend."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture(scope="module")
+def instance(tmp_path_factory, module_database):
     """The instance folder: the admin account and the burst accounts, admin.cfg."""
     from core.accounts import set_password
     from core.store import Store
 
     home = tmp_path_factory.mktemp("throttle") / "instance"
+    module_database(home)
     store = Store(home)
     set_password(store, "admin", "not used here", CHEAP_HASH)
     (home / "admin.cfg").write_text(ADMIN_CFG)
@@ -147,13 +154,27 @@ def counted_failures(store, username: str) -> int:
     return row[0] if row else 0
 
 
-def test_40_parallel_wrong_logins_get_5_password_checks(instance, servers):
+def failures_in_postgresql(url: str, username: str) -> int | None:
+    """The failures of ``username`` as the PostgreSQL database itself holds them (no sfcti code)."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT failures FROM login_attempts WHERE key = %s",
+                           (f"user:{username}",)).fetchone()
+    return row[0] if row else None
+
+
+def test_40_parallel_wrong_logins_get_5_password_checks(instance, servers, backend):
     from core.accounts import set_password
 
     set_password(instance, "alice", RIGHT_PASSWORD, CHEAP_HASH)
     results = burst(wrong_logins(servers, "alice", 40, "10.1.0"))
     assert results == {"wrong": FREE_FAILURES, "wait": 40 - FREE_FAILURES}
     assert counted_failures(instance, "alice") == FREE_FAILURES
+    if backend == "postgresql":  # the two admin processes counted them in the shared database
+        assert failures_in_postgresql((instance.home / "database_url").read_text().strip(),
+                                      "alice") == FREE_FAILURES
+        assert not any(instance.home.glob("*.db")), "an admin process wrote a SQLite file"
     # the right password is refused too: the account must wait
     assert Attempt(servers[0], "alice", RIGHT_PASSWORD, "203.0.113.1").post() == "wait"
 

@@ -132,9 +132,23 @@ RAW_MARKUP = ("<script>alert(1)</script>", "<img src=x onerror=alert(1)>")
 
 
 @pytest.fixture(scope="module")
-def corpus_client(tmp_path_factory):
+def backend(request):
+    """The database of the module's instance folders (the corpus clients' live for the module):
+    the tests run grouped by backend."""
+    return getattr(request, "param", "sqlite")
+
+
+def instance_folder(tmp_path_factory, module_database, name: str):
+    """A new instance folder on the module's backend."""
+    folder = tmp_path_factory.mktemp(name) / "instance"
+    module_database(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def corpus_client(tmp_path_factory, module_database):
     """A logged-in test client of an admin app on its own instance folder."""
-    app = make_app(tmp_path_factory.mktemp("admin-corpus") / "instance", TESTING=True)
+    app = make_app(instance_folder(tmp_path_factory, module_database, "admin-corpus"), TESTING=True)
     client = app.test_client()
     assert admin_login(client).status_code == 302
     return client
@@ -231,9 +245,10 @@ def test_hostile_csv_uploads_are_refused_with_reasons(corpus_client, entry):
 
 
 @pytest.fixture(scope="module")
-def login_client(tmp_path_factory):
+def login_client(tmp_path_factory, module_database):
     """A client of an admin app of its own, not logged in (its refused logins throttle nobody else)."""
-    return make_app(tmp_path_factory.mktemp("admin-login") / "instance", TESTING=True).test_client()
+    return make_app(instance_folder(tmp_path_factory, module_database, "admin-login"),
+                    TESTING=True).test_client()
 
 
 @pytest.mark.parametrize("entry", corpus.ADMIN_LOGIN_ENTRIES, ids=entry_ids(corpus.ADMIN_LOGIN_ENTRIES))

@@ -92,7 +92,7 @@ def test_the_option_is_read_from_admin_cfg(home, monkeypatch):
     from admin import create_app
 
     monkeypatch.delenv("SFCTI_ADMIN_USER", raising=False)
-    home.mkdir()
+    home.mkdir(exist_ok=True)  # the database fixture may have made it
     (home / "admin.cfg").write_text("TRUSTED_PROXIES = 1\n")
     client = create_app(home=str(home), admin_password=ADMIN_PASSWORD).test_client()
     response = log_in(client, PROXIED_HTTPS, base_url="https://admin.example.com")

@@ -8,7 +8,7 @@ from markupsafe import escape
 
 from core import errors
 from core.settings import Settings, load_settings, save_settings
-from helpers import connect, csrf_token, post_form
+from helpers import connect, csrf_token, insert_row, post_form
 
 
 @pytest.fixture(scope="module")
@@ -122,9 +122,9 @@ def emu_connected(store, emu):
 
 
 def _call(store, call_id, remote):
-    store.db["calls"].insert({"call_id": call_id, "direction": "inbound", "remote_number": remote,
-                              "e164": remote, "display_number": remote, "status": "not_registered",
-                              "started_at": "2024-05-20T01:00:00+00:00"})
+    insert_row(store, "calls", {"call_id": call_id, "direction": "inbound", "remote_number": remote,
+                                "e164": remote, "display_number": remote, "status": "not_registered",
+                                "started_at": "2024-05-20T01:00:00+00:00"})
 
 
 def test_refetch_registers_the_record_and_is_locked_for_15_seconds(admin_client, emu_connected, emu):

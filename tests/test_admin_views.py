@@ -10,7 +10,7 @@ from markupsafe import escape
 from core import errors
 from core.settings import load_settings, save_settings
 from helpers import (ADMIN_PASSWORD, ADMIN_USER, SmtpServer, admin_login, csrf_token, free_port, make_app,
-                     post_form)
+                     field_has_error, insert_row, post_form)
 
 PAGES = ["/", "/settings/", "/alerts/", "/errors/", "/errors/common", "/calls/", "/contacts/"]
 
@@ -118,9 +118,10 @@ def test_password_is_stored_hashed(app, store):  # the app creates the admin acc
     assert ADMIN_PASSWORD not in row[0] and row[0].startswith(("scrypt:", "pbkdf2:"))
 
 
-def test_admin_created_from_the_environment(tmp_path, monkeypatch):
+def test_admin_created_from_the_environment(tmp_path, monkeypatch, database):
     from admin import create_app
 
+    database(tmp_path / "env-home")
     monkeypatch.setenv("SFCTI_ADMIN_USER", "boss")
     monkeypatch.setenv("SFCTI_ADMIN_PASSWORD", "from the env")
     monkeypatch.setenv("SFCTI_HOME", str(tmp_path / "env-home"))
@@ -128,9 +129,10 @@ def test_admin_created_from_the_environment(tmp_path, monkeypatch):
     assert admin_login(client, "boss", "from the env").status_code == 302
 
 
-def test_generated_password_is_printed_once(tmp_path, capsys):
+def test_generated_password_is_printed_once(tmp_path, capsys, database):
     from admin import create_app
 
+    database(tmp_path / "gen")
     config = {"SFCTI_HOME": str(tmp_path / "gen"), "ADMIN_USERNAME": "admin", "ADMIN_PASSWORD": None}
     app = create_app(config)
     password = re.search(r"password '([^']+)'", capsys.readouterr().err).group(1)
@@ -273,7 +275,7 @@ def _call(store, call_id, **values):
            "record_id": "003000000000001AAA",
            "record_url": "https://example.lightning.force.com/lightning/r/Contact/003000000000001AAA/view",
            **values}
-    store.db["calls"].insert(row)
+    insert_row(store, "calls", row)
 
 
 def test_call_history_shows_the_columns(admin_client, store):
@@ -350,6 +352,20 @@ def test_an_oversized_search_is_ignored_and_the_list_shown(admin_client, store, 
     admin_client.get("/lang/en")
     html = admin_client.get(url, query_string={"q": "x" * 101}).get_data(as_text=True)
     assert "株式会社サンプル" in html and "matches" not in html
+
+
+@pytest.mark.parametrize("url", EMPTY_LISTS)
+@pytest.mark.parametrize("term", ["サンプル\x00", "\x00"])
+def test_a_search_with_a_nul_is_refused_saying_why_and_the_list_shown(admin_client, store, url, term):
+    # PostgreSQL cannot take a NUL in a query: the search box says why, as for other control
+    # characters, and the page lists everything
+    _one_call_and_contact(store)
+    admin_client.get("/lang/ja")
+    response = admin_client.get(url, query_string={"q": term})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert field_has_error(html, "q") and "改行、制御文字、文字方向の制御文字は使えません。" in html
+    assert "株式会社サンプル" in html
 
 
 def test_overview_shows_api_usage_today(admin_client, store):
@@ -475,11 +491,12 @@ def test_login_wait_doubles_with_each_failure_up_to_a_ceiling(store):
     assert accounts.wait_seconds(store, keys, free=5, ceiling=900) == 0
 
 
-def test_instance_config_file_is_read(tmp_path):
+def test_instance_config_file_is_read(tmp_path, database):
     from admin import create_app
 
     home = tmp_path / "cfg-home"
     home.mkdir()
+    database(home)
     (home / "admin.cfg").write_text("PAGE_SIZE = 7\nSESSION_COOKIE_SECURE = True\n")
     app = create_app(home=str(home), admin_password="x")
     assert app.config["PAGE_SIZE"] == 7 and app.config["SESSION_COOKIE_SECURE"] is True

@@ -8,6 +8,7 @@ from flask_wtf.file import FileField, FileRequired
 from wtforms import HiddenField, StringField, SubmitField
 from wtforms.validators import Length, Optional, ValidationError
 
+from admin.forms_common import printable_text
 from core import agents
 
 AGENT_ID_ERROR = _l("An agent id must be 1 to 200 characters, without line breaks, control "
@@ -44,7 +45,8 @@ class MappingSearchForm(FlaskForm):
     class Meta:
         csrf = False
 
-    find = StringField(_l("Agent, name, username or e-mail"), validators=[Optional(), Length(max=100)])
+    find = StringField(_l("Agent, name, username or e-mail"),
+                       validators=[Optional(), Length(max=100), printable_text])
     search = SubmitField(_l("Search"))
 
     def search_term(self) -> str | None:

@@ -114,11 +114,13 @@ def unmap():
     """Forget an agent's mapping (its calls' Tasks are then owned by the integration user)."""
     form = UnmapForm()
     if form.validate_on_submit():
-        agent_id = form.agent_id.data or ""
-        if agents.unmap_agent(get_store(), agent_id):
+        # what is not an agent id was never mapped (and PostgreSQL cannot even look up a NUL)
+        agent_id = checked_agent_id(form.agent_id.data)
+        if agent_id and agents.unmap_agent(get_store(), agent_id):
             flash(_("Agent %(agent)s is no longer mapped.", agent=agent_id), "success")
         else:
-            flash(_("Agent %(agent)s was not mapped.", agent=agent_id), "error")
+            flash(_("Agent %(agent)s was not mapped.", agent=agents.printable(form.agent_id.data)),
+                  "error")
     return redirect(url_for("agents.index"))
 
 

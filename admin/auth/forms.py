@@ -4,13 +4,16 @@ from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField, SubmitField, ValidationError
 from wtforms.validators import DataRequired, EqualTo, Length
 
+from admin.forms_common import printable_text
+
 PASSWORD_MAX_LENGTH = 255
 PASSWORD_MIN_LENGTH = 12   # a new password; admin.cfg may raise it (PASSWORD_MIN_LENGTH)
 USERNAME_MAX_LENGTH = 80
 
 
 class LoginForm(FlaskForm):
-    username = StringField(_l("User name"), validators=[DataRequired(), Length(max=USERNAME_MAX_LENGTH)])
+    username = StringField(_l("User name"),
+                           validators=[DataRequired(), Length(max=USERNAME_MAX_LENGTH), printable_text])
     password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=PASSWORD_MAX_LENGTH)])
     submit = SubmitField(_l("Log in"))
 

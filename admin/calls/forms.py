@@ -7,6 +7,8 @@ from flask_wtf import FlaskForm
 from wtforms import StringField, SubmitField
 from wtforms.validators import Length, Optional
 
+from admin.forms_common import printable_text
+
 
 class RefetchForm(FlaskForm):
     submit = SubmitField(_l("Re-fetch"))
@@ -22,7 +24,8 @@ class CallSearchForm(FlaskForm):
     class Meta:
         csrf = False
 
-    q = StringField(_l("Number, company or person"), validators=[Optional(), Length(max=100)])
+    q = StringField(_l("Number, company or person"),
+                    validators=[Optional(), Length(max=100), printable_text])
     submit = SubmitField(_l("Search"))
 
     def search_term(self) -> str | None:

@@ -37,15 +37,17 @@ def call_key(call_id: str) -> str:
 
 def call_id_of(key: str) -> str | None:
     """The call id a URL segment from :func:`call_key` names (any other segment is taken as the
-    id itself); None for a "~" segment that does not decode."""
-    if not key.startswith(ENCODED):
-        return key
-    body = key[len(ENCODED):]
-    try:
-        return base64.b64decode(body + "=" * (-len(body) % 4), altchars=b"-_",
-                                validate=True).decode("utf-8")
-    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
-        return None
+    id itself); None for a "~" segment that does not decode, and for an id holding NUL, which
+    names no call the history keeps on PostgreSQL (nor can be looked up there)."""
+    call_id = key
+    if key.startswith(ENCODED):
+        body = key[len(ENCODED):]
+        try:
+            call_id = base64.b64decode(body + "=" * (-len(body) % 4), altchars=b"-_",
+                                       validate=True).decode("utf-8")
+        except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+            return None
+    return None if "\x00" in call_id else call_id
 
 
 def status_label(status: str | None) -> str:
