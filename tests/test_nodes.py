@@ -4,7 +4,8 @@ Each node is a real host process (tests/nodes.py) with its own instance folder a
 name, the folders holding the same ``database_url`` and a copy of the same ``secret.key``, all
 nodes talking to this module's emulator and a real SMTP server on loopback. What a user would
 check is read straight from the PostgreSQL database, the emulator's org and request log, and the
-mailbox: every call in the history once, one Task per call, one nightly run, one mail per alert,
+mailbox: every call in the history once, one Task per call, one nightly run, one index sync and
+one refetch at a time, one mail per alert, both nodes logged in while the refresh token rotates,
 nothing lost nor done twice when a node is killed, and a node with the wrong key refused before
 it writes anything.
 """
@@ -30,7 +31,7 @@ from nodes import NUMBERS, Node, node_folder
 from plugin.call import Call
 
 THREADS, CALLS, SHARED_EVERY = 4, 200, 10
-START_SECONDS = 3.0          # nodes start their work together this long after being spawned
+START_SECONDS = 2.5          # nodes start their work together this long after being spawned
 
 
 @pytest.fixture
@@ -351,7 +352,9 @@ def held_by(cluster, node: str) -> tuple[list[str], list[int]]:
 def test_a_node_killed_mid_run_leaves_nothing_lost_nor_done_twice(cluster, emu, slow_smtp):
     connect(cluster.store, emu, connect_timeout=2.0, read_timeout=3.0, activity_unmatched="log",
             **slow_smtp.settings())
-    emu.faults.latency = 0.3            # keeps Task requests in flight when the kill comes
+    # Task requests and mails take long: the dead node had some in flight when the kill came
+    emu.faults.kinds, emu.faults.latency = {"collections"}, 2.0
+    slow_smtp.delay = 1.2
     taken_over = cluster.tmp_path / "take-over"
     start = together()
     a = cluster.start("node-a", [start, {"do": "background_alerts", "prefix": "KILLED_A"},
@@ -366,6 +369,8 @@ def test_a_node_killed_mid_run_leaves_nothing_lost_nor_done_twice(cluster, emu, 
         assert time.monotonic() < deadline and a.process.poll() is None, (a.lines[-3:], held_by(cluster, "node-a"))
         time.sleep(0.01)
     a.kill()
+    killed_at = time.monotonic()
+    slow_smtp.delay = 0.0
     held_tasks, held_mails = held_by(cluster, "node-a")
     assert held_tasks and held_mails
 
@@ -373,6 +378,7 @@ def test_a_node_killed_mid_run_leaves_nothing_lost_nor_done_twice(cluster, emu, 
     # another machine's claims hold until their lease ends, even with their node gone
     assert held_by(cluster, "node-a") == (held_tasks, held_mails)
     emu.faults.clear()
+    time.sleep(max(0.0, killed_at + 2.5 - time.monotonic()))   # its last request is done
     taken_over.touch()
     b.wait_done("take_over", 30)
 
