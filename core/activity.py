@@ -5,7 +5,8 @@ writes its history row), so no call is ever recorded without its Task to come. :
 works through the queue, this module's table ``task_outbox``:
 
 1. it *claims* up to 200 due calls (state "sending", with its holder id and a deadline), in one
-   transaction, so processes sharing the instance never send the same call;
+   transaction (rows read ``FOR UPDATE SKIP LOCKED`` on PostgreSQL), so processes and nodes
+   sharing the store never send the same call;
 2. a call whose earlier attempt may have reached Salesforce (a timeout or reset after the
    request left, or a sender killed mid-request: its claim outlived its holder) is *uncertain*:
    before creating it again, Salesforce is asked for a Task with that ``CallObject``;
@@ -211,14 +212,17 @@ def _claim(store, holder: str, settings: Settings, now: dt.datetime, force: bool
     died or ran out of time is marked uncertain."""
     stamp = now_iso(now)
     until = now_iso(now + dt.timedelta(seconds=_claim_seconds(settings)))
-    with store.transaction() as db:
+    # skip_locked: senders on several nodes each take other calls, none waiting for the store-wide
+    # writer lock (on SQLite the transaction itself keeps them apart)
+    with store.transaction(serialized=False) as db:
         due = db.execute(
             f"SELECT {', '.join(OUTBOX_COLUMNS)} FROM task_outbox WHERE state = ? "
-            f"{'' if force else 'AND next_attempt_at <= ?'} ORDER BY created_at, call_id LIMIT ?",
+            f"{'' if force else 'AND next_attempt_at <= ?'} ORDER BY created_at, call_id LIMIT ?"
+            f"{store.skip_locked}",
             [WAITING] + ([] if force else [stamp]) + [BATCH_SIZE]).fetchall()
         rows = [dict(zip(OUTBOX_COLUMNS, r)) for r in due]
         if len(rows) < BATCH_SIZE:
-            rows += _orphans(db, stamp, BATCH_SIZE - len(rows))
+            rows += _orphans(db, store.skip_locked, stamp, BATCH_SIZE - len(rows))
         for row in rows:
             if row["state"] == SENDING:
                 row["uncertain"] = 1
@@ -229,10 +233,11 @@ def _claim(store, holder: str, settings: Settings, now: dt.datetime, force: bool
     return rows
 
 
-def _orphans(db, stamp: str, limit: int) -> list[dict]:
-    """Calls claimed by a sender that is gone (its process, or its time)."""
-    cursor = db.execute(f"SELECT {', '.join(OUTBOX_COLUMNS)} FROM task_outbox WHERE state = ?",
-                        [SENDING])
+def _orphans(db, skip_locked: str, stamp: str, limit: int) -> list[dict]:
+    """Calls claimed by a sender that is gone (its process, or its time); the rows read are
+    locked for the claim's transaction, those another node is claiming skipped."""
+    cursor = db.execute(f"SELECT {', '.join(OUTBOX_COLUMNS)} FROM task_outbox WHERE state = ? "
+                        f"{skip_locked}", [SENDING])
     rows = [dict(zip(OUTBOX_COLUMNS, r)) for r in cursor.fetchall()]
     return [r for r in rows if (r["claimed_until"] or "") <= stamp
             or not holder_alive(r["claimed_by"] or "")][:limit]

@@ -3,9 +3,10 @@
 Every alert goes into the ``outbox`` table first (inside the caller's transaction, so deciding to
 alert and queueing the mail happen together). :meth:`Outbox.flush` sends what is due; a mail that
 cannot be sent stays queued with ``attempts`` raised and ``next_attempt_at`` pushed back
-exponentially, and is sent later, also by another process or after a restart. A mail is claimed
-(its ``next_attempt_at`` moved past a lease) before sending, so two processes flushing together
-do not both send it.
+exponentially, and is sent later, also by another process, another node or after a restart. A
+mail is claimed (its ``next_attempt_at`` moved past a lease, the row read ``FOR UPDATE SKIP
+LOCKED`` on PostgreSQL) before sending, so two processes or nodes flushing together do not both
+send it.
 
 Headers are built with :class:`email.message.EmailMessage`, whose default policy refuses CR/LF in
 header values: no header injection, whatever the settings or error texts contain.
@@ -174,10 +175,13 @@ class Outbox:
 
     def _claim_next(self) -> dict | None:
         now = self.clock()
-        with self.store.transaction() as db:
+        # skip_locked: nodes flushing together each take a different mail, without waiting for
+        # the store-wide writer lock (on SQLite the transaction itself keeps them apart)
+        with self.store.transaction(serialized=False) as db:
             row = db.execute(
                 "SELECT id, created_at, recipients, subject, body, attempts FROM outbox "
-                "WHERE sent_at IS NULL AND next_attempt_at <= ? ORDER BY id LIMIT 1",
+                "WHERE sent_at IS NULL AND next_attempt_at <= ? ORDER BY id LIMIT 1"
+                f"{self.store.skip_locked}",
                 [now_iso(now)],
             ).fetchone()
             if row is None:

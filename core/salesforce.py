@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 REQUIRED_READ = ("Contact", "Account", "Lead")
 REQUIRED_CREATE = ("Task",)
 OAUTH_METHODS = ("oauth_web", "oauth_client_credentials")
+REFRESH_LOCK = "oauth-refresh"   # the store's named lock around a refresh-token login
 _LIMIT_INFO = re.compile(r"api-usage=(\d+)/(\d+)")
 ACCOUNTING_WAIT_SECONDS = 0.25   # the longest a request waits for its usage count to be written
 
@@ -266,11 +267,12 @@ class Connection:
     :raises AccessDenied: INSUFFICIENT_ACCESS
     """
 
-    def __init__(self, settings: Settings, store=None):
+    def __init__(self, settings: Settings, store=None, follows_store: bool = False):
         if not settings.is_configured():
             raise NotConfigured()
         self.settings = settings
         self.store = store
+        self.follows_store = follows_store   # the store's own settings, not ones under test
         self.version = settings.api_version
         self._lock = threading.RLock()
         self._local = threading.local()
@@ -296,7 +298,8 @@ class Connection:
     def _oauth_login(self) -> None:
         """Get a fresh access token (refresh token or client credentials), build the client on it;
         the org is learnt on the first login only."""
-        with self._lock:
+        with self._lock, self._refresh_turn():
+            self._follow_stored_refresh_token()
             try:
                 token = oauth.fetch_token(self.settings, self.http)
             except oauth.OAuthError as exc:
@@ -313,18 +316,33 @@ class Connection:
                 self.org = dataclasses.replace(self.org,
                                                person_accounts=self._account_has_person_fields())
 
+    def _refresh_turn(self) -> contextlib.AbstractContextManager:
+        """Around a refresh-token login: the store's lock "oauth-refresh", so that of the
+        processes and nodes sharing a rotating refresh token one at a time uses it and stores its
+        successor before the next reads it."""
+        if self.store is None or self.settings.auth_method == "oauth_client_credentials":
+            return contextlib.nullcontext()
+        return self.store.named_lock(REFRESH_LOCK)
+
+    def _follow_stored_refresh_token(self) -> None:
+        """Log in with the refresh token stored now when this connection runs on the stored one:
+        another process or node may have rotated it since (its predecessor is then revoked). A
+        connection testing new settings keeps its own."""
+        if not self.follows_store or self.store is None:
+            return
+        stored = load_settings(self.store).oauth_refresh_token
+        if stored and stored != self.settings.oauth_refresh_token:
+            self.settings = dataclasses.replace(self.settings, oauth_refresh_token=stored)
+
     def _keep_rotated_refresh_token(self, refresh_token: str) -> None:
         """Store and use from now on the refresh token Salesforce answered in place of ours.
 
         With refresh token rotation the one just used is dead: the store must hold its successor
-        or the next process cannot log in, and the shared connection's key must follow so that
-        connection_for does not take the new stored token for a settings change.
+        or the next process or node cannot log in.
         """
         if self.store is not None:
             save_settings(self.store, {"oauth_refresh_token": refresh_token})
         self.settings = dataclasses.replace(self.settings, oauth_refresh_token=refresh_token)
-        if self.store is not None:
-            _rekey(self)
 
     def _soap_login(self) -> None:
         """Log in (SOAP), build the session-id client, learn the org; raises the named errors."""
@@ -521,16 +539,18 @@ def raise_for_subresponse(response: dict) -> None:
 # ---------------------------------------------------------------------------------------------
 
 _CONNECTIONS: dict[str, tuple[tuple, Connection]] = {}
-# Re-entrant: connection_for logs in while holding it, and an OAuth login that gets a rotated
-# refresh token takes it again to rekey its connection (_rekey).
 _CONNECTIONS_LOCK = threading.RLock()
 
 
 def _settings_key(settings: Settings) -> tuple:
+    # Not the refresh token: with rotation every login (on any node) stores a new one, and
+    # rebuilding on it would make the nodes log each other out in turn. The shared connection
+    # reads the stored token at each login instead; a grant replaced in the admin is revoked,
+    # so the next request fails with INVALID_SESSION_ID and logs in with the new one.
     return (settings.username, settings.password, settings.security_token, settings.login_host(),
             settings.ca_bundle, settings.connect_timeout, settings.read_timeout,
             settings.api_version, settings.auth_method, settings.oauth_client_id,
-            settings.oauth_client_secret, settings.oauth_refresh_token)
+            settings.oauth_client_secret)
 
 
 def connection_for(store) -> Connection:
@@ -545,19 +565,9 @@ def connection_for(store) -> Connection:
         cached = _CONNECTIONS.get(home)
         if cached and cached[0] == _settings_key(settings):
             return cached[1]
-        connection = Connection(settings, store)
-        # keyed on the connection's settings: its login may have rotated the refresh token
+        connection = Connection(settings, store, follows_store=True)
         _CONNECTIONS[home] = (_settings_key(connection.settings), connection)
         return connection
-
-
-def _rekey(connection: Connection) -> None:
-    """Key the shared connection ``connection`` (if it is one) by its settings as they are now."""
-    home = str(connection.store.home)
-    with _CONNECTIONS_LOCK:
-        cached = _CONNECTIONS.get(home)
-        if cached and cached[1] is connection:
-            _CONNECTIONS[home] = (_settings_key(connection.settings), connection)
 
 
 def forget_connection(store) -> None:
@@ -594,6 +604,8 @@ def connect_and_save(store, values: dict, keep_blank_secrets: bool = True) -> Co
             else "INSUFFICIENT_ACCESS"
         entry = errors.report_failure(store, errors.CONNECTION_TEST, code, detail="; ".join(problems))
         raise ConnectionTestFailed(entry, problems=problems)
+    if "oauth_refresh_token" in values:   # its login may have rotated the one tested
+        values = {**values, "oauth_refresh_token": connection.settings.oauth_refresh_token}
     save_settings(store, values, keep_blank_secrets=keep_blank_secrets)
     errors.record_recovery(store, "salesforce", errors.CONNECTION_TEST)
     forget_connection(store)
