@@ -411,6 +411,7 @@ class Store:
         self._disposed_in = None
         self._fernet: Fernet | None = None
         self._fernet_lock = threading.Lock()
+        self._pool_lock = threading.Lock()
         self._migrate()
         self._check_secret_key()
         _warn_if_readable_by_others(self.home)
@@ -461,7 +462,7 @@ class Store:
     def _postgres_database(self):
         """This process's pool (a forked child opens its own: sockets are not shared)."""
         if self._postgres is None or self._postgres_pid != os.getpid():
-            with self._fernet_lock:
+            with self._pool_lock:
                 if self._disposed_in == os.getpid():
                     # a thread that outlived its runtime must not open a pool nobody closes
                     raise StoreError(f"The store of {self.where} was closed in this process.")
@@ -488,7 +489,7 @@ class Store:
         the Store is done with in this process then: using it raises StoreError (open a new one)."""
         self.close()
         if self.backend == "postgresql":
-            with self._fernet_lock:
+            with self._pool_lock:
                 self._disposed_in = os.getpid()
                 if self._postgres is not None and self._postgres_pid == os.getpid():
                     self._postgres.close()
@@ -993,10 +994,11 @@ def open_store(home: str | os.PathLike | None = None, create: bool = True) -> St
     use this to open each instance folder once per process. With ``create`` False (read-only
     commands) a folder without a database is not turned into an instance.
 
-    :raises InstanceNotFound: ``create`` is False and the folder holds no database
+    :raises InstanceNotFound: ``create`` is False and the folder holds no database (neither a
+        SQLite file nor a database URL)
     """
     path = home_path(home)
-    if not create and not (path / DB_NAME).is_file():
+    if not create and not (path / DB_NAME).is_file() and database_url(path) is None:
         raise InstanceNotFound(path)
     with _SHARED_LOCK:
         store = _SHARED.get(path)

@@ -440,3 +440,23 @@ def test_a_password_in_the_target_url_is_never_printed(store, home, target, no_e
     status = run_cli(home, "db", "status")
     assert status.exit_code == 0 and URL_PASSWORD not in status.output
     assert "password=***" in status.output
+
+
+def test_a_node_folder_holding_only_the_url_reads_the_shared_history(tmp_path, target, no_env_url):
+    """A second node's folder has no sfcti.db, only database_url: its read-only commands work on
+    the shared database instead of saying there is no instance."""
+    from core import history
+    from core.store import URL_FILE
+
+    first, second = tmp_path / "node-1", tmp_path / "node-2"
+    for folder in (first, second):
+        folder.mkdir(mode=0o700)
+        (folder / URL_FILE).write_text(target + "\n")
+    store = Store(first)
+    history.record_call(store, history.call_facts(
+        {"call_id": "seen-by-node-1", "remote_number": "0312345678", "direction": "inbound"}), {})
+    store.dispose()
+    result = run_cli(second, "history", "--json")
+    assert result.exit_code == 0, result.output
+    assert [row["call_id"] for row in json.loads(result.output)] == ["seen-by-node-1"]
+    assert not (second / DB_NAME).exists()
