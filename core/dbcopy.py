@@ -24,10 +24,9 @@ import importlib
 import os
 import pathlib
 import sqlite3
-import tempfile
 from typing import Iterator
 
-from core.store import (DB_NAME, ENV_DATABASE_URL, KEY_NAME, MIGRATIONS, URL_FILE, InstanceNotFound,
+from core.store import (DB_NAME, ENV_DATABASE_URL, MIGRATIONS, URL_FILE, InstanceNotFound,
                         Store, StoreError, database_url)
 
 MAX_URL_LENGTH = 2000
@@ -82,28 +81,10 @@ def same_database(url_a: str, url_b: str) -> bool:
 # opening the two sides
 # ---------------------------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def _database_url_env(url: str | None) -> Iterator[None]:
-    """``SFCTI_DATABASE_URL`` set to ``url`` (or unset) while a Store reads it at its opening."""
-    before = os.environ.get(ENV_DATABASE_URL)
-    if url is None:
-        os.environ.pop(ENV_DATABASE_URL, None)
-    else:
-        os.environ[ENV_DATABASE_URL] = url
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(ENV_DATABASE_URL, None)
-        else:
-            os.environ[ENV_DATABASE_URL] = before
-
-
 def open_postgres(home: pathlib.Path, url: str) -> Store:
     """A Store on the PostgreSQL database ``url`` with the folder's secret key (migrated)."""
     reachable(url)
-    with _database_url_env(url):
-        return Store(home)
+    return Store(home, url=url)
 
 
 @contextlib.contextmanager
@@ -111,9 +92,8 @@ def open_sqlite(home: pathlib.Path, allowed_url: str | None = None) -> Iterator[
     """A Store on the SQLite database of the instance folder ``home`` (migrated), closed after.
 
     A folder whose ``database_url`` file (or ``SFCTI_DATABASE_URL``) names ``allowed_url`` (the
-    copy's own target, say after an earlier ``--switch``) is still read from its SQLite file,
-    through a private view of the folder when the file names it: links to its database and key,
-    so the Store sees SQLite. Any other database URL is refused.
+    copy's own target, say after an earlier ``--switch``) is still read from its SQLite file.
+    Any other database URL is refused.
     """
     if not (home / DB_NAME).is_file():
         raise InstanceNotFound(home)
@@ -122,19 +102,8 @@ def open_sqlite(home: pathlib.Path, allowed_url: str | None = None) -> Iterator[
         raise CopyRefused(f"The instance folder {home} already uses another database (its "
                           f"{URL_FILE} file or {ENV_DATABASE_URL}): there is no SQLite "
                           "installation to move.")
-    with _database_url_env(None):
-        if database_url(home) is None:
-            with _disposing(Store(home)) as store:
-                yield store
-            return
-        with tempfile.TemporaryDirectory(prefix=".sfcti-copy-", dir=home) as view:
-            view = pathlib.Path(view)
-            # SQLite follows the link to the real file, and keeps its WAL beside it
-            os.symlink(home / DB_NAME, view / DB_NAME)
-            if (home / KEY_NAME).exists():
-                os.symlink(home / KEY_NAME, view / KEY_NAME)
-            with _disposing(Store(view)) as store:
-                yield store
+    with _disposing(Store(home, url=None)) as store:
+        yield store
 
 
 @contextlib.contextmanager

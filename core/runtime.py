@@ -24,7 +24,6 @@ import logging
 import os
 import pathlib
 import queue
-import sqlite3
 import threading
 import time
 from typing import Any, Callable

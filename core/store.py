@@ -373,6 +373,10 @@ class ImmediateDatabase(sqlite_utils.Database):
         self.execute("BEGIN IMMEDIATE")
 
 
+# Store's default database: the one the folder names (its database_url, or its SQLite file)
+FOLDERS_DATABASE = object()
+
+
 class Store:
     """The instance folder ``home``: database, secret key and table helpers.
 
@@ -386,7 +390,9 @@ class Store:
     :raises MissingSecretKey: the database holds secrets and this node has no key
     """
 
-    def __init__(self, home: str | os.PathLike):
+    def __init__(self, home: str | os.PathLike, url: str | None | object = FOLDERS_DATABASE):
+        """``url``: the PostgreSQL database, or None for the folder's SQLite file; by default the
+        folder's own choice (:func:`database_url`)."""
         self.home = pathlib.Path(home).expanduser().absolute()
         self.db_path = self.home / DB_NAME
         self.key_path = self.home / KEY_NAME
@@ -396,7 +402,7 @@ class Store:
             self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"Cannot create the instance folder {self.home}: {exc}") from exc
-        self.url = database_url(self.home)
+        self.url = database_url(self.home) if url is FOLDERS_DATABASE else url
         self.backend = "postgresql" if self.url else "sqlite"
         if self.backend == "sqlite":
             try:

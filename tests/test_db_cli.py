@@ -447,6 +447,7 @@ def test_a_node_folder_holding_only_the_url_reads_the_shared_history(tmp_path, t
     the shared database instead of saying there is no instance."""
     from core import history
     from core.store import URL_FILE
+    from plugin.call import Call
 
     first, second = tmp_path / "node-1", tmp_path / "node-2"
     for folder in (first, second):
@@ -454,7 +455,7 @@ def test_a_node_folder_holding_only_the_url_reads_the_shared_history(tmp_path, t
         (folder / URL_FILE).write_text(target + "\n")
     store = Store(first)
     history.record_call(store, history.call_facts(
-        {"call_id": "seen-by-node-1", "remote_number": "0312345678", "direction": "inbound"}), {})
+        Call(call_id="seen-by-node-1", remote_number="0312345678").end()), {})
     store.dispose()
     result = run_cli(second, "history", "--json")
     assert result.exit_code == 0, result.output
