@@ -301,10 +301,12 @@ class PostgresDatabase:
 _OPEN: "weakref.WeakSet[PostgresDatabase]" = weakref.WeakSet()
 
 
-def close_all() -> None:
-    """Close every pool this process opened (a test's end, before its database is dropped)."""
+def close_all(url: str | None = None) -> None:
+    """Close every pool this process opened on ``url`` (on any database when None): a test's
+    end, before its database is dropped."""
     for database in list(_OPEN):
-        database.close()
+        if url is None or database.url == url:
+            database.close()
 
 
 def _params(params: Any) -> Any:

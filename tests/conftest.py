@@ -192,6 +192,38 @@ def postgres_server():
     return shared_server()
 
 
+class Databases:
+    """Points instance folders at fresh PostgreSQL databases of ``server`` (one shared by every
+    folder, or one per folder), and closes and drops them at the end."""
+
+    def __init__(self, server, shared: bool):
+        self.server = server
+        self.shared_url = server.create_database() if shared else None
+        self.pointed: list[tuple] = []
+
+    def point(self, folder) -> str:
+        """Write the folder's ``database_url`` (mode 0600); returns the URL."""
+        url = self.shared_url or self.server.create_database()
+        self.pointed.append((folder, url))
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(folder / "database_url", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(url + "\n")
+        return url
+
+    def drop(self) -> None:
+        """Close what uses the databases (shared stores, pools) and drop them."""
+        from core.postgres import close_all
+        from core.store import forget_store
+
+        for folder, _ in self.pointed:
+            forget_store(folder)
+        made = {url for _, url in self.pointed} | ({self.shared_url} - {None})
+        for url in made:
+            close_all(url)
+            self.server.drop_database(url)
+
+
 @pytest.fixture
 def database(backend, request):
     """``database(folder)`` points the instance folder at the test's database: nothing to do on
@@ -200,26 +232,9 @@ def database(backend, request):
     if backend == "sqlite":
         yield lambda folder: None
         return
-    server = request.getfixturevalue("postgres_server")
-    url = server.create_database()
-    folders = []
-
-    def point(folder):
-        folders.append(folder)
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(folder / "database_url", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(url + "\n")
-        return url
-
-    yield point
-    from core.postgres import close_all
-    from core.store import forget_store
-
-    for folder in folders:
-        forget_store(folder)
-    close_all()
-    server.drop_database(url)
+    databases = Databases(request.getfixturevalue("postgres_server"), shared=True)
+    yield databases.point
+    databases.drop()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -379,24 +394,6 @@ def module_database(backend, request):
     if backend == "sqlite":
         yield lambda folder: None
         return
-    server = request.getfixturevalue("postgres_server")
-    made = []
-
-    def point(folder):
-        url = server.create_database()
-        made.append((folder, url))
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(folder / "database_url", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(url + "\n")
-        return url
-
-    yield point
-    from core.postgres import close_all
-    from core.store import forget_store
-
-    for folder, _ in made:
-        forget_store(folder)
-    close_all()
-    for _, url in made:
-        server.drop_database(url)
+    databases = Databases(request.getfixturevalue("postgres_server"), shared=False)
+    yield databases.point
+    databases.drop()
