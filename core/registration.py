@@ -116,6 +116,12 @@ def _note_failure(store, numbers: list[str], exc: BaseException) -> None:
 # registering and unregistering one number
 # ---------------------------------------------------------------------------------------------
 
+def number_lock(e164: str) -> str:
+    """The name of the lock that keeps recording a call of ``e164`` and registering ``e164``
+    apart (:meth:`core.store.Store.hold_until_commit`)."""
+    return f"number {e164}"
+
+
 def register(store, e164: str, display: dict, resolver: Resolver | None = None) -> Contact:
     """Register the matched ``display`` as the contact of ``e164``, name every call of that
     number and take it out of the queue, in one transaction; returns the contact. With a
@@ -124,6 +130,7 @@ def register(store, e164: str, display: dict, resolver: Resolver | None = None) 
     contact = (resolver.contact_for(display) if resolver is not None else None) \
         or Contact.from_mapping(display)
     with store.transaction():
+        store.hold_until_commit(number_lock(e164))   # a call of it being recorded finishes first
         row = store.upsert_contact(e164, **dataclasses.asdict(contact))
         history.fill_names(store, e164, contact, row["fetched_at"])
         _dequeue(store, e164)
@@ -170,7 +177,12 @@ def record_ended_call(store, facts: history.CallFacts, shown: dict, number_displ
                               detail=facts.refused)
         return None, False
     e164 = (shown or {}).get("number")
-    with store.transaction():
+    # not the store-wide writer lock: every write here is an insert keyed on the call id or the
+    # number, so the calls of many nodes are recorded side by side; only a registration of the
+    # same number (which names its earlier calls) must wait or be waited for
+    with store.transaction(serialized=False):
+        if e164:
+            store.hold_until_commit(number_lock(e164))
         found = store.get_contact(e164) if e164 else None
         contact = Contact.from_mapping(found) if found else None
         row = history.record_call(store, facts, shown, number_display, contact,

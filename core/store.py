@@ -621,6 +621,14 @@ class Store:
         with self.db.atomic() as db:
             yield db
 
+    def hold_until_commit(self, name: str) -> None:
+        """Inside a transaction: wait for the lock ``name`` and hold it until the transaction
+        ends, on every node (a transaction-level advisory lock). For blocks that run without the
+        store-wide writer lock but must not interleave with the other writers of the same name.
+        SQLite's transactions have the whole database to themselves already: nothing to do."""
+        if self.backend == "postgresql":
+            self.db.execute("SELECT pg_advisory_xact_lock(?)", [_postgres().lock_key(name)])
+
     @contextlib.contextmanager
     def named_lock(self, name: str) -> Iterator[None]:
         """Hold the lock ``name`` for the block, waiting for it: across the nodes of a PostgreSQL

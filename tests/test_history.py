@@ -94,6 +94,33 @@ def test_names_come_from_the_registered_contact(store):
     assert [r["call_id"] for r in history.list_calls(store)] == ["c2", "c1", "c0"]
 
 
+def test_a_call_ended_while_its_number_is_being_registered_gets_the_names(store):
+    """Calls are recorded without the store-wide writer lock on PostgreSQL: a call of a number
+    whose registration is under way waits for it, then takes the names it stored."""
+    import threading
+
+    from core import history, registration
+    from core.settings import Settings
+    from core.store import now_iso
+
+    facts = history.call_facts(Call(call_id="during-registration", started_at=T0))
+    recorded = threading.Event()
+
+    def record():
+        registration.record_ended_call(store, facts, _display(status="unavailable"), None, Settings())
+        recorded.set()
+
+    with store.transaction():    # a registration of the number, as registration.register does it
+        store.hold_until_commit(registration.number_lock("+81312345678"))
+        store.upsert_contact("+81312345678", company="社", person="人", fetched_at=now_iso())
+        recorder = threading.Thread(target=record)
+        recorder.start()
+        assert not recorded.wait(0.5)          # the call waits for the registration to end
+    recorder.join(10)
+    row = history.get_call(store, "during-registration")
+    assert (row["company"], row["person"]) == ("社", "人")
+
+
 @pytest.mark.parametrize("search, expected", [
     ("人", ["c1", "c0"]), ("+8131234", ["c1", "c0"]), ("%", []), ("_", []), ("\\", []),
     ("' OR 1=1 --", []), ("", ["c1", "c0"]),
