@@ -27,9 +27,8 @@ import sqlite3
 from typing import Iterator
 
 from core.store import (DB_NAME, ENV_DATABASE_URL, MIGRATIONS, URL_FILE, InstanceNotFound,
-                        Store, StoreError, database_url)
+                        Store, StoreError, checked_database_url, database_url)
 
-MAX_URL_LENGTH = 2000
 CONNECT_TIMEOUT_SECONDS = 10
 # SQLite's own bookkeeping tables (ANALYZE, AUTOINCREMENT) are no data of the instance
 SQLITE_INTERNAL = "sqlite_"
@@ -55,17 +54,10 @@ def checked_url(url: str) -> str:
     url = (url or "").strip()
     if not url:
         raise CopyRefused("The target URL is empty: give --to postgresql://USER@HOST/DATABASE.")
-    if len(url) > MAX_URL_LENGTH:
-        raise CopyRefused(f"The target URL is longer than {MAX_URL_LENGTH} characters.")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in url):
-        raise CopyRefused("The target URL contains control characters.")
-    if url.partition("://")[0].lower() not in ("postgresql", "postgres"):
-        raise CopyRefused("The target is not a postgresql:// URL (only PostgreSQL is a target).")
     try:
-        _postgres().psycopg.conninfo.conninfo_to_dict(url)
-    except Exception:
-        raise CopyRefused("The target URL cannot be parsed as a PostgreSQL connection URL.") from None
-    return url
+        return checked_database_url(url, "given to --to")
+    except StoreError as exc:
+        raise CopyRefused(str(exc)) from None
 
 
 def same_database(url_a: str, url_b: str) -> bool:

@@ -67,6 +67,15 @@ def pyformat(sql: str) -> str:
     return _PLACEHOLDERS.sub(replace, sql)
 
 
+def understood(url: str) -> bool:
+    """Whether libpq can read ``url`` as connection parameters."""
+    try:
+        psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.Error:
+        return False
+    return True
+
+
 def url_without_password(url: str) -> str:
     """``url`` with its password (in the user part or the query) shown as ``***``."""
     info = psycopg.conninfo.conninfo_to_dict(url)

@@ -40,6 +40,7 @@ KEY_NAME = "secret.key"
 URL_FILE = "database_url"
 ENV_DATABASE_URL = "SFCTI_DATABASE_URL"
 ENV_SECRET_KEY = "SFCTI_SECRET_KEY"
+MAX_URL_LENGTH = 2000
 BUSY_TIMEOUT_MS = 30_000
 # what only the instance's owner may read: the database (call history, the admin's password
 # hash), SQLite's WAL and shm beside it, the key of the stored secrets and the database URL (it
@@ -127,11 +128,26 @@ def database_url(home: str | os.PathLike) -> str | None:
             return None
         except (OSError, UnicodeError) as exc:
             raise StoreError(f"Cannot read the database URL in {source}: {exc}") from exc
-    if not url:
-        return None
-    if url.partition("://")[0].lower() not in ("postgresql", "postgres") or "\n" in url:
-        raise StoreError(f"The database URL in {source} is not a postgresql:// URL; leave it "
-                         "out to keep SQLite in the instance folder.")
+    return checked_database_url(url, f"in {source}") if url else None
+
+
+def checked_database_url(url: str, source: str) -> str:
+    """``url`` when it can name a PostgreSQL database; ``source`` says where it came from in
+    the messages (the URL itself is never quoted: it may hold a password).
+
+    :raises StoreError: it is too long, holds control characters, is not a ``postgresql://``
+        URL, or libpq cannot read it
+    """
+    if len(url) > MAX_URL_LENGTH:
+        raise StoreError(f"The database URL {source} is longer than {MAX_URL_LENGTH} characters.")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        raise StoreError(f"The database URL {source} contains control characters.")
+    if url.partition("://")[0].lower() not in ("postgresql", "postgres"):
+        raise StoreError(f"The database URL {source} is not a postgresql:// URL; leave it out "
+                         "to keep SQLite in the instance folder.")
+    if not _postgres().understood(url):
+        raise StoreError(f"The database URL {source} cannot be parsed as a PostgreSQL "
+                         "connection URL.")
     return url
 
 

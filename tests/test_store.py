@@ -619,3 +619,114 @@ def test_a_database_dropped_under_a_running_store_fails_fast(tmp_path, postgres_
         store.dispose()
     with pytest.raises(StoreError, match="closed"):   # a disposed store opens no pool again
         store.get_contact("+81312345678")
+
+
+# -- which database: the folder's database_url, or SFCTI_DATABASE_URL ------------------------
+
+@pytest.mark.parametrize("content, says", [
+    ("mysql://u:hunter2@h/db", "is not a postgresql:// URL"),
+    ("sqlite:///tmp/x.db", "is not a postgresql:// URL"),
+    ("postgresql://u:hunter2@h/db\x01", "control characters"),
+    ("postgresql://u:hunter2@h/" + "d" * 3000, "longer than 2000 characters"),
+    ("postgresql://u:hunter2@h/db?no_such_option=1", "cannot be parsed"),
+    ("postgresql://u:hunter2@[bad/db", "cannot be parsed"),
+])
+def test_a_database_url_that_cannot_be_used_is_refused_clearly(tmp_path, content, says):
+    (tmp_path / "database_url").write_text(content + "\n", encoding="utf-8")
+    with pytest.raises(StoreError) as refused:
+        Store(tmp_path)
+    assert says in str(refused.value) and str(tmp_path / "database_url") in str(refused.value)
+    assert "hunter2" not in str(refused.value)
+    assert not (tmp_path / "sfcti.db").exists()      # not quietly SQLite instead
+
+
+@pytest.mark.parametrize("content", ["", "\n", "   \n"])
+def test_an_empty_database_url_file_means_sqlite(tmp_path, content):
+    (tmp_path / "database_url").write_text(content, encoding="utf-8")
+    assert Store(tmp_path).backend == "sqlite"
+
+
+def test_the_environment_names_the_database_before_the_folder(tmp_path, monkeypatch):
+    (tmp_path / "database_url").write_text("postgresql://u@h/db\n", encoding="utf-8")
+    monkeypatch.setenv("SFCTI_DATABASE_URL", "mysql://u@h/db")
+    with pytest.raises(StoreError, match="SFCTI_DATABASE_URL is not a postgresql:// URL"):
+        Store(tmp_path)
+
+
+# -- the secret key: not in the database; a node with another key or none writes nothing -----
+
+def _fingerprint(store) -> dict:
+    """Rows of every table, as the test reads them (what a refused node must not change)."""
+    return {table: sorted(map(repr, store.conn.execute(f"SELECT * FROM {table}").fetchall()))
+            for table in store.table_names()}
+
+
+@pytest.fixture
+def node_with_secrets(tmp_path, database):
+    """A first node's folder whose database holds a secret; returns (folder, its key)."""
+    from core.settings import save_settings
+
+    folder = tmp_path / "node-1"
+    database(folder)
+    store = Store(folder)
+    save_settings(store, {"username": "u@example.com", "password": "first node's secret"})
+    store.dispose()
+    return folder, (folder / "secret.key").read_bytes()
+
+
+def _second_node(tmp_path, node_with_secrets, key: bytes | None):
+    folder, _ = node_with_secrets
+    second = tmp_path / "node-2"
+    second.mkdir(mode=0o700)
+    if (folder / "database_url").exists():
+        (second / "database_url").write_bytes((folder / "database_url").read_bytes())
+    else:                                   # SQLite: the same file, as after a restore
+        os.link(folder / "sfcti.db", second / "sfcti.db")
+    if key is not None:
+        (second / "secret.key").write_bytes(key)
+    return second
+
+
+def test_a_node_with_the_same_key_reads_the_secrets(tmp_path, node_with_secrets):
+    from core.settings import load_settings
+
+    second = _second_node(tmp_path, node_with_secrets, node_with_secrets[1])
+    assert load_settings(Store(second)).password == "first node's secret"
+
+
+def test_a_node_with_another_key_is_refused_and_writes_nothing(tmp_path, node_with_secrets):
+    from cryptography.fernet import Fernet
+
+    before = _fingerprint(Store(node_with_secrets[0]))
+    second = _second_node(tmp_path, node_with_secrets, Fernet.generate_key())
+    with pytest.raises(store_module.WrongSecretKey) as refused:
+        Store(second)
+    assert "is not the key the secrets" in str(refused.value) and "writes nothing" in str(refused.value)
+    assert _fingerprint(Store(node_with_secrets[0])) == before
+
+
+def test_a_node_without_a_key_is_refused_and_makes_none(tmp_path, node_with_secrets):
+    before = _fingerprint(Store(node_with_secrets[0]))
+    second = _second_node(tmp_path, node_with_secrets, None)
+    with pytest.raises(store_module.MissingSecretKey, match="this node has no key"):
+        Store(second)
+    assert not (second / "secret.key").exists()
+    assert _fingerprint(Store(node_with_secrets[0])) == before
+
+
+def test_the_key_from_the_environment_is_used(tmp_path, node_with_secrets, monkeypatch):
+    from core.settings import load_settings
+
+    second = _second_node(tmp_path, node_with_secrets, None)
+    monkeypatch.setenv("SFCTI_SECRET_KEY", node_with_secrets[1].decode())
+    assert load_settings(Store(second)).password == "first node's secret"
+    assert not (second / "secret.key").exists()
+
+
+@pytest.mark.parametrize("key", ["not a key", "x" * 10_000, "\x01\x02", "鍵"])
+def test_a_key_in_the_environment_that_is_no_key_is_refused(tmp_path, node_with_secrets,
+                                                            monkeypatch, key):
+    second = _second_node(tmp_path, node_with_secrets, None)
+    monkeypatch.setenv("SFCTI_SECRET_KEY", key)
+    with pytest.raises(store_module.InvalidSecretKey):
+        Store(second)
