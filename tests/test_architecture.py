@@ -20,6 +20,7 @@ OWNERS = {
     "contacts": "core/store.py",
     "no_match": "core/store.py",
     "api_usage": "core/store.py",
+    "store_meta": "core/store.py",
     "error_log": "core/errors.py",
     "calls": "core/history.py",
     "registration_queue": "core/registration.py",
