@@ -163,7 +163,8 @@ def pytest_generate_tests(metafunc):
     module = metafunc.module.__name__.rpartition(".")[2]
     if ("backend" in metafunc.fixturenames and module.startswith(BOTH_BACKENDS)
             and not _parametrizes_backend(metafunc)):
-        metafunc.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
+        # per module: the instance folders a module shares (module_database) live once per backend
+        metafunc.parametrize("backend", ["sqlite", "postgresql"], indirect=True, scope="module")
 
 
 def _parametrizes_backend(metafunc) -> bool:
@@ -178,9 +179,10 @@ def _parametrizes_backend(metafunc) -> bool:
     return False
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def backend(request):
-    """The database the test's instance folders use: "sqlite" unless the module runs on both."""
+    """The database the test's instance folders use: "sqlite" unless the module runs on both
+    (its tests then run grouped by backend)."""
     return getattr(request, "param", "sqlite")
 
 
@@ -357,10 +359,12 @@ def page(browser, admin_server):
 
 
 @pytest.fixture(scope="module")
-def served_app(tmp_path_factory):
-    """An admin app on its own instance folder, one per test module (a server thread serves one
-    app for the whole module)."""
-    return make_app(tmp_path_factory.mktemp("served") / "instance")
+def served_app(tmp_path_factory, module_database):
+    """An admin app on its own instance folder (on the module's backend), one per test module (a
+    server thread serves one app for the whole module)."""
+    folder = tmp_path_factory.mktemp("served") / "instance"
+    module_database(folder)
+    return make_app(folder)
 
 
 @pytest.fixture(scope="module")
@@ -388,9 +392,7 @@ def served_store(served_app):
 @pytest.fixture(scope="module")
 def module_database(backend, request):
     """``database`` for an instance folder a whole module shares: ``module_database(folder)``
-    points it at a fresh PostgreSQL database kept for the module (nothing to do on SQLite).
-    The module overrides ``backend`` with a module-scoped fixture, so that its tests run grouped
-    by backend."""
+    points it at a fresh PostgreSQL database kept for the module (nothing to do on SQLite)."""
     if backend == "sqlite":
         yield lambda folder: None
         return

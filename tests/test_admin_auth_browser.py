@@ -8,24 +8,11 @@ import os
 
 import pytest
 
-from helpers import ADMIN_PASSWORD, ADMIN_USER, browser_login, make_app
+from helpers import ADMIN_PASSWORD, ADMIN_USER, browser_login
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/usr/bin/chromium"),
                                 reason="Debian's chromium is not installed (make test installs it)")
 
-
-@pytest.fixture(scope="module")
-def backend(request):
-    """The database of this module's shared instance folder: its tests run grouped by backend."""
-    return getattr(request, "param", "sqlite")
-
-
-@pytest.fixture(scope="module")
-def served_app(tmp_path_factory, module_database):
-    """The module's admin app (conftest's ``served_app``) on the module's backend."""
-    folder = tmp_path_factory.mktemp("served") / "instance"
-    module_database(folder)
-    return make_app(folder)
 
 NEW_PASSWORD = "ブラウザーで決めた new password"
 

@@ -63,12 +63,6 @@ def _wait_until_serving(process: subprocess.Popen, url: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def backend(request):
-    """The database of the module's instance folder: the tests run grouped by backend."""
-    return getattr(request, "param", "sqlite")
-
-
-@pytest.fixture(scope="module")
 def instance(tmp_path_factory, module_database):
     """The instance folder: the admin account and the burst accounts, admin.cfg."""
     from core.accounts import set_password

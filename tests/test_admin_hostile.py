@@ -131,13 +131,6 @@ from hostile_corpus import entry_ids  # noqa: E402
 RAW_MARKUP = ("<script>alert(1)</script>", "<img src=x onerror=alert(1)>")
 
 
-@pytest.fixture(scope="module")
-def backend(request):
-    """The database of the module's instance folders (the corpus clients' live for the module):
-    the tests run grouped by backend."""
-    return getattr(request, "param", "sqlite")
-
-
 def instance_folder(tmp_path_factory, module_database, name: str):
     """A new instance folder on the module's backend."""
     folder = tmp_path_factory.mktemp(name) / "instance"
